@@ -1,0 +1,55 @@
+# berth — two commands set up a fresh Debian machine: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq
+BENCH_PKGS := containerd
+CNI_CONF_DIR ?= /etc/cni/net.d
+TSC := node_modules/.bin/tsc
+PROTOC_GEN := node_modules/.bin/protoc-gen-ts_proto
+TS_PROTO_OPTS := outputServices=grpc-js,outputServices=generic-definitions,esModuleInterop=true,importSuffix=.js,forceLong=bigint,env=node,useOptionals=none
+
+# Installs only the Debian packages that are missing (apt-get update once, when needed).
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+endef
+
+.PHONY: deps deps-test deps-bench build gen run test bench critest soak fuzz clean cni-default
+
+deps:
+	$(call apt_ensure,$(RUN_PKGS))
+	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+deps-test: deps
+	$(call apt_ensure,$(TEST_PKGS))
+
+deps-bench: deps-test
+	$(call apt_ensure,$(BENCH_PKGS))
+
+src/gen/api.ts: proto/api.proto $(PROTOC_GEN)
+	@mkdir -p src/gen
+	protoc --plugin=$(PROTOC_GEN) --ts_proto_out=src/gen --ts_proto_opt=$(TS_PROTO_OPTS) -I proto proto/api.proto
+
+gen: src/gen/api.ts
+
+build: deps src/gen/api.ts
+	$(TSC) -p .
+
+# Installs the default bridge network (berth0, 10.88.0.0/16) when the CNI conf dir has none.
+cni-default:
+	@mkdir -p $(CNI_CONF_DIR)
+	@if ! ls $(CNI_CONF_DIR)/*.conf $(CNI_CONF_DIR)/*.conflist $(CNI_CONF_DIR)/*.json >/dev/null 2>&1; then \
+	  install -m 0644 docs/cni/10-berth.conflist $(CNI_CONF_DIR)/10-berth.conflist; \
+	  echo "installed $(CNI_CONF_DIR)/10-berth.conflist"; fi
+
+run: build cni-default
+	exec ./bin/berthd $(BERTHD_FLAGS)
+
+test: deps-test build
+	node --test --test-reporter=spec $$(find dist -name '*.test.js' | sort)
+
+clean:
+	rm -rf dist src/gen

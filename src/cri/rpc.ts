@@ -1,0 +1,48 @@
+// The one place a CRI call becomes a gRPC answer: logs the call (debug: method, duration,
+// code; failures at warn with the cause chain) and maps thrown errors to a status.
+import { status, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import { BerthError, causeChain, codeOf, Unimplemented } from "../errors.js";
+import type { Logger } from "../log.js";
+
+export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    fn(call.request, call).then(
+      (res) => {
+        log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const code = codeOf(err);
+        const message = err instanceof BerthError ? err.message : causeChain(err);
+        const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
+        log[level]({ method, ms: elapsedMs(started), code: status[code], err: causeChain(err) }, "rpc failed");
+        callback({ code, details: message, message } as never, null);
+      },
+    );
+  };
+}
+
+export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>): handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    fn(call.request, call).then(
+      () => call.end(),
+      (err: unknown) => {
+        const code = codeOf(err);
+        log.warn({ method, code: status[code], err: causeChain(err) }, "stream failed");
+        call.destroy(Object.assign(new Error(causeChain(err)), { code, details: causeChain(err) }));
+      },
+    );
+  };
+}
+
+function elapsedMs(started: bigint): number {
+  return Number((process.hrtime.bigint() - started) / 1000n) / 1000;
+}
+
+/** A handler for an RPC whose issue has not landed: UNIMPLEMENTED naming the RPC. */
+export function unimplemented(log: Logger, service: string, method: string): handleUnaryCall<unknown, unknown> {
+  return unary(log, method, async () => {
+    throw new Unimplemented(`${service}.${method} is not implemented by berth yet`);
+  });
+}

@@ -1,0 +1,59 @@
+// Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the node runtime is and whether it is ready.
+import { CgroupDriver, type RuntimeServiceServer } from "../gen/api.js";
+import { InvalidArgument } from "../errors.js";
+import type { Logger } from "../log.js";
+import { unary } from "./rpc.js";
+
+export interface Condition {
+  ready: boolean;
+  reason: string;
+  message: string;
+}
+
+/** What the CRI front needs to know about the node runtime. */
+export interface NodeInfo {
+  readonly runtimeVersion: string;
+  readonly cgroupDriver: "cgroupfs" | "systemd";
+  readonly handlers: string[];
+  runtimeCondition(): Promise<Condition>;
+  networkCondition(): Promise<Condition>;
+  /** The effective configuration, for Status verbose. */
+  effectiveConfig(): unknown;
+  setPodCidr(cidr: string): void;
+}
+
+export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeServiceServer, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
+  return {
+    version: unary(log, "Version", async () => ({
+      version: "0.1.0",
+      runtimeName: "berth",
+      runtimeVersion: info.runtimeVersion,
+      runtimeApiVersion: "v1",
+    })),
+
+    status: unary(log, "Status", async (req) => {
+      const [rt, net] = await Promise.all([info.runtimeCondition(), info.networkCondition()]);
+      const condition = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason, message: c.message });
+      const verboseInfo: Record<string, string> = req.verbose ? { config: JSON.stringify(info.effectiveConfig()) } : {};
+      return {
+        status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
+        info: verboseInfo,
+        runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
+        features: { supplementalGroupsPolicy: false },
+      };
+    }),
+
+    runtimeConfig: unary(log, "RuntimeConfig", async () => ({
+      linux: { cgroupDriver: info.cgroupDriver === "systemd" ? CgroupDriver.SYSTEMD : CgroupDriver.CGROUPFS },
+    })),
+
+    updateRuntimeConfig: unary(log, "UpdateRuntimeConfig", async (req) => {
+      const cidr = req.runtimeConfig?.networkConfig?.podCidr ?? "";
+      if (cidr !== "" && !/^[0-9a-fA-F.:]+\/\d{1,3}(,[0-9a-fA-F.:]+\/\d{1,3})*$/.test(cidr)) {
+        throw new InvalidArgument(`runtime_config.network_config.pod_cidr "${cidr}" is not a CIDR (example: 10.88.0.0/16)`);
+      }
+      if (cidr !== "") info.setPodCidr(cidr);
+      return {};
+    }),
+  };
+}

@@ -1,0 +1,100 @@
+// berthd: wires the layers once and serves the CRI on a unix socket.
+import { ServerCredentials, type Server } from "@grpc/grpc-js";
+import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
+import path from "node:path";
+import type { Config } from "./config.js";
+import { isErrno } from "./errors.js";
+import type { Logger } from "./log.js";
+import { runtimeInfoHandlers } from "./cri/runtime-info.js";
+import { createGrpcServer } from "./cri/server.js";
+import { NodeStatus } from "./runtime/node-status.js";
+
+export interface Daemon {
+  readonly socket: string;
+  /** Stops accepting calls, lets in-flight ones finish, releases the socket. Containers keep running. */
+  shutdown(): Promise<void>;
+}
+
+/** Takes `<socket>.lock` for this process, or explains which live berthd holds it. */
+async function acquireLock(lockPath: string, socket: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(lockPath, "wx", 0o600);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return;
+    } catch (err) {
+      if (!isErrno(err, "EEXIST")) throw err;
+    }
+    const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid))) {
+      throw new Error(`another berthd (pid ${pid}) is serving ${socket} (lock file ${lockPath})`);
+    }
+    await unlink(lockPath).catch(() => undefined);
+  }
+  throw new Error(`cannot take lock file ${lockPath}`);
+}
+
+async function isBerthd(pid: number): Promise<boolean> {
+  try {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    return cmdline.includes("berthd");
+  } catch {
+    return false;
+  }
+}
+
+export async function startDaemon(config: Config, log: Logger, version: string): Promise<Daemon> {
+  const socket = config.socket;
+  await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
+  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  await mkdir(config.state, { recursive: true, mode: 0o711 });
+  const lockPath = `${socket}.lock`;
+  await acquireLock(lockPath, socket);
+
+  const cleanups: Array<() => Promise<void>> = [];
+  let server: Server | undefined;
+  try {
+    await unlink(socket).catch((err) => {
+      if (!isErrno(err, "ENOENT")) throw err;
+    });
+
+    const node = new NodeStatus(config, version);
+    server = createGrpcServer(
+      { ...runtimeInfoHandlers(node, log) },
+      {},
+      log,
+    );
+    await new Promise<void>((resolve, reject) => {
+      server!.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    });
+    await chmod(socket, 0o660);
+  } catch (err) {
+    server?.forceShutdown();
+    await unlink(lockPath).catch(() => undefined);
+    throw err;
+  }
+  log.info({ socket, root: config.root, state: config.state, version }, "berthd serving");
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      log.info("berthd shutting down: finishing in-flight calls");
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          log.warn("in-flight calls did not finish in 10s; closing them");
+          server!.forceShutdown();
+          resolve();
+        }, 10_000);
+        server!.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      for (const c of cleanups.reverse()) await c().catch((err) => log.error({ err: String(err) }, "cleanup failed"));
+      await unlink(socket).catch(() => undefined);
+      await unlink(lockPath).catch(() => undefined);
+      log.info("berthd stopped");
+    })());
+  return { socket, shutdown };
+}

@@ -1,0 +1,73 @@
+// The small set of failures berth reports, each bound to one gRPC status code.
+// Layers below src/cri throw these (or plain Errors, which become Internal);
+// src/cri/rpc.ts turns them into the status a kubelet user reads.
+import { status } from "@grpc/grpc-js";
+
+export class BerthError extends Error {
+  readonly code: status;
+  constructor(code: status, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class InvalidArgument extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.INVALID_ARGUMENT, message, options); }
+}
+export class NotFound extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.NOT_FOUND, message, options); }
+}
+export class AlreadyExists extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.ALREADY_EXISTS, message, options); }
+}
+export class FailedPrecondition extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.FAILED_PRECONDITION, message, options); }
+}
+export class DeadlineExceeded extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.DEADLINE_EXCEEDED, message, options); }
+}
+export class Unimplemented extends BerthError {
+  constructor(message: string) { super(status.UNIMPLEMENTED, message); }
+}
+export class Unauthenticated extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.UNAUTHENTICATED, message, options); }
+}
+export class ResourceExhausted extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.RESOURCE_EXHAUSTED, message, options); }
+}
+export class Internal extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.INTERNAL, message, options); }
+}
+
+/** The message of err and of every cause below it, joined: "step: cause: cause". */
+export function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = err;
+  for (let depth = 0; cur !== undefined && cur !== null && depth < 10; depth++) {
+    const msg = cur instanceof Error ? cur.message : String(cur);
+    if (!parts.some((p) => p.includes(msg))) parts.push(msg);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join(": ");
+}
+
+/** Wraps err with the step that failed, keeping the gRPC code of a BerthError below. */
+export function wrap(step: string, err: unknown): BerthError {
+  const code = codeOf(err);
+  return new BerthError(code, `${step}: ${causeChain(err)}`, { cause: err });
+}
+
+export function codeOf(err: unknown): status {
+  let cur: unknown = err;
+  for (let depth = 0; cur instanceof Error && depth < 10; depth++) {
+    if (cur instanceof BerthError) return cur.code;
+    cur = cur.cause;
+  }
+  return status.INTERNAL;
+}
+
+/** True when err (or a cause) is a Node system error with this errno code. */
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;
+}

@@ -1,0 +1,181 @@
+// The daemon, its config and the RuntimeService info RPCs, against a real berthd.
+import { status } from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { connectCri } from "../src/cri/client.js";
+import { CgroupDriver } from "../src/gen/api.js";
+import { REPO, runBerthd, startBerthd, type Berthd } from "./harness/berthd.js";
+
+const PKG = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as { version: string };
+
+describe("berthd serving the CRI", () => {
+  let d: Berthd;
+  before(async () => {
+    d = await startBerthd({ config: `cgroup_driver = "systemd"\n` });
+  });
+  after(async () => {
+    await d.cleanup();
+  });
+
+  test("Version names berth, its package version and API v1", async () => {
+    const v = await d.cri.runtime.version({ version: "v1" });
+    assert.equal(v.runtimeName, "berth");
+    assert.equal(v.runtimeVersion, PKG.version);
+    assert.equal(v.runtimeApiVersion, "v1");
+  });
+
+  test("socket is mode 0660", async () => {
+    assert.equal((await stat(d.socket)).mode & 0o777, 0o660);
+  });
+
+  test("Status: RuntimeReady from runc, NetworkReady false with an empty CNI dir, true once a config appears", async () => {
+    let s = await d.cri.runtime.status({});
+    const cond = (t: string) => s.status!.conditions.find((c) => c.type === t)!;
+    assert.equal(cond("RuntimeReady").status, true);
+    assert.equal(cond("NetworkReady").status, false);
+    assert.match(cond("NetworkReady").message, /no CNI network config/);
+    assert.deepEqual(s.info, {});
+    await writeFile(path.join(d.dir, "cni", "10-test.conflist"), JSON.stringify({
+      cniVersion: "1.0.0", name: "t", plugins: [{ type: "bridge" }, { type: "no-such-plugin-xyz" }],
+    }));
+    await new Promise((r) => setTimeout(r, 2100));
+    s = await d.cri.runtime.status({});
+    assert.equal(cond("NetworkReady").status, false);
+    assert.match(cond("NetworkReady").message, /no-such-plugin-xyz/);
+    await writeFile(path.join(d.dir, "cni", "10-test.conflist"), JSON.stringify({
+      cniVersion: "1.0.0", name: "t", plugins: [{ type: "bridge" }, { type: "loopback" }],
+    }));
+    await new Promise((r) => setTimeout(r, 2100));
+    s = await d.cri.runtime.status({ verbose: true });
+    assert.equal(cond("NetworkReady").status, true);
+    const cfg = JSON.parse(s.info.config!);
+    assert.equal(cfg.socket, d.socket);
+    assert.equal(cfg.cgroup_driver, "systemd");
+    assert.ok(s.runtimeHandlers.some((h) => h.name === "runc"));
+  });
+
+  test("RuntimeConfig reports the configured cgroup driver", async () => {
+    const r = await d.cri.runtime.runtimeConfig({});
+    assert.equal(r.linux!.cgroupDriver, CgroupDriver.SYSTEMD);
+  });
+
+  test("UpdateRuntimeConfig records the pod CIDR and rejects garbage", async () => {
+    await d.cri.runtime.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: "10.88.0.0/16" } } });
+    const s = await d.cri.runtime.status({ verbose: true });
+    assert.equal(JSON.parse(s.info.config!).pod_cidr, "10.88.0.0/16");
+    await assert.rejects(
+      d.cri.runtime.updateRuntimeConfig({ runtimeConfig: { networkConfig: { podCidr: "not a cidr" } } }),
+      (err: { code: number; details: string }) => err.code === status.INVALID_ARGUMENT && /pod_cidr/.test(err.details),
+    );
+  });
+
+  test("a second berthd on the same socket is refused", async () => {
+    const r = await runBerthd(["--config", d.configFile]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /another berthd \(pid \d+\) is serving/);
+    // and the first one still answers
+    assert.equal((await d.cri.runtime.version({})).runtimeName, "berth");
+  });
+});
+
+describe("RPCs not implemented yet answer UNIMPLEMENTED naming the RPC", () => {
+  let d: Berthd;
+  before(async () => {
+    d = await startBerthd();
+  });
+  after(async () => {
+    await d.cleanup();
+  });
+  test("CheckpointContainer", async () => {
+    await assert.rejects(d.cri.runtime.checkpointContainer({ containerId: "x" }), (err: { code: number; details: string }) =>
+      err.code === status.UNIMPLEMENTED && /CheckpointContainer/.test(err.details));
+  });
+});
+
+describe("daemon lifecycle", () => {
+  test("a stale socket and lock file are replaced; SIGTERM exits 0 and removes the socket", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-test-"));
+    try {
+      const socket = path.join(dir, "berth.sock");
+      await writeFile(socket, "stale");
+      await writeFile(`${socket}.lock`, "999999\n");
+      const d = await startBerthd({ dir });
+      try {
+        assert.ok((await stat(socket)).isSocket());
+        const c = connectCri(socket);
+        assert.equal((await c.runtime.version({})).runtimeName, "berth");
+        c.close();
+        assert.equal(await d.stop("SIGTERM"), 0);
+        await assert.rejects(stat(socket), /ENOENT/);
+        await assert.rejects(stat(`${socket}.lock`), /ENOENT/);
+      } finally {
+        await d.cleanup();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("config", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "berth-cfg-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("--help and --version", async () => {
+    const h = await runBerthd(["--help"]);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /--cni-conf-dir/);
+    const v = await runBerthd(["--version"]);
+    assert.equal(v.stdout.trim(), `berthd ${PKG.version}`);
+  });
+
+  test("unknown key is a startup error naming the key and file", async () => {
+    const f = path.join(dir, "unknown.toml");
+    await writeFile(f, `[image]\npause_imag = "x"\n`);
+    const r = await runBerthd(["config", "--config", f]);
+    assert.equal(r.code, 2);
+    assert.ok(r.stderr.includes(f), r.stderr);
+    assert.match(r.stderr, /unknown key "image\.pause_imag"/);
+  });
+
+  test("wrong type is a startup error naming the key", async () => {
+    const f = path.join(dir, "type.toml");
+    await writeFile(f, `[stream]\nport = "80"\n`);
+    const r = await runBerthd(["config", "--config", f]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /key "stream\.port" must be a number/);
+    await writeFile(f, `cgroup_driver = "cgroupv3"\n`);
+    const r2 = await runBerthd(["config", "--config", f]);
+    assert.match(r2.stderr, /cgroup_driver.*one of cgroupfs, systemd/);
+  });
+
+  test("drop-ins apply in name order and flags override files", async () => {
+    const sub = path.join(dir, "layered");
+    await mkdir(path.join(sub, "berth.d"), { recursive: true });
+    const f = path.join(sub, "berth.toml");
+    await writeFile(f, `log_level = "warn"\n[image]\npause_image = "a/pause:1"\n`);
+    await writeFile(path.join(sub, "berth.d", "20-b.toml"), `[image]\npause_image = "b/pause:2"\n[image.mirrors]\n"docker.io" = ["http://127.0.0.1:5000"]\n`);
+    await writeFile(path.join(sub, "berth.d", "10-a.toml"), `[image]\npause_image = "c/pause:3"\n`);
+    await writeFile(path.join(sub, "berth.d", "ignored.txt"), `garbage = true\n`);
+    const r = await runBerthd(["config", "--config", f, "--root", "/srv/berth", "--log-level", "debug"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^root = "\/srv\/berth"$/m);
+    assert.match(r.stdout, /^log_level = "debug"$/m);
+    assert.match(r.stdout, /pause_image = "b\/pause:2"/);
+    assert.match(r.stdout, /"docker.io" = \[ "http:\/\/127.0.0.1:5000" \]/);
+  });
+
+  test("a missing --config file is an error", async () => {
+    const r = await runBerthd(["config", "--config", path.join(dir, "nope.toml")]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no such config file/);
+  });
+});
