@@ -1,0 +1,70 @@
+// The contract between the image layer and its users (the CRI image RPCs, containers, pods).
+
+/** The parts of an OCI image config (`config` object) berth acts on. */
+export interface ImageRunConfig {
+  User?: string;
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+  WorkingDir?: string;
+  StopSignal?: string;
+  ExposedPorts?: Record<string, unknown>;
+  Volumes?: Record<string, unknown>;
+  Labels?: Record<string, string>;
+}
+
+/** An OCI image configuration document (application/vnd.oci.image.config.v1+json). */
+export interface ImageConfigDocument {
+  architecture?: string;
+  os?: string;
+  variant?: string;
+  config?: ImageRunConfig;
+  rootfs?: { type: string; diff_ids: string[] };
+  history?: unknown[];
+  created?: string;
+}
+
+export interface Image {
+  /** "sha256:" + the config blob's digest: the image ID kubelet sees as image_ref. */
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+  /** Bytes of the compressed layers plus config (what `crictl images` shows). */
+  size: number;
+  config: ImageConfigDocument;
+  /** Chain IDs of the layers, bottom first: the snapshots a container's rootfs stacks. */
+  chainIds: string[];
+  pinned: boolean;
+}
+
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  /** base64 "user:password" */
+  auth?: string;
+  identityToken?: string;
+  registryToken?: string;
+  serverAddress?: string;
+}
+
+export interface ImageStore {
+  /** Finds an image by any reference kubelet uses: name[:tag], name@digest, full or unique short ID. */
+  resolve(ref: string): Promise<Image | undefined>;
+  pull(ref: string, auth?: RegistryAuth): Promise<Image>;
+  list(filterRef?: string): Promise<Image[]>;
+  /** Removes the reference (tag, digest or whole image by ID); idempotent. */
+  remove(ref: string): Promise<void>;
+  fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }>;
+}
+
+/** Writable root filesystems for containers, stacked on an image's layers with overlayfs. */
+export interface Snapshots {
+  /** Mounts an overlay of the image's layers plus a fresh upper dir for `key` at a path it returns. Idempotent. */
+  prepare(key: string, imageId: string): Promise<{ rootfs: string }>;
+  /** Unmounts and deletes the snapshot `key`; idempotent. */
+  remove(key: string): Promise<void>;
+  /** Bytes and inodes used by the writable layer of `key`. */
+  usage(key: string): Promise<{ bytes: number; inodes: number }>;
+  /** Remounts snapshots whose mount is gone (after a host reboot), on daemon start. */
+  restore?(key: string, imageId: string): Promise<{ rootfs: string }>;
+}
