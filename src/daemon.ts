@@ -1,11 +1,13 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
 import type { Config } from "./config.js";
 import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
+import { acceptConnection } from "./cri/h2-authority.js";
 import { createGrpcServer } from "./cri/server.js";
 import { NodeStatus } from "./runtime/node-status.js";
 
@@ -54,6 +56,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
 
   const cleanups: Array<() => Promise<void>> = [];
   let server: Server | undefined;
+  let listener: NetServer | undefined;
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
@@ -65,11 +68,16 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       {},
       log,
     );
+    // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
+    const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    listener = createServer((conn) => injector.injectConnection(acceptConnection(conn)));
     await new Promise<void>((resolve, reject) => {
-      server!.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      listener!.once("error", reject);
+      listener!.listen(socket, () => resolve());
     });
     await chmod(socket, 0o660);
   } catch (err) {
+    listener?.close();
     server?.forceShutdown();
     await unlink(lockPath).catch(() => undefined);
     throw err;
@@ -80,6 +88,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   const shutdown = () =>
     (stopping ??= (async () => {
       log.info("berthd shutting down: finishing in-flight calls");
+      listener!.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");
