@@ -58,5 +58,9 @@ test: deps-test build
 	k=$$(grep -E '^# skipped ' dist/test-results.tap | awk '{print $$3}'); \
 	echo "tests: $${p:-0} passed, $${f:-0} failed, $${k:-0} skipped"; exit $$rc
 
+# Random and malformed requests against a real berthd (bounded: FUZZ_CASES, reproducible: FUZZ_SEED).
+fuzz: deps-test build
+	node dist/test/fuzz/fuzz.js
+
 clean:
 	rm -rf dist src/gen
