@@ -21,7 +21,9 @@ endef
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
-	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+	@# A symlinked node_modules (a git worktree sharing another checkout's) is left alone.
+	@if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then \
+	  npm ci --no-audit --no-fund; fi
 
 deps-test: deps
 	$(call apt_ensure,$(TEST_PKGS))
