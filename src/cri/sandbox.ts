@@ -28,7 +28,7 @@ function toStatus(rec: SandboxRecord): PodSandboxStatus {
     linux: { namespaces: { options: rec.namespaceOptions } },
     labels: rec.config.labels,
     annotations: rec.config.annotations,
-    runtimeHandler: rec.runtimeHandler,
+    runtimeHandler: rec.requestedHandler ?? rec.runtimeHandler,
   };
 }
 
@@ -61,7 +61,7 @@ function toListItem(rec: SandboxRecord): PodSandbox {
     createdAt: rec.createdAt,
     labels: rec.config.labels,
     annotations: rec.config.annotations,
-    runtimeHandler: rec.runtimeHandler,
+    runtimeHandler: rec.requestedHandler ?? rec.runtimeHandler,
   };
 }
 

@@ -30,7 +30,10 @@ export interface SandboxRecord {
   /** Nanoseconds since the epoch. */
   createdAt: bigint;
   state: SandboxState;
+  /** The configured handler the pod runs with (the default when the request named none). */
   runtimeHandler: string;
+  /** The handler as the request named it ("" for the default), reported back like containerd does. */
+  requestedHandler: string;
   config: PodSandboxConfig;
   namespaceOptions: NamespaceOption;
   hostname: string;
@@ -219,6 +222,7 @@ export class SandboxManager implements SandboxLookup {
       createdAt: BigInt(Date.now()) * 1_000_000n,
       state: "notready",
       runtimeHandler: handler,
+      requestedHandler: runtimeHandler,
       config,
       namespaceOptions: ns,
       hostname,
