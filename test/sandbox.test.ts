@@ -273,6 +273,18 @@ exit 0
   test("20 pods created and removed leave no netns pin, mount, bridge port, iptables rule or file", async () => {
     const ids: string[] = [];
     const latencies: number[] = [];
+    const sequential: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const id = await run(`seq-${i}`);
+      sequential.push(performance.now() - t0);
+      const t1 = performance.now();
+      await removePod(id);
+      sequential.push(-(performance.now() - t1));
+    }
+    const runs = sequential.filter((x) => x > 0).sort((a, b) => a - b);
+    const removes = sequential.filter((x) => x < 0).map((x) => -x).sort((a, b) => a - b);
+    process.stderr.write(`# one at a time: RunPodSandbox median ${runs[2]!.toFixed(0)} ms, Stop+Remove median ${removes[2]!.toFixed(0)} ms\n`);
     for (let batch = 0; batch < 4; batch++) {
       ids.push(...(await Promise.all(Array.from({ length: 5 }, async (_v, i) => {
         const t0 = performance.now();

@@ -5,7 +5,6 @@
 import { execa } from "execa";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { isErrno } from "../errors.js";
 
 export type PinnedKind = "net" | "ipc" | "uts";
 
@@ -101,11 +100,7 @@ export async function mountShm(target: string, sizeBytes: number): Promise<void>
 
 /** Removes a file or dir that may not exist. */
 export async function removePath(p: string): Promise<void> {
-  try {
-    await rm(p, { recursive: true, force: true });
-  } catch (err) {
-    if (!isErrno(err, "ENOENT")) throw err;
-  }
+  await rm(p, { recursive: true, force: true });
 }
 
 /**

@@ -53,6 +53,8 @@ export interface SandboxRecord {
   network?: { name: string; result: unknown; ips: string[] };
   /** True once nothing is (or may be) attached to the pod network: host network, or after CNI DEL. */
   networkDetached: boolean;
+  /** The pod has (or was getting) an infra container: stop and remove it, even after a failed start. */
+  needsInfra: boolean;
   infra?: { containerId: string; pid: number };
 }
 
@@ -236,6 +238,7 @@ export class SandboxManager implements SandboxLookup {
       sysctls: Object.fromEntries(sysctls.map((s) => [s.key, s.value])),
       privileged: linux?.securityContext?.privileged ?? false,
       networkDetached: hostNetwork,
+      needsInfra: needInfra,
     };
 
     return this.locks.run(id, async () => {
@@ -316,7 +319,7 @@ export class SandboxManager implements SandboxLookup {
 
   /** Releases what a stopped pod no longer needs: the network, the /dev/shm tmpfs and the namespace pins. Idempotent. */
   private async release(rec: SandboxRecord): Promise<void> {
-    if (rec.infra && this.infra) await this.infra.stop(rec.id).catch((err) => { throw wrap("stop infra container", err); });
+    if (rec.needsInfra && this.infra) await this.infra.stop(rec.id).catch((err) => { throw wrap("stop infra container", err); });
     if (!rec.networkDetached) {
       const att = this.attachment(rec);
       if (!(await isPinned(att.netns))) {
@@ -336,7 +339,7 @@ export class SandboxManager implements SandboxLookup {
 
   /** Drops the pod's files, record and name. */
   private async forget(rec: SandboxRecord): Promise<void> {
-    if (rec.infra && this.infra) await this.infra.remove(rec.id).catch((err) => { throw wrap("remove infra container", err); });
+    if (rec.needsInfra && this.infra) await this.infra.remove(rec.id).catch((err) => { throw wrap("remove infra container", err); });
     // The shm mount point is inside podDir: never recurse into a still-mounted tmpfs.
     if (rec.shmPath !== "/dev/shm") await unmount(rec.shmPath);
     await removePath(rec.podDir);
