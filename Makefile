@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils
 TEST_PKGS := docker-registry busybox-static skopeo umoci jq
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d

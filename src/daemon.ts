@@ -7,6 +7,8 @@ import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
 import { createGrpcServer } from "./cri/server.js";
+import { imageHandlers } from "./cri/image.js";
+import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
 
 export interface Daemon {
@@ -60,9 +62,12 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     });
 
     const node = new NodeStatus(config, version);
+    // images.snapshots is the Snapshots back-end containers use for their rootfs.
+    const images = new LocalImageStore(config, log, `berth/${version}`);
+    await images.init();
     server = createGrpcServer(
       { ...runtimeInfoHandlers(node, log) },
-      {},
+      { ...imageHandlers(images, log) },
       log,
     );
     await new Promise<void>((resolve, reject) => {
