@@ -249,7 +249,7 @@ export class LayerStore {
       await rm(tmp, { recursive: true, force: true });
       if (err instanceof UnsafeEntry) throw new InvalidArgument(`layer ${source.digest} is unsafe: ${err.message}; nothing was stored`, { cause: err });
       if (err instanceof DigestMismatch) throw err;
-      throw wrap(`layer ${source.digest}`, err);
+      throw wrap(`layer ${source.digest} (corrupt, or not the content its digest names; nothing was stored)`, err);
     }
   }
 }

@@ -229,13 +229,16 @@ export class LocalImageStore implements ImageStore {
     this.layers.hold(holder, chain);
     let reused = 0;
     try {
-      await Promise.all(manifest.layers.map(async (layer, i) => {
+      // allSettled: every layer has finished (or failed) before the pull's hold is released.
+      const results = await Promise.allSettled(manifest.layers.map(async (layer, i) => {
         if (this.layers.get(chain[i]!)) {
           reused++;
           return;
         }
         await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest) }, retries);
       }));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
       for (const [digest, bytes, what] of blobs) await this.content.put(digest, bytes, what);
       const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       await this.commit(id, config, {
