@@ -134,7 +134,7 @@ describe("user and groups", () => {
       const { spec } = buildSpec(input(cfg, {}, { Cmd: ["sh"], User: imageUser }));
       assert.equal(spec.process.user.uid, want.uid);
       assert.equal(spec.process.user.gid, want.gid);
-      assert.deepEqual(spec.process.user.additionalGids ?? [], want.extra ?? []);
+      assert.deepEqual(spec.process.user.additionalGids, [want.gid, ...(want.extra ?? [])]);
     });
   }
   test("unknown names are errors naming the user", () => {

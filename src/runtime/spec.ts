@@ -346,7 +346,7 @@ export function buildSpec(input: SpecInput): SpecResult {
 
   const process: OciProcess = {
     terminal: config.tty,
-    user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}) },
+    user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     args: containerArgs(config, input.image),
     env: containerEnv(input.image, config, { hostname: sandbox.hostname, home: user.home }),
     cwd: config.workingDir || input.image.WorkingDir || "/",

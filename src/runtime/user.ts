@@ -28,7 +28,7 @@ export interface UserDb {
 export interface ResolvedUser {
   uid: number;
   gid: number;
-  /** Supplemental groups: the request's, then the image's groups listing the user (no duplicates, no primary gid). */
+  /** Groups: the primary gid, the request's supplemental groups, then the image's groups listing the user (no duplicates). */
   additionalGids: number[];
   /** The passwd name when the image knows the uid ("" otherwise). */
   username: string;
@@ -125,9 +125,10 @@ export function resolveUser(req: UserRequest, db: UserDb): ResolvedUser {
   gid ??= entry?.gid ?? 0;
   if (req.runAsGroup !== undefined) gid = idFromBigint(req.runAsGroup, "run_as_group");
 
-  const additional: number[] = [];
+  // The primary gid leads the list (as containerd does), so `id` shows it among the groups.
+  const additional: number[] = [gid];
   const add = (g: number) => {
-    if (g !== gid && !additional.includes(g)) additional.push(g);
+    if (!additional.includes(g)) additional.push(g);
   };
   for (const g of req.supplementalGroups ?? []) add(idFromBigint(g, "supplemental group"));
   const username = entry?.name ?? "";
