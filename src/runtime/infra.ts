@@ -3,7 +3,7 @@
 // PID 1 the pod's containers see when the pod shares one PID namespace.
 import { ContainerConfig, NamespaceMode } from "../gen/api.js";
 import type { ImageStore } from "../image/types.js";
-import { wrap } from "../errors.js";
+import { causeChain, FailedPrecondition } from "../errors.js";
 import type { ContainerManager } from "./container.js";
 import type { InfraContainers, SandboxRef } from "./types.js";
 
@@ -20,7 +20,8 @@ export class PauseContainers implements InfraContainers {
     if (existing) await this.containers.removeInfra(sandbox.id);
     if (!(await this.images.resolve(this.pauseImage))) {
       await this.images.pull(this.pauseImage).catch((err) => {
-        throw wrap(`pull pause image ${this.pauseImage}`, err);
+        // Without its pause image no shared-PID pod can start: a precondition of the node.
+        throw new FailedPrecondition(`the infra container needs image.pause_image "${this.pauseImage}", which is not present and cannot be pulled: ${causeChain(err)}`, { cause: err });
       });
     }
     const config = ContainerConfig.fromPartial({
