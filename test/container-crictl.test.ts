@@ -56,7 +56,7 @@ describe("crictl drives containers", { skip: CRICTL ? false : "set CRICTL to a c
     await writeFile(podFile, JSON.stringify({
       metadata: { name: "crictl-ctr-pod", namespace: "default", uid: "crictl-ctr-uid", attempt: 0 },
       log_directory: path.join(dir, "logs"),
-      linux: { security_context: { namespace_options: { pid: 1 } } },
+      linux: { cgroup_parent: "/berth-test-ctr", security_context: { namespace_options: { pid: 1 } } },
     }));
     await writeFile(ctrFile, JSON.stringify({
       metadata: { name: "busy" },

@@ -106,7 +106,7 @@ export async function makePod(dir: string, id: string, over: Partial<SandboxRef>
     hostsPath: path.join(pd, "hosts"),
     hostnamePath: path.join(pd, "hostname"),
     shmPath: path.join(pd, "shm"),
-    cgroupParent: `/berth-test-ctr/${id}`,
+    cgroupParent: `/berth-test-ctr/mgr-${id}`,
     logDirectory: path.join(pd, "logs"),
     runtimeHandler: "runc",
     labels: {},
@@ -118,7 +118,7 @@ export async function makePod(dir: string, id: string, over: Partial<SandboxRef>
   const cleanup = async () => {
     for (const f of Object.values(ns)) await execa("umount", [f], { reject: false });
     for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd", "unified"]) {
-      await execa("rmdir", [`/sys/fs/cgroup/${c}/berth-test-ctr/${id}`], { reject: false });
+      await execa("rmdir", [`/sys/fs/cgroup/${c}/berth-test-ctr/mgr-${id}`], { reject: false });
     }
   };
   return { pod, cleanup };

@@ -11,10 +11,11 @@ import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, leakDiff, type HostSnapshot } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { GROUP, PASSWD } from "./container-fixtures.js";
-import { deleteBridge, podConfig, writeBridgeConflist } from "./sandbox-net.js";
+import { deleteBridge, podConfig, sh, writeBridgeConflist } from "./sandbox-net.js";
 
 const BRIDGE = "bctr0";
 const SUBNET = "10.90.0.0/16";
+const CGROUP_PARENT = "/berth-test-ctr";
 const CRI_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) (stdout|stderr) (F|P) (.*)$/;
 const APPLETS = ["sh", "ls", "cat", "echo", "sleep", "id", "top", "true", "env", "touch", "mkdir", "dd", "ps", "readlink", "yes", "head",
   "printf", "wget", "httpd", "hostname", "grep", "seq", "sha256sum", "rm", "cp", "tail"];
@@ -62,10 +63,11 @@ describe("containers through berthd's CRI socket", () => {
     }
     await reg?.stop();
     await deleteBridge(BRIDGE);
+    for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd"]) await sh("rmdir", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`]);
   });
 
   const newPod = async (name: string, extra: Record<string, unknown> = {}) => {
-    const cfg = podConfig(name, extra);
+    const cfg = podConfig(name, { ...extra, linux: { cgroupParent: CGROUP_PARENT, ...(extra.linux as object | undefined) } });
     const podSandboxId = (await d.cri.runtime.runPodSandbox({ config: cfg })).podSandboxId;
     return { podSandboxId, cfg };
   };
@@ -290,17 +292,22 @@ describe("containers through berthd's CRI socket", () => {
   });
 
   test("nothing is left behind once every pod is removed", async () => {
+    for (const c of (await d.cri.runtime.listContainers({})).containers) await d.cri.runtime.stopContainer({ containerId: c.id, timeout: 0n });
     const pods = await d.cri.runtime.listPodSandbox({});
     for (const p of pods.items) {
       await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id });
       await d.cri.runtime.removePodSandbox({ podSandboxId: p.id });
     }
     assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
-    const mine = (s: HostSnapshot): HostSnapshot => ({ ...s, conmons: s.conmons.filter((c) => c.includes(d.dir)), mounts: s.mounts.filter((m) => m.includes(d.dir)) });
+    // Other suites run beside this one: only what names this berthd's dirs counts.
+    const mine = (s: HostSnapshot): HostSnapshot => ({ netns: [], links: [], conmons: s.conmons.filter((c) => c.includes(d.dir)), mounts: s.mounts.filter((m) => m.includes(d.dir)) });
     await waitFor("no leftovers", async () => leakDiff(mine(leaksBefore), mine(await hostLeaks())).length === 0, 5000).catch(async () => {
       assert.deepEqual(leakDiff(mine(leaksBefore), mine(await hostLeaks())), []);
     });
-    const cg = await readFile("/proc/self/mountinfo", "utf8");
-    assert.ok(cg.length > 0);
+    for (const c of ["memory", "cpu", "pids"]) {
+      // container-manager.test.ts uses mgr-* parents beside this suite.
+      const left = await sh("find", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`, "-mindepth", "1", "-type", "d", "-not", "-path", "*/mgr-*"]);
+      assert.equal(left.stdout.trim(), "", `cgroups left under ${c}${CGROUP_PARENT}`);
+    }
   });
 });

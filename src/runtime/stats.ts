@@ -67,6 +67,8 @@ export class StatsCollector {
 
   private cpu(key: string, s: CgroupStats): CpuUsage {
     const prev = this.lastCpu.get(key);
+    // Samples of removed containers are dropped wholesale now and then rather than tracked.
+    if (this.lastCpu.size > 4096) this.lastCpu.clear();
     this.lastCpu.set(key, { at: s.timestamp, usage: s.cpuUsageNs });
     let nanoCores: bigint | undefined;
     if (prev && s.timestamp > prev.at && s.cpuUsageNs >= prev.usage) {
@@ -138,17 +140,26 @@ export class StatsCollector {
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
     const members = this.containers.containersOf(sandbox.id);
     const containers = await Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r)));
-    const podCg = await this.cgroups.stats(sandbox.cgroupParent).catch(() => undefined);
+    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
+    const infra = this.containers.infraOf(sandbox.id);
+    const cgs = (await Promise.all([...members, ...(infra ? [infra] : [])].filter((r) => r.phase === "running").map((r) => this.cgroups.stats(r.cgroupsPath).catch(() => undefined))))
+      .filter((x): x is CgroupStats => x !== undefined);
     const now = BigInt(Date.now()) * 1_000_000n;
-    const sum = (f: (c: ContainerStats) => bigint | undefined) => containers.reduce((acc, c) => acc + (f(c) ?? 0n), 0n);
-    // The pod's own cgroup counts everything in it; without one, the containers' sum.
-    const cpu: CpuUsage = podCg
-      ? this.cpu(`pod:${sandbox.cgroupParent}`, podCg)
-      : { timestamp: now, usageCoreNanoSeconds: u64(sum((c) => c.cpu?.usageCoreNanoSeconds?.value)), usageNanoCores: u64(sum((c) => c.cpu?.usageNanoCores?.value)), psi: undefined };
-    const memory: MemoryUsage = podCg
-      ? this.memory(podCg)
-      : { timestamp: now, workingSetBytes: u64(sum((c) => c.memory?.workingSetBytes?.value)), availableBytes: undefined, usageBytes: u64(sum((c) => c.memory?.usageBytes?.value)), rssBytes: u64(sum((c) => c.memory?.rssBytes?.value)), pageFaults: u64(sum((c) => c.memory?.pageFaults?.value)), majorPageFaults: u64(sum((c) => c.memory?.majorPageFaults?.value)), psi: undefined };
-    const processCount = podCg ? podCg.pids : containers.length;
+    const total = (f: (c: CgroupStats) => bigint) => cgs.reduce((acc, c) => acc + f(c), 0n);
+    const summed: CgroupStats = {
+      timestamp: now,
+      cpuUsageNs: total((c) => c.cpuUsageNs),
+      memoryUsageBytes: total((c) => c.memoryUsageBytes),
+      workingSetBytes: total((c) => c.workingSetBytes),
+      rssBytes: total((c) => c.rssBytes),
+      pageFaults: total((c) => c.pageFaults),
+      majorPageFaults: total((c) => c.majorPageFaults),
+      oomKills: cgs.reduce((acc, c) => acc + c.oomKills, 0),
+      pids: cgs.reduce((acc, c) => acc + c.pids, 0),
+    };
+    const cpu = this.cpu(`pod:${sandbox.id}`, summed);
+    const memory = this.memory(summed);
+    const processCount = summed.pids;
     return {
       attributes: { id: sandbox.id, metadata: sandbox.metadata, labels: sandbox.labels, annotations: sandbox.annotations },
       linux: {
