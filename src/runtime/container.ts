@@ -171,6 +171,9 @@ export class ContainerManager implements PodContainers {
     if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);
     const m = sandbox.metadata;
     const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
+    if (config.logPath && (path.isAbsolute(config.logPath) || config.logPath.split("/").includes(".."))) {
+      throw new InvalidArgument(`log_path "${config.logPath}" must be relative to the pod's log_directory, without ".."`);
+    }
     const taken = this.names.get(name);
     if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
     const id = randomBytes(32).toString("hex");
@@ -259,6 +262,7 @@ export class ContainerManager implements PodContainers {
       undo.push(() => this.store.delete(id));
 
       const pidFile = path.join(bundle, "pidfile");
+      undo.push(() => rt.delete(id, true));
       const started2 = await startConmon({
         conmon: this.conmonPath,
         runtimePath: rt.binary,
@@ -280,7 +284,6 @@ export class ContainerManager implements PodContainers {
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
-      undo.push(() => rt.delete(id, true));
       record.pid = started2.containerPid;
       record.conmonPid = started2.conmonPid;
       await this.save(record);
