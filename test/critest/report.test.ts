@@ -33,6 +33,19 @@ test("parseGinkgoJson: counts It specs by state; filtered-out specs are not coun
   assert.equal(s.specs.find((x) => x.name.endsWith("panics"))!.message, "boom\nnil pointer");
 });
 
+test("firstLine: the gRPC status under gomega's Unexpected error, else the first line", () => {
+  const cases: Array<[string, string]> = [
+    ["Unexpected error:\n    <*status.Error | 0xc0006c6e70>: \n    rpc error: code = Unimplemented desc = not yet\n    {", "rpc error: code = Unimplemented desc = not yet"],
+    ["Unexpected error:\n    <*errors.errorString | 0xc>: \n    timed out\n", "timed out"],
+    ["failed to pull image: rpc error: code = NotFound desc = gone\nUnexpected error:", "failed to pull image: rpc error: code = NotFound desc = gone"],
+    ["Expected\n    <string>: a\nto equal\n    <string>: b", "Expected"],
+    ["failed to create container\nUnexpected error:\n <*status.Error>:\n rpc error: code = Internal desc = runc", "failed to create container rpc error: code = Internal desc = runc"],
+    ["", ""],
+  ];
+  for (const [message, want] of cases) assert.equal(firstLine(message), want);
+  assert.equal(firstLine("x".repeat(500)).length, 400);
+});
+
 test("parseGinkgoJson: an empty report is zero of everything", () => {
   assert.equal(summaryLine(parseGinkgoJson("[]")), "0 passed, 0 failed, 0 skipped");
 });

@@ -81,7 +81,15 @@ export function isExpectedFailure(name: string): boolean {
   return EXPECTED_FAILURES.some((e) => e.spec === name);
 }
 
-/** The first line of a failure message that says something (gomega puts the matcher text after a blank line). */
+/**
+ * The part of a failure message that says what went wrong: its first line, plus the gRPC status line when gomega
+ * buried it under "Unexpected error:" and the Go type of the error. Capped at 400 characters.
+ */
 export function firstLine(message: string): string {
-  return message.split("\n").map((l) => l.trim()).find(Boolean) ?? "";
+  const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
+  const rpc = lines.find((l) => /rpc error: code = /.test(l));
+  let text = lines[0] ?? "";
+  if (/^Unexpected error:?$/.test(text)) text = rpc ?? lines.find((l, i) => i > 0 && !/^<[^>]*>:?$/.test(l)) ?? text;
+  else if (rpc && !text.includes(rpc)) text = `${text} ${rpc}`;
+  return text.length > 400 ? `${text.slice(0, 397)}...` : text;
 }
