@@ -61,14 +61,41 @@ export function parseMountPoints(mountinfo: string): string[] {
   return mountinfo.split("\n").filter(Boolean).map((line) => line.split(" ")[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
 }
 
-/** iptables-save lines (nat and filter) that mention any of `needles`. */
-export async function iptablesRulesMentioning(needles: string[]): Promise<string[]> {
-  const out: string[] = [];
+// Chains the CNI plugins share between networks: never flushed here, only our rules in them are deleted.
+const SHARED_CHAINS = new Set(["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-FORWARD", "CNI-ADMIN"]);
+
+/**
+ * From one table's iptables-save output, the rules of the CNI network `name` (the bridge and portmap plugins name
+ * it in each rule's comment) and an iptables-restore --noflush script that removes them: our rules in shared chains
+ * are deleted one by one; the per-container chains they jump to or live in (CNI-xxx, CNI-DN-xxx) are flushed and
+ * deleted, with every jump to them.
+ */
+export function planIptablesCleanup(save: string, name: string): { rules: string[]; script: string[] } {
+  const tag = `\\"${name}\\"`; // as iptables-save prints the comment: name: \"<name>\"
+  const ruleLines = save.split("\n").filter((l) => l.startsWith("-A "));
+  const chainOf = (l: string) => l.split(" ")[1]!;
+  const jumpOf = (l: string) => l.match(/ -j (\S+)/)?.[1] ?? "";
+  const own = (c: string) => c.startsWith("CNI-") && !SHARED_CHAINS.has(c);
+  const tagged = ruleLines.filter((l) => l.includes(tag));
+  const drop = new Set([...tagged.map(chainOf), ...tagged.map(jumpOf)].filter(own));
+  const rules = ruleLines.filter((l) => l.includes(tag) || drop.has(chainOf(l)));
+  const deletes = ruleLines.filter((l) => !drop.has(chainOf(l)) && (l.includes(tag) || drop.has(jumpOf(l)))).map((l) => `-D ${l.slice(3)}`);
+  const script = [...deletes, ...[...drop].flatMap((c) => [`-F ${c}`, `-X ${c}`])];
+  return { rules, script };
+}
+
+/** Removes the iptables rules of CNI network `name` from the nat and filter tables; returns them as found. */
+export async function removeIptablesRules(name: string): Promise<string[]> {
+  const found: string[] = [];
   for (const table of ["nat", "filter"]) {
-    const res = await execa("iptables-save", ["-t", table], { reject: false });
-    for (const line of res.stdout.split("\n")) if (needles.some((n) => line.includes(n))) out.push(`${table}: ${line}`);
+    const save = await execa("iptables-save", ["-t", table], { reject: false });
+    const plan = planIptablesCleanup(save.stdout, name);
+    if (!plan.script.length) continue;
+    found.push(...plan.rules.map((r) => `${table}: ${r}`));
+    const res = await execa("iptables-restore", ["--noflush"], { input: [`*${table}`, ...plan.script, "COMMIT", ""].join("\n"), reject: false });
+    if (res.exitCode !== 0) found.push(`${table}: iptables-restore could not remove them: ${res.stderr.trim()}`);
   }
-  return out;
+  return found;
 }
 
 /** Interfaces enslaved to `bridge` (the host ends of pod veths). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parse } from "smol-toml";
-import { parseMountPoints } from "./host.js";
+import { parseMountPoints, planIptablesCleanup } from "./host.js";
 import { CATALOG, MIRRORED_REGISTRIES, mirrorPath } from "./images.js";
 import { imageConfig, imageManifest, manifestList, MEDIA, sha256, type Layer } from "./oci.js";
 import { parseLdd } from "./rootfs.js";
@@ -83,4 +83,30 @@ test("runtime configs: berth mirrors every registry to the harness registry; con
   const hosts = parse(containerdHostsToml("127.0.0.1:5555")) as Record<string, any>;
   assert.equal(hosts.server, "http://127.0.0.1:5555");
   assert.deepEqual(hosts.host["http://127.0.0.1:5555"].capabilities, ["pull", "resolve"]);
+});
+
+test("planIptablesCleanup: our rules and per-pod chains go, shared chains and other networks stay", () => {
+  const save = [
+    "*nat",
+    ":POSTROUTING ACCEPT [0:0]",
+    ":CNI-HOSTPORT-DNAT - [0:0]",
+    ":CNI-aaa - [0:0]",
+    ":CNI-DN-bbb - [0:0]",
+    '-A POSTROUTING -s 10.93.0.5/32 -m comment --comment "name: \\"berth-critest\\" id: \\"c1\\"" -j CNI-aaa',
+    '-A POSTROUTING -s 10.93.128.7/32 -m comment --comment "name: \\"berth-critest-containerd\\" id: \\"c2\\"" -j CNI-zzz',
+    "-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ",
+    '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"berth-critest\\" id: \\"c1\\"" -m multiport --dports 12000 -j CNI-DN-bbb',
+    '-A CNI-aaa -d 10.93.0.0/16 -m comment --comment "name: \\"berth-critest\\" id: \\"c1\\"" -j ACCEPT',
+    "-A CNI-DN-bbb -s 10.93.0.0/16 -p tcp -m tcp --dport 12000 -j CNI-HOSTPORT-SETMARK",
+    "-A CNI-DN-bbb -p tcp -m tcp --dport 12000 -j DNAT --to-destination 10.93.0.5:80",
+    "COMMIT",
+  ].join("\n");
+  const plan = planIptablesCleanup(save, "berth-critest");
+  assert.deepEqual(plan.script, [
+    '-D POSTROUTING -s 10.93.0.5/32 -m comment --comment "name: \\"berth-critest\\" id: \\"c1\\"" -j CNI-aaa',
+    '-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"berth-critest\\" id: \\"c1\\"" -m multiport --dports 12000 -j CNI-DN-bbb',
+    "-F CNI-aaa", "-X CNI-aaa", "-F CNI-DN-bbb", "-X CNI-DN-bbb",
+  ]);
+  assert.equal(plan.rules.length, 5);
+  assert.deepEqual(planIptablesCleanup(save, "other").script, []);
 });

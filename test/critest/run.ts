@@ -9,12 +9,13 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { execa } from "execa";
 import {
-  bridgePorts, deleteLink, iptablesRulesMentioning, linkExists, mountsUnder, portFree, processesMentioning, sweepCgroupParent,
+  bridgePorts, deleteLink, linkExists, removeIptablesRules, mountsUnder, portFree, processesMentioning, sweepCgroupParent,
 } from "./host.js";
 import { buildAndPush } from "./images.js";
 import { startRegistry, type Registry } from "./registry.js";
 import { firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
 import { startRuntime, type RuntimeName, type RuntimeUnderTest } from "./runtimes.js";
+import { connectCri } from "../../src/cri/client.js";
 
 const CRITEST_PORTS = [12000, 12001, 12002, 12003];
 const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime berth|containerd ...] [--focus RE ...] [--skip RE ...]
@@ -22,7 +23,9 @@ const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime be
   --critest PATH   the critest binary (cri-tools v1.26.1 or v1.29.0, built from source: see test/critest/README.md)
   --runtime NAME   berth (default) or containerd (the baseline); repeat to run both against one registry
   --focus/--skip   passed to critest as --ginkgo.focus/--ginkgo.skip
-  --benchmark      run critest -benchmark instead of the validation specs
+  --benchmark      run critest -benchmark instead of the validation specs (every benchmark: 20 pods, 20 containers,
+                   10 image pulls one at a time, unless --benchmark-params names a params YAML); their data lands in --out
+  --benchmark-params FILE  critest's -benchmarking-params-file
   --out DIR        keep critest's output, its JSON report and the runtime's log there
   --keep           keep the run's temp dir (registry, runtime dirs) for debugging
   --verbose        show critest's output as it runs`;
@@ -38,13 +41,28 @@ interface RunResult {
   critestExit: number | null;
 }
 
-async function runCritest(critest: string, rt: RuntimeUnderTest, opts: { focus: string[]; skip: string[]; benchmark: boolean; verbose: boolean }): Promise<{ exit: number | null; report: string; log: string }> {
+/** Counts for every critest benchmark; critest skips those whose count is unset. */
+const BENCHMARK_PARAMS = [
+  "containersNumber: 20", "containersNumberParallel: 2", "containerBenchmarkTimeoutSeconds: 300",
+  "podsNumber: 20", "podsNumberParallel: 2", "podBenchmarkTimeoutSeconds: 300",
+  "imagesNumber: 10", "imagesNumberParallel: 1", "imageBenchmarkTimeoutSeconds: 300",
+  "podContainerStartBenchmarkTimeoutSeconds: 300", "",
+].join("\n");
+
+interface CritestOptions { focus: string[]; skip: string[]; benchmark: boolean; benchmarkParams?: string; verbose: boolean }
+
+async function runCritest(critest: string, rt: RuntimeUnderTest, opts: CritestOptions): Promise<{ exit: number | null; report: string; log: string }> {
   const report = path.join(rt.dir, "critest-report.json");
   const log = path.join(rt.dir, "critest.log");
   const args = ["--runtime-endpoint", rt.endpoint, "--ginkgo.json-report", report, "--ginkgo.no-color"];
   for (const f of opts.focus) args.push("--ginkgo.focus", f);
   for (const s of opts.skip) args.push("--ginkgo.skip", s);
-  if (opts.benchmark) args.push("--benchmark");
+  if (opts.benchmark) {
+    let params = opts.benchmarkParams;
+    if (!params) await writeFile((params = path.join(rt.dir, "benchmark-params.yaml")), BENCHMARK_PARAMS);
+    await mkdir(path.join(rt.dir, "benchmarks"), { recursive: true });
+    args.push("--benchmark", "--benchmarking-params-file", params, "--benchmarking-output-dir", path.join(rt.dir, "benchmarks"));
+  }
   say(`${critest} ${args.join(" ")}`);
   const out = await open(log, "w");
   const child = spawn(critest, args, { stdio: ["ignore", "pipe", "pipe"], cwd: rt.dir });
@@ -59,6 +77,36 @@ async function runCritest(critest: string, rt: RuntimeUnderTest, opts: { focus: 
   process.off("SIGTERM", stopOnSignal);
   await out.close();
   return { exit, report, log };
+}
+
+/**
+ * Pods and containers critest did not remove (its benchmarks keep some), removed through the CRI so the runtime
+ * tears them down itself before the host is checked. Lines for the report; an RPC error is one too.
+ */
+async function removeWhatCritestLeft(rt: RuntimeUnderTest): Promise<string[]> {
+  const cri = connectCri(rt.endpoint);
+  const notes: string[] = [];
+  const step = async (what: string, fn: () => Promise<unknown>) => {
+    try { await fn(); } catch (err) { notes.push(`${what} failed: ${err instanceof Error ? err.message : String(err)}`); }
+  };
+  try {
+    await step("ListContainers", async () => {
+      for (const c of (await cri.runtime.listContainers({}, { timeoutMs: 30_000 })).containers) {
+        notes.push(`critest left container ${c.id.slice(0, 12)} (${c.metadata?.name ?? "?"}); removed through the CRI`);
+        await step(`RemoveContainer ${c.id.slice(0, 12)}`, () => cri.runtime.removeContainer({ containerId: c.id }, { timeoutMs: 60_000 }));
+      }
+    });
+    await step("ListPodSandbox", async () => {
+      for (const p of (await cri.runtime.listPodSandbox({}, { timeoutMs: 30_000 })).items) {
+        notes.push(`critest left pod ${p.id.slice(0, 12)} (${p.metadata?.name ?? "?"}); removed through the CRI`);
+        await step(`StopPodSandbox ${p.id.slice(0, 12)}`, () => cri.runtime.stopPodSandbox({ podSandboxId: p.id }, { timeoutMs: 60_000 }));
+        await step(`RemovePodSandbox ${p.id.slice(0, 12)}`, () => cri.runtime.removePodSandbox({ podSandboxId: p.id }, { timeoutMs: 60_000 }));
+      }
+    });
+  } finally {
+    cri.close();
+  }
+  return notes;
 }
 
 /** Everything a run may leave on the host, reported (as a runtime bug) and then removed. */
@@ -76,10 +124,7 @@ async function sweep(rt: RuntimeUnderTest, runDir: string): Promise<string[]> {
     found.push(`veth ${port} still on ${rt.network.bridge}`);
     await deleteLink(port);
   }
-  const subnetPrefix = rt.network.subnet.split(".").slice(0, 2).join(".") + ".";
-  for (const rule of await iptablesRulesMentioning([`"${rt.network.name}"`, ` ${rt.network.name} `, `-d ${subnetPrefix}`, `-s ${subnetPrefix}`, `--to-destination ${subnetPrefix}`])) {
-    found.push(`iptables ${rule}`);
-  }
+  for (const rule of await removeIptablesRules(rt.network.name)) found.push(`iptables ${rule}`);
   const ipam = path.join(rt.network.dataDir, rt.network.name);
   for (const f of await readdir(ipam).catch(() => [] as string[])) {
     if (/^\d+\.\d+\.\d+\.\d+$/.test(f)) found.push(`host-local still holds ${f} (CNI DEL never ran for it)`);
@@ -97,6 +142,7 @@ async function main(): Promise<number> {
       focus: { type: "string", multiple: true },
       skip: { type: "string", multiple: true },
       benchmark: { type: "boolean" },
+      "benchmark-params": { type: "string" },
       out: { type: "string" },
       keep: { type: "boolean" },
       verbose: { type: "boolean" },
@@ -137,11 +183,17 @@ async function main(): Promise<number> {
       const rt = await startRuntime(name, dir, registry.address);
       say(`${name} serving on ${rt.endpoint} (log ${rt.logFile})`);
       let res;
+      let critestLeft: string[] = [];
       try {
-        res = await runCritest(critest, rt, { focus: values.focus ?? [], skip: values.skip ?? [], benchmark: !!values.benchmark, verbose: !!values.verbose });
+        res = await runCritest(critest, rt, {
+          focus: values.focus ?? [], skip: values.skip ?? [], benchmark: !!values.benchmark,
+          benchmarkParams: values["benchmark-params"] && path.resolve(values["benchmark-params"]), verbose: !!values.verbose,
+        });
+        critestLeft = await removeWhatCritestLeft(rt);
       } finally {
         await rt.stop();
       }
+      for (const n of critestLeft) say(n);
       const leftovers = await sweep(rt, dir);
       const reportText = await readFile(res.report, "utf8").catch(() => "");
       if (!reportText) say(`critest wrote no report (exit ${res.exit}); its output: ${res.log}`);
@@ -151,6 +203,7 @@ async function main(): Promise<number> {
         const out = path.resolve(values.out, name);
         await mkdir(out, { recursive: true });
         for (const f of [res.log, res.report, rt.logFile]) await copyFile(f, path.join(out, path.basename(f))).catch(() => {});
+        if (values.benchmark) await execa("cp", ["-r", path.join(dir, "benchmarks"), out], { reject: false });
         await writeFile(path.join(out, "summary.txt"), render(name, version, summary, leftovers));
       }
       process.stdout.write(render(name, version, summary, leftovers));
