@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler
 TEST_PKGS := docker-registry busybox-static skopeo umoci jq
-BENCH_PKGS := containerd
+BENCH_PKGS := containerd gcc libc6-dev
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
 PROTOC_GEN := node_modules/.bin/protoc-gen-ts_proto
@@ -50,6 +50,10 @@ run: build cni-default
 
 test: deps-test build
 	node --test --test-reporter=spec $$(find dist -name '*.test.js' | sort)
+
+# berth vs containerd 1.6 side by side (bench/REPORT.md); needs root; never part of `make test` or CI.
+bench: deps-bench build
+	node dist/bench/main.js $(BENCH_FLAGS)
 
 clean:
 	rm -rf dist src/gen

@@ -1,0 +1,182 @@
+// `make bench`: berth against containerd 1.6, side by side in one run, written to bench/REPORT.md.
+// Everything started here is stopped and cleaned on the way out, on an error and on Ctrl-C.
+import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { execa } from "execa";
+import { removeEverything, sweepHost } from "./cleanup.js";
+import { BENCH_SRC, buildBenchImages, type BenchImages } from "./images.js";
+import { newGroup, newRow, type Group } from "./measure.js";
+import { startRegistry, type Registry } from "./registry.js";
+import { renderReport, type Environment } from "./report.js";
+import { startBerth, startContainerd, type RuntimeUnderTest } from "./runtimes.js";
+import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, type Ctx, type Plan } from "./workloads.js";
+
+const REPO = path.resolve(BENCH_SRC, "..");
+const TMP_PREFIX = "berth-bench-";
+const WORKLOADS = ["pull", "pods", "containers", "concurrent", "scale"] as const;
+
+const started = Date.now();
+const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
+
+function usage(): string {
+  return `usage: node dist/bench/main.js [--quick] [--only ${WORKLOADS.join(",")}] [--out FILE] [--serve]
+  --quick   fewer iterations (a smoke run; figures are not for the report)
+  --serve   start the registry and both runtimes, print their sockets, wait for Ctrl-C (for crictl)
+  --only    run only these workloads
+  --out     report path (default bench/REPORT.md)\n`;
+}
+
+async function firstLine(cmd: string, args: string[]): Promise<string> {
+  const r = await execa(cmd, args, { reject: false });
+  return r.failed ? "unknown" : r.stdout.split("\n")[0]!.trim();
+}
+
+async function environment(durationS: number, plan: string): Promise<Environment> {
+  const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as { version: string };
+  const commit = await firstLine("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]);
+  return {
+    date: new Date().toISOString(),
+    nproc: os.cpus().length,
+    memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: os.release(),
+    cpu: os.cpus()[0]?.model.trim() ?? "unknown",
+    versions: {
+      berth: `${pkg.version} (${commit})`,
+      node: process.version,
+      runc: (await firstLine("runc", ["--version"])).replace(/^runc version /, ""),
+      conmon: (await firstLine("conmon", ["--version"])).replace(/^conmon version /, ""),
+      containerd: (await firstLine("containerd", ["--version"])).replace(/^containerd \S+ /, ""),
+    },
+    durationS,
+    plan,
+  };
+}
+
+function describePlan(p: Plan, quick: boolean): string {
+  return `${quick ? "QUICK smoke run (reduced iterations). " : ""}pulls: median of ${p.pullIterations}; pod and container lifecycle: median of ${p.lifecycleIterations}` +
+    ` (${p.warmup} warm-up); concurrent start: median of ${p.concurrentIterations}; lists/stats: median of ${p.listIterations}; memory: one settled reading.` +
+    ` Counts are those the issues ask for; with both runtimes they fit the 10-minute budget of \`make bench\` on this 2-core machine` +
+    ` (the run time is above), so none was scaled down.`;
+}
+
+/** Leftovers of an earlier run that was killed before it could clean up. */
+async function sweepStaleRuns(): Promise<void> {
+  const names = (await readdir(os.tmpdir())).filter((n) => n.startsWith(TMP_PREFIX));
+  for (const n of names) {
+    const dir = path.join(os.tmpdir(), n);
+    log(`cleaning up after an earlier run: ${dir}`);
+    await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")], log);
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { quick: { type: "boolean" }, serve: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const only = new Set(values.only ? values.only.split(",") : WORKLOADS);
+  for (const w of only) if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload "${w}"\n${usage()}`);
+  const plan: Plan = values.quick
+    ? { ...DEFAULT_PLAN, pullIterations: 2, lifecycleIterations: 3, listIterations: 3, concurrentIterations: 1, warmup: 1, memoryPods: 2, memoryContainersPerPod: 2, listPods: 3, listContainersPerPod: 2 }
+    : DEFAULT_PLAN;
+  const out = values.out ?? path.join(BENCH_SRC, "REPORT.md");
+
+  await sweepStaleRuns();
+  const dir = await mkdtemp(path.join(os.tmpdir(), TMP_PREFIX));
+  let registry: Registry | undefined;
+  const rts: RuntimeUnderTest[] = [];
+  let interrupted = false;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      log("cleaning up");
+      for (const rt of rts) await removeEverything(rt.cri, rt.name, log);
+      for (const rt of rts) await rt.stop().catch((e) => log(`${rt.name}: stop: ${String(e)}`));
+      await registry?.stop().catch((e) => log(`registry: stop: ${String(e)}`));
+      await sweepHost(dir, rts.map((rt) => rt.runcRoot).concat(path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")), log);
+      log("clean");
+    })());
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping and cleaning up`);
+    cleanup().then(() => process.exit(130), (err) => {
+      log(`cleanup failed: ${String(err)}`);
+      process.exit(1);
+    });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const groups: Group[] = [];
+  let berthStartError: string | undefined;
+  try {
+    log(`work dir ${dir}`);
+    registry = await startRegistry(path.join(dir, "registry"));
+    log(`registry on ${registry.host}; building and pushing images`);
+    const images: BenchImages = await buildBenchImages(registry.host, path.join(dir, "images"));
+    log(`images: ${Object.values(images).join(", ")}`);
+    const opts = { dir, registryHost: registry.host, pauseImage: images.pause };
+    rts.push(await startContainerd(opts));
+    try {
+      rts.unshift(await startBerth(opts, path.join(REPO, "bin/berthd")));
+    } catch (err) {
+      berthStartError = `failed: berthd did not start: ${String(err).split("\n")[0]}`;
+      log(berthStartError);
+    }
+    log(`runtimes up: ${rts.map((r) => `${r.name} (pid ${r.pid})`).join(", ")}`);
+    if (values.serve) {
+      for (const rt of rts) process.stdout.write(`${rt.name}: unix://${rt.socket}  (runc root ${rt.runcRoot}, log ${rt.logFile})\n`);
+      process.stdout.write(`images: ${Object.values(images).join(" ")}\nCtrl-C stops and cleans up.\n`);
+      await new Promise(() => undefined); // until the signal handler cleans up and exits
+    }
+    const ctx: Ctx = { rts, images, plan, aborted: () => interrupted, log };
+
+    const guard = async (name: string, fn: () => Promise<Group | Group[]>) => {
+      if (!only.has(name as (typeof WORKLOADS)[number]) || interrupted) return;
+      log(`workload: ${name}`);
+      try {
+        const g = await fn();
+        groups.push(...(Array.isArray(g) ? g : [g]));
+      } catch (err) {
+        if (interrupted) return;
+        log(`workload ${name} aborted: ${String(err)}`);
+        const failed = newGroup(name, "aborted", [newRow(name, name)]);
+        failed.rows[0]!.missing = { berth: `failed: ${String(err)}`, containerd: `failed: ${String(err)}` };
+        groups.push(failed);
+      }
+    };
+    await guard("pull", () => pullWorkload(ctx));
+    // The lifecycle workloads need the busybox image in both runtimes.
+    for (const rt of rts) await pullImage(rt.cri, images.busybox).catch((err) => log(`${rt.name}: pulling busybox: ${String(err)}`));
+    await guard("pods", () => podWorkload(ctx));
+    await guard("containers", () => containerWorkload(ctx));
+    await guard("concurrent", () => concurrentWorkload(ctx));
+    await guard("scale", () => scaleWorkload(ctx));
+  } finally {
+    if (!interrupted) await cleanup();
+  }
+  if (interrupted) return 130;
+  if (berthStartError) for (const g of groups) for (const r of g.rows) r.missing.berth = berthStartError;
+
+  const env = await environment((Date.now() - started) / 1000, describePlan(plan, values.quick ?? false));
+  const previous = await readFile(out, "utf8").catch(() => undefined);
+  const report = renderReport(env, groups, previous);
+  await writeFile(out, report);
+  process.stdout.write(`\n${report}\n`);
+  log(`report written to ${out}`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    log(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
