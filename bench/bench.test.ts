@@ -145,5 +145,6 @@ describe("cleanup parsing", () => {
     assert.equal(deletes.length, 2);
     assert.deepEqual(deletes[0]!.slice(0, 2), ["-D", "POSTROUTING"]);
     assert.deepEqual(chains, ["CNI-123"]);
+    assert.ok(!chains.includes("CNI-456"));
   });
 });

@@ -12,13 +12,16 @@ import { CGROUP_ROOT } from "./runtimes.js";
 
 type Log = (msg: string) => void;
 
+// A workload unwinding after Ctrl-C may remove the same pod at the same moment: not a problem.
+const gone = (e: unknown) => String(e).includes("NOT_FOUND");
+
 /** Stops and removes every pod and container a runtime still has; UNIMPLEMENTED and errors are logged, not thrown. */
 export async function removeEverything(cri: CriClient, label: string, log: Log): Promise<void> {
   try {
     const { items } = await cri.runtime.listPodSandbox({}, { timeoutMs: 30_000 });
     for (const pod of items) {
-      await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch((e) => log(`${label}: stop pod ${pod.id}: ${String(e)}`));
-      await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch((e) => log(`${label}: remove pod ${pod.id}: ${String(e)}`));
+      await cri.runtime.stopPodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch((e) => gone(e) || log(`${label}: stop pod ${pod.id}: ${String(e)}`));
+      await cri.runtime.removePodSandbox({ podSandboxId: pod.id }, { timeoutMs: 60_000 }).catch((e) => gone(e) || log(`${label}: remove pod ${pod.id}: ${String(e)}`));
     }
   } catch (e) {
     if (!String(e).includes("UNIMPLEMENTED")) log(`${label}: list pods: ${String(e)}`);
@@ -26,7 +29,7 @@ export async function removeEverything(cri: CriClient, label: string, log: Log):
   try {
     const { containers } = await cri.runtime.listContainers({}, { timeoutMs: 30_000 });
     for (const c of containers) {
-      await cri.runtime.removeContainer({ containerId: c.id }, { timeoutMs: 60_000 }).catch((e) => log(`${label}: remove container ${c.id}: ${String(e)}`));
+      await cri.runtime.removeContainer({ containerId: c.id }, { timeoutMs: 60_000 }).catch((e) => gone(e) || log(`${label}: remove container ${c.id}: ${String(e)}`));
     }
   } catch (e) {
     if (!String(e).includes("UNIMPLEMENTED")) log(`${label}: list containers: ${String(e)}`);
@@ -98,6 +101,8 @@ export function benchIptablesRules(save: string, names: string[]): { deletes: st
     if (!names.some((n) => line.includes(`name: \\"${n}\\"`) || line.includes(`name: "${n}"`))) continue;
     const args = splitShellish(line.slice(3));
     deletes.push(["-D", ...args]);
+    // The per-attachment chain is both the rule's own chain and the target of its jump.
+    if (args[0]?.startsWith("CNI-")) chains.add(args[0]);
     const j = args.indexOf("-j");
     if (j >= 0 && args[j + 1]?.startsWith("CNI-")) chains.add(args[j + 1]!);
   }

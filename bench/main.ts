@@ -159,7 +159,8 @@ async function main(): Promise<number> {
     await guard("concurrent", () => concurrentWorkload(ctx));
     await guard("scale", () => scaleWorkload(ctx));
   } finally {
-    if (!interrupted) await cleanup();
+    // On Ctrl-C the signal handler has started this already; wait for it either way.
+    await cleanup();
   }
   if (interrupted) return 130;
   if (berthStartError) for (const g of groups) for (const r of g.rows) r.missing.berth = berthStartError;
