@@ -48,8 +48,19 @@ cni-default:
 run: build cni-default
 	exec ./bin/berthd $(BERTHD_FLAGS)
 
+# The spec report goes to the terminal; a TAP copy gives the closing count line.
 test: deps-test build
-	node --test --test-reporter=spec $$(find dist -name '*.test.js' | sort)
+	@rc=0; node --test --test-reporter=spec --test-reporter-destination=stdout \
+	  --test-reporter=tap --test-reporter-destination=dist/test-results.tap \
+	  $$(find dist -name '*.test.js' | sort) || rc=$$?; \
+	p=$$(grep -E '^# pass ' dist/test-results.tap | awk '{print $$3}'); \
+	f=$$(grep -E '^# fail ' dist/test-results.tap | awk '{print $$3}'); \
+	k=$$(grep -E '^# skipped ' dist/test-results.tap | awk '{print $$3}'); \
+	echo "tests: $${p:-0} passed, $${f:-0} failed, $${k:-0} skipped"; exit $$rc
+
+# Random and malformed requests against a real berthd (bounded: FUZZ_CASES, reproducible: FUZZ_SEED).
+fuzz: deps-test build
+	node dist/test/fuzz/fuzz.js
 
 # berth vs containerd 1.6 side by side (bench/REPORT.md); needs root; never part of `make test` or CI.
 bench: deps-bench build

@@ -89,6 +89,21 @@ describe("RPCs not implemented yet answer UNIMPLEMENTED naming the RPC", () => {
   after(async () => {
     await d.cleanup();
   });
+  test("a request that is not a valid protobuf message is INVALID_ARGUMENT, and berthd keeps serving", async () => {
+    const { credentials, makeGenericClientConstructor, Metadata } = await import("@grpc/grpc-js");
+    const raw = (b: Buffer) => b;
+    const Ctor = makeGenericClientConstructor({
+      version: { path: "/runtime.v1.RuntimeService/Version", requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+    } as never, "x");
+    const c = new Ctor(`unix://${d.socket}`, credentials.createInsecure()) as unknown as { version: Function; close(): void };
+    const err = await new Promise<{ code: number; details: string }>((resolve) =>
+      c.version(Buffer.from([0x0a, 0xff, 0xff, 0xff]), new Metadata(), {}, (e: { code: number; details: string }) => resolve(e)));
+    c.close();
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /Version: the request is not a valid protobuf message/);
+    assert.equal((await d.cri.runtime.version({})).runtimeName, "berth");
+  });
+
   test("CheckpointContainer", async () => {
     await assert.rejects(d.cri.runtime.checkpointContainer({ containerId: "x" }), (err: { code: number; details: string }) =>
       err.code === status.UNIMPLEMENTED && /CheckpointContainer/.test(err.details));
