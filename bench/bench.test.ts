@@ -1,7 +1,7 @@
 // The benchmark's pure parts: summaries, report cells, generated configs, cleanup parsing.
 // (The benchmark itself runs only under `make bench`.)
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -10,7 +10,7 @@ import { loadConfig } from "../src/config.js";
 import { benchIptablesRules, mountsUnder, splitShellish } from "./cleanup.js";
 import { conflist, NETWORKS } from "./cni.js";
 import { newGroup, newRow } from "./measure.js";
-import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable } from "./report.js";
+import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, writeCritestSection } from "./report.js";
 import { berthConfig, containerdConfig } from "./runtimes.js";
 import { formatSpread, formatValue, ratio, summarize } from "./stats.js";
 
@@ -64,6 +64,17 @@ describe("report", () => {
     assert.equal(critestSection(old), `${CRITEST_BEGIN}\nfigures from critest\n${CRITEST_END}`);
     assert.match(critestSection(undefined), /Not run yet/);
   });
+  test("writeCritestSection replaces only the critest section", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-benchtest-report-"));
+    try {
+      const file = path.join(dir, "REPORT.md");
+      await writeFile(file, `# r\n\nresults\n\n## critest -benchmark\n\n${CRITEST_BEGIN}\nold\n${CRITEST_END}\n\ntail\n`);
+      await writeCritestSection(file, "new figures\n");
+      assert.equal(await readFile(file, "utf8"), `# r\n\nresults\n\n## critest -benchmark\n\n${CRITEST_BEGIN}\nnew figures\n${CRITEST_END}\n\ntail\n`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("generated configs", () => {
@@ -86,7 +97,7 @@ describe("generated configs", () => {
     assert.deepEqual(cri.registry.mirrors["127.0.0.1:5000"].endpoint, ["http://127.0.0.1:5000"]);
   });
   test("berthd accepts its generated config", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "berth-bench-cfg-"));
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-benchtest-cfg-"));
     try {
       const file = path.join(dir, "berth.toml");
       await writeFile(file, berthConfig(o));
@@ -96,6 +107,7 @@ describe("generated configs", () => {
       assert.equal(config.image.pause_image, o.pauseImage);
       assert.equal(config.runtime.restrict_oom_score_adj, true);
       assert.ok(config.image.insecure_registries.includes("127.0.0.1:5000"));
+      assert.equal(config.runtime.handlers.runc!.root, "/t/runc");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

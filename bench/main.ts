@@ -65,11 +65,20 @@ function describePlan(p: Plan, quick: boolean, durationS: number): string {
   return `${counts} ${budget}`;
 }
 
-/** Leftovers of an earlier run that was killed before it could clean up. */
+async function alive(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  return cmdline.includes("bench/main.js");
+}
+
+/** Leftovers of an earlier run that was killed before it could clean up; refuses to touch a live run. */
 async function sweepStaleRuns(): Promise<void> {
   const names = (await readdir(os.tmpdir())).filter((n) => n.startsWith(TMP_PREFIX));
   for (const n of names) {
     const dir = path.join(os.tmpdir(), n);
+    const pid = Number((await readFile(path.join(dir, "harness.pid"), "utf8").catch(() => "")).trim());
+    if (pid > 0 && pid !== process.pid && (await alive(pid))) {
+      throw new Error(`another benchmark run (pid ${pid}, ${dir}) is in progress: the two would share bridges and cgroups`);
+    }
     log(`cleaning up after an earlier run: ${dir}`);
     await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")], log);
   }
@@ -92,6 +101,7 @@ async function main(): Promise<number> {
 
   await sweepStaleRuns();
   const dir = await mkdtemp(path.join(os.tmpdir(), TMP_PREFIX));
+  await writeFile(path.join(dir, "harness.pid"), `${process.pid}\n`);
   let registry: Registry | undefined;
   const rts: RuntimeUnderTest[] = [];
   let interrupted = false;

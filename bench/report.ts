@@ -1,5 +1,6 @@
 // bench/REPORT.md: machine, versions, date, one table per workload group, the goals, and a
 // section the critest harness fills (kept as it is when this report is rewritten).
+import { readFile, writeFile } from "node:fs/promises";
 import type { Group, Row } from "./measure.js";
 import { formatSpread, formatValue, ratio, summarize } from "./stats.js";
 
@@ -135,4 +136,19 @@ export function renderReport(env: Environment, groups: Group[], previous: string
     critestSection(previous),
     ``,
   ].join("\n");
+}
+
+/**
+ * For the critest harness: replaces the critest section of the report at `file` with `markdown`
+ * (creating a report holding only that section when there is none yet).
+ */
+export async function writeCritestSection(file: string, markdown: string): Promise<void> {
+  const section = `${CRITEST_BEGIN}\n${markdown.trim()}\n${CRITEST_END}`;
+  const text = await readFile(file, "utf8").catch(() => undefined);
+  const a = text?.indexOf(CRITEST_BEGIN) ?? -1;
+  const b = text?.indexOf(CRITEST_END) ?? -1;
+  const next = text !== undefined && a >= 0 && b > a
+    ? text.slice(0, a) + section + text.slice(b + CRITEST_END.length)
+    : `${text ?? "# berth vs containerd: benchmark report\n"}\n## critest -benchmark\n\n${section}\n`;
+  await writeFile(file, next);
 }

@@ -77,7 +77,7 @@ async function waitForSocket(what: string, socket: string, d: Daemon, logFile: s
   }
 }
 
-export function berthConfig(o: { root: string; state: string; socket: string; cniConfDir: string; registryHost: string; pauseImage: string }): string {
+export function berthConfig(o: { root: string; state: string; socket: string; cniConfDir: string; runcRoot: string; registryHost: string; pauseImage: string }): string {
   const mirror = `http://${o.registryHost}`;
   return [
     `root = "${o.root}"`,
@@ -87,6 +87,11 @@ export function berthConfig(o: { root: string; state: string; socket: string; cn
     ``,
     `[runtime]`,
     `restrict_oom_score_adj = true`,
+    ``,
+    // Explicit, so the bare `runc exec` floor finds berth's containers.
+    `[runtime.handlers.runc]`,
+    `path = "runc"`,
+    `root = "${o.runcRoot}"`,
     ``,
     `[cni]`,
     `conf_dir = "${o.cniConfDir}"`,
@@ -111,8 +116,9 @@ export async function startBerth(o: StartOptions, berthd: string): Promise<Runti
   const cniConfDir = path.join(dir, "cni");
   await mkdir(cniConfDir, { recursive: true });
   await writeFile(path.join(cniConfDir, "10-bench.conflist"), conflist(NETWORKS.berth, path.join(dir, "ipam")));
+  const runcRoot = path.join(state, "runtime", "runc");
   const configFile = path.join(dir, "berth.toml");
-  await writeFile(configFile, berthConfig({ root, state, socket, cniConfDir, registryHost: o.registryHost, pauseImage: o.pauseImage }));
+  await writeFile(configFile, berthConfig({ root, state, socket, cniConfDir, runcRoot, registryHost: o.registryHost, pauseImage: o.pauseImage }));
   const logFile = path.join(dir, "berthd.log");
   const d = await spawnDaemon(process.execPath, [berthd, "--config", configFile], logFile);
   let cri: CriClient | undefined;
@@ -123,7 +129,7 @@ export async function startBerth(o: StartOptions, berthd: string): Promise<Runti
     socket,
     cri: cri!,
     pid: d.proc.pid!,
-    runcRoot: path.join(state, "runtime", "runc"),
+    runcRoot,
     cgroupParent: `${CGROUP_ROOT}/berth`,
     monitorPids: async () => (await findProcs("conmon", dir)).map((p) => p.pid),
     stop: async () => {
