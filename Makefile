@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl
 BENCH_PKGS := containerd gcc libc6-dev
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
@@ -21,7 +21,9 @@ endef
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
-	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+	@# A symlinked node_modules (a git worktree sharing another checkout's) is left alone.
+	@if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then \
+	  npm ci --no-audit --no-fund; fi
 
 deps-test: deps
 	$(call apt_ensure,$(TEST_PKGS))
