@@ -1,12 +1,14 @@
-// The benchmark's images, built from busybox-static and a static pause program, pushed to the
-// local registry: a 1-layer busybox, an 8-layer image of 8 MiB random data per layer, and the
-// pause image containerd needs for its sandboxes.
+// The benchmark's images, built with the test harness's image builder (test/harness/images.ts)
+// from busybox-static and a static pause program, pushed to its local docker-registry:
+// a 1-layer busybox, an 8-layer image of 8 MiB random data per layer, and the pause image
+// containerd needs for its sandboxes.
 import { randomBytes } from "node:crypto";
-import { chmod, copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { pushImage } from "./registry.js";
+import { busyboxEntries, pushImage } from "../test/harness/images.js";
+import type { TestRegistry } from "../test/harness/registry.js";
 
 export const BENCH_SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bench");
 
@@ -19,41 +21,30 @@ export interface BenchImages {
 export const LAYERS = 8;
 export const LAYER_MIB = 8;
 
-async function busyboxTree(dir: string): Promise<void> {
-  await mkdir(path.join(dir, "bin"), { recursive: true });
-  for (const d of ["etc", "tmp", "proc", "sys", "dev", "root", "var"]) await mkdir(path.join(dir, d), { recursive: true });
-  await copyFile("/bin/busybox", path.join(dir, "bin/busybox"));
-  await chmod(path.join(dir, "bin/busybox"), 0o755);
-  const { stdout } = await execa("/bin/busybox", ["--list"]);
-  for (const applet of stdout.split("\n").map((s) => s.trim()).filter((s) => s && s !== "busybox")) {
-    await symlink("busybox", path.join(dir, "bin", applet)).catch(() => undefined);
-  }
-  await writeFile(path.join(dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
-  await writeFile(path.join(dir, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
-}
+const APPLETS = ["sh", "ls", "cat", "echo", "sleep", "id", "top", "true", "env", "hostname", "ip", "ps", "kill"];
+const PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Compiles bench/pause.c statically (glibc's libc.a from libc6-dev). */
 export async function buildPause(out: string): Promise<void> {
   await execa("gcc", ["-static", "-O2", "-s", "-o", out, path.join(BENCH_SRC, "pause.c")]);
 }
 
-export async function buildBenchImages(host: string, work: string): Promise<BenchImages> {
-  const bb = path.join(work, "busybox");
-  await busyboxTree(bb);
-  const busybox = await pushImage(host, { repo: "bench/busybox", tag: "1", layers: [{ dir: bb }], cmd: ["sh"] });
+export async function buildBenchImages(reg: TestRegistry, work: string): Promise<BenchImages> {
+  await mkdir(work, { recursive: true });
+  const ref = (repo: string) => `${reg.host}/${repo}:1`;
 
-  const pauseDir = path.join(work, "pause");
-  await mkdir(pauseDir, { recursive: true });
-  await buildPause(path.join(pauseDir, "pause"));
-  const pause = await pushImage(host, { repo: "bench/pause", tag: "1", layers: [{ dir: pauseDir }], entrypoint: ["/pause"] });
+  await pushImage(reg, "bench/busybox", { layers: [{ entries: await busyboxEntries(APPLETS) }], config: { Env: [PATH_ENV], Cmd: ["sh"] } }, ["1"]);
 
-  const layerDirs = [];
-  for (let i = 0; i < LAYERS; i++) {
-    const dir = path.join(work, `layer${i}`);
-    await mkdir(path.join(dir, "data"), { recursive: true });
-    await writeFile(path.join(dir, "data", `layer${i}.bin`), randomBytes(LAYER_MIB << 20));
-    layerDirs.push({ dir });
-  }
-  const layers8 = await pushImage(host, { repo: "bench/layers8", tag: "1", layers: layerDirs, cmd: ["/data/layer0.bin"] });
-  return { busybox, layers8, pause };
+  const pauseBin = path.join(work, "pause");
+  await buildPause(pauseBin);
+  await pushImage(reg, "bench/pause", {
+    layers: [{ entries: [{ path: "pause", content: await readFile(pauseBin), mode: 0o755 }] }],
+    config: { Env: [PATH_ENV], Entrypoint: ["/pause"] },
+  }, ["1"]);
+
+  const layers = Array.from({ length: LAYERS }, (_, i) => ({
+    entries: [{ path: "data/", type: "dir" as const }, { path: `data/layer${i}.bin`, content: randomBytes(LAYER_MIB << 20) }],
+  }));
+  await pushImage(reg, "bench/layers8", { layers, config: { Env: [PATH_ENV] } }, ["1"]);
+  return { busybox: ref("bench/busybox"), layers8: ref("bench/layers8"), pause: ref("bench/pause") };
 }

@@ -1,6 +1,6 @@
 // `make bench`: berth against containerd 1.6, side by side in one run, written to bench/REPORT.md.
 // Everything started here is stopped and cleaned on the way out, on an error and on Ctrl-C.
-import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -8,7 +8,8 @@ import { execa } from "execa";
 import { removeEverything, sweepHost } from "./cleanup.js";
 import { BENCH_SRC, buildBenchImages, type BenchImages } from "./images.js";
 import { newGroup, newRow, type Group } from "./measure.js";
-import { startRegistry, type Registry } from "./registry.js";
+import { procsMentioning } from "./procs.js";
+import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { renderReport, type Environment } from "./report.js";
 import { startBerth, startContainerd, type RuntimeUnderTest } from "./runtimes.js";
 import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, type Ctx, type Plan } from "./workloads.js";
@@ -35,7 +36,8 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
 
 async function environment(durationS: number, plan: string): Promise<Environment> {
   const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as { version: string };
-  const commit = await firstLine("git", ["-C", REPO, "rev-parse", "--short", "HEAD"]);
+  const dirty = (await execa("git", ["-C", REPO, "status", "--porcelain", "--untracked-files=no"], { reject: false })).stdout.trim() !== "";
+  const commit = (await firstLine("git", ["-C", REPO, "rev-parse", "--short", "HEAD"])) + (dirty ? "+changes" : "");
   return {
     date: new Date().toISOString(),
     nproc: os.cpus().length,
@@ -65,6 +67,18 @@ function describePlan(p: Plan, quick: boolean, durationS: number): string {
   return `${counts} ${budget}`;
 }
 
+/** The registry an earlier, killed run left: its pids (checked against their command line) and dir. */
+async function sweepStaleRegistry(dir: string): Promise<void> {
+  const rec = JSON.parse(await readFile(path.join(dir, "registry.json"), "utf8").catch(() => "{}")) as { dir?: string; pids?: number[] };
+  if (!rec.dir?.startsWith(os.tmpdir() + "/")) return;
+  for (const p of await procsMentioning(rec.dir)) {
+    if (!rec.pids?.includes(p.pid)) continue;
+    log(`sweep: killing leftover registry pid ${p.pid}`);
+    try { process.kill(p.pid, "SIGKILL"); } catch { /* gone */ }
+  }
+  await rm(rec.dir, { recursive: true, force: true });
+}
+
 async function alive(pid: number): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
   return cmdline.includes("bench/main.js");
@@ -80,6 +94,7 @@ async function sweepStaleRuns(): Promise<void> {
       throw new Error(`another benchmark run (pid ${pid}, ${dir}) is in progress: the two would share bridges and cgroups`);
     }
     log(`cleaning up after an earlier run: ${dir}`);
+    await sweepStaleRegistry(dir);
     await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")], log);
   }
 }
@@ -102,7 +117,7 @@ async function main(): Promise<number> {
   await sweepStaleRuns();
   const dir = await mkdtemp(path.join(os.tmpdir(), TMP_PREFIX));
   await writeFile(path.join(dir, "harness.pid"), `${process.pid}\n`);
-  let registry: Registry | undefined;
+  let registry: TestRegistry | undefined;
   const rts: RuntimeUnderTest[] = [];
   let interrupted = false;
   let cleaning: Promise<void> | undefined;
@@ -131,9 +146,12 @@ async function main(): Promise<number> {
   let berthStartError: string | undefined;
   try {
     log(`work dir ${dir}`);
-    registry = await startRegistry(path.join(dir, "registry"));
+    registry = await startRegistry();
+    // Its dir and pid, so a later run can clean up after this one if it is killed outright.
+    const regPids = (await procsMentioning(registry.dir)).map((p) => p.pid);
+    await writeFile(path.join(dir, "registry.json"), JSON.stringify({ dir: registry.dir, pids: regPids }));
     log(`registry on ${registry.host}; building and pushing images`);
-    const images: BenchImages = await buildBenchImages(registry.host, path.join(dir, "images"));
+    const images: BenchImages = await buildBenchImages(registry, path.join(dir, "images"));
     log(`images: ${Object.values(images).join(", ")}`);
     const opts = { dir, registryHost: registry.host, pauseImage: images.pause };
     rts.push(await startContainerd(opts));

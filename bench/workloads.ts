@@ -291,7 +291,8 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
   const fail = (rt: RuntimeUnderTest, rows: Row[], err: unknown) => {
     const why = describeFailure(err);
     ctx.log(`${rt.name}: ${why}`);
-    for (const r of rows) if (!r.missing[rt.name]) { r.missing[rt.name] = why; r.samples[rt.name] = []; }
+    // A figure taken before the failure (the pods-only baseline) stays.
+    for (const r of rows) if (!r.missing[rt.name] && r.samples[rt.name].length === 0) r.missing[rt.name] = why;
   };
   const populate = async (rt: RuntimeUnderTest, from: number, to: number, perPod: number) => {
     const list = pods.get(rt.name) ?? [];
@@ -314,6 +315,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
         ctx.log(`${rt.name}: ${p.memoryPods} pods for the memory baseline`);
         await populate(rt, 0, p.memoryPods, 0);
         const base = await settledMemory(rt);
+        mBase.samples[rt.name].push((base.daemon + base.monitors) / 1024);
         ctx.log(`${rt.name}: ${memContainers} containers`);
         await populate(rt, 0, p.memoryPods, p.memoryContainersPerPod);
         const full = await settledMemory(rt);
@@ -321,7 +323,6 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
         mTotal.samples[rt.name].push(mib(full.daemon + full.monitors));
         mDaemon.samples[rt.name].push(mib(full.daemon));
         mMon.samples[rt.name].push(mib(full.monitors));
-        mBase.samples[rt.name].push(mib(base.daemon + base.monitors));
         mPer.samples[rt.name].push(mib((full.daemon + full.monitors - base.daemon - base.monitors) / memContainers));
         mInfra.samples[rt.name].push(mib(full.infra));
         mem.notes.push(`${rt.name}: ${full.monitorCount} monitor processes with ${memContainers} containers in ${p.memoryPods} pods`);
