@@ -35,7 +35,7 @@ interface Endpoint {
 
 function retryableNetError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code ?? "";
-  return ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "ECONNABORTED", "UND_ERR_SOCKET"].includes(code);
+  return ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "ECONNABORTED", "UND_ERR_SOCKET", "ERR_STREAM_PREMATURE_CLOSE"].includes(code);
 }
 
 /** Aborts `res` when no byte arrives for `ms`; the error names the URL. */
@@ -68,7 +68,11 @@ async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: strin
     const u = new URL(url);
     const mod = u.protocol === "https:" ? https : http;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? httpsAgent : httpAgent }, resolve);
+      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? httpsAgent : httpAgent }, (res) => {
+        // From here the body's own no-progress watch (watchProgress) takes over.
+        r.setTimeout(0);
+        resolve(res);
+      });
       r.setTimeout(req.timeoutMs, () => r.destroy(new DeadlineExceeded(`no response from ${u.origin}${u.pathname} for ${Math.round(req.timeoutMs / 1000)}s (image.pull_progress_timeout)`)));
       r.once("error", reject);
       r.end(req.body);
