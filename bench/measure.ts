@@ -34,7 +34,7 @@ export function newGroup(title: string, method: string, rows: Row[]): Group {
   return { title, method, rows, notes: [] };
 }
 
-/** The RPC name in a gRPC method path error, when there is one. */
+/** The gRPC status code of a client error, when it has one. */
 function grpcCode(err: unknown): number | undefined {
   return typeof err === "object" && err !== null && "code" in err && typeof (err as { code: unknown }).code === "number" ? (err as { code: number }).code : undefined;
 }

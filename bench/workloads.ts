@@ -12,6 +12,7 @@ import { LAYER_MIB, LAYERS } from "./images.js";
 import { alternate, describeFailure, newGroup, newRow, step, timed, type Group, type Row } from "./measure.js";
 import { descendants, listProcs, totalPssKiB } from "./procs.js";
 import type { RuntimeName, RuntimeUnderTest } from "./runtimes.js";
+import { summarize } from "./stats.js";
 
 export interface Plan {
   pullIterations: number;
@@ -209,18 +210,11 @@ export async function containerWorkload(ctx: Ctx): Promise<Group> {
     }
   }
   for (const rt of ctx.rts) {
-    const e = summaryMedian(ex.samples[rt.name]);
-    const f = summaryMedian(floor.samples[rt.name]);
+    const e = summarize(ex.samples[rt.name])?.median;
+    const f = summarize(floor.samples[rt.name])?.median;
     if (e !== undefined && f !== undefined) g.notes.push(`${rt.name}: ExecSync / runc exec floor = ${(e / f).toFixed(2)}x (issue 8 goal for berth: <= 1.15x)`);
   }
   return g;
-}
-
-function summaryMedian(samples: number[]): number | undefined {
-  if (samples.length === 0) return undefined;
-  const s = [...samples].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 export async function concurrentWorkload(ctx: Ctx): Promise<Group> {
