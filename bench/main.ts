@@ -19,6 +19,8 @@ const TMP_PREFIX = "berth-bench-";
 const WORKLOADS = ["pull", "pods", "containers", "concurrent", "scale"] as const;
 
 const started = Date.now();
+// Other work on the machine skews figures: the report shows the load average around the run.
+const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(" ");
 const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
 
 function usage(): string {
@@ -53,6 +55,7 @@ async function environment(durationS: number, plan: string): Promise<Environment
     },
     durationS,
     plan,
+    load: `${loadAtStart} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`,
   };
 }
 
