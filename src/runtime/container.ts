@@ -1,7 +1,9 @@
 // ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
 // snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
 // Update, ReopenLog and ExecSync go to runc / conmon; state comes from conmon's exit file, so
-// it stays right across berthd restarts. Records live in the crash-safe store.
+// it stays right across berthd restarts. Records live in the crash-safe store. The exit dir is
+// watched, so List and Status answer from memory; a periodic sweep catches what a watch misses
+// (a conmon killed before it could write the exit file, an inotify overflow).
 import { randomBytes } from "node:crypto";
 import { watch, type FSWatcher } from "node:fs";
 import { access, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
@@ -30,6 +32,8 @@ import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readUserDb } from "./user.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+/** How often running containers are checked for a conmon that died without an exit file. */
+const SWEEP_INTERVAL_MS = 5_000;
 
 export interface ContainerManagerDeps {
   config: Config;
@@ -93,7 +97,10 @@ export class ContainerManager implements PodContainers {
   private readonly runtimes = new Map<string, OciRuntime>();
   private host!: HostFacts;
   private watcher: FSWatcher | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private readonly exitWaiters = new Map<string, Set<() => void>>();
+  /** Exit-file reads in progress, one per container. */
+  private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private conmonPath = "";
 
@@ -123,14 +130,49 @@ export class ContainerManager implements PodContainers {
       this.names.set(r.name, id);
     }
     this.watcher = watch(this.exitDir, (_event, file) => {
-      if (file) for (const w of this.exitWaiters.get(String(file)) ?? []) w();
+      if (!file) return;
+      const name = String(file);
+      for (const w of this.exitWaiters.get(name) ?? []) w();
+      const r = this.records.get(name);
+      if (r && r.phase !== "exited") void this.settle(r);
     });
-    this.watcher.on("error", () => undefined);
+    this.watcher.on("error", (err) => this.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
+    // Exits that happened while berthd was down (the watch is up first, so none slips between).
+    await this.sweep();
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
     this.log.info({ containers: this.records.size }, "container records loaded");
   }
 
   close(): void {
     this.watcher?.close();
+    clearInterval(this.sweeper);
+  }
+
+  /**
+   * Brings a record up to date from its exit file, under the container's lock so it never
+   * races Stop or Remove (a removed record is not written back).
+   */
+  private settle(r: ContainerRecord): Promise<void> {
+    let p = this.settling.get(r.id);
+    if (!p) {
+      p = this.lock
+        .run(r.id, async () => {
+          if (this.records.get(r.id) === r) await this.refresh(r);
+        })
+        .catch((err) => this.log.warn({ id: r.id, err: String(err) }, "reading the container's exit state"))
+        .finally(() => this.settling.delete(r.id));
+      this.settling.set(r.id, p);
+    }
+    return p;
+  }
+
+  /** Settles every live container whose exit file exists or whose conmon is gone. */
+  private async sweep(): Promise<void> {
+    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
+    await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
+      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await isConmon(r.conmonPid)))) await this.settle(r);
+    }));
   }
 
   /** The OCI runtime for a handler name ("" = the default). */
@@ -302,9 +344,9 @@ export class ContainerManager implements PodContainers {
   // ---- State ------------------------------------------------------------------------------
 
   /** Updates a record from conmon's exit file (and OOM evidence); persists a change. */
-  private async refresh(r: ContainerRecord, exitNames?: Set<string>): Promise<ContainerRecord> {
+  private async refresh(r: ContainerRecord): Promise<ContainerRecord> {
     if (r.phase === "exited") return r;
-    const present = exitNames ? exitNames.has(r.id) : await exists(r.exitFile);
+    const present = await exists(r.exitFile);
     if (!present) {
       if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) {
         // conmon is gone without an exit file: the container's fate is unknown.
@@ -313,12 +355,13 @@ export class ContainerManager implements PodContainers {
       }
       return r;
     }
-    let code = 255;
-    let finished = nowNs();
+    let code: number;
+    let finished: bigint;
     try {
       const [text, st] = await Promise.all([readFile(r.exitFile, "utf8"), stat(r.exitFile)]);
-      const n = Number.parseInt(text.trim(), 10);
-      if (Number.isInteger(n)) code = n;
+      code = Number.parseInt(text.trim(), 10);
+      // Seen between conmon creating the file and writing it: the next event brings the code.
+      if (!Number.isInteger(code)) return r;
       finished = BigInt(Math.round(st.mtimeMs * 1000)) * 1000n;
     } catch (err) {
       if (!isErrno(err, "ENOENT")) throw err;
@@ -471,7 +514,6 @@ export class ContainerManager implements PodContainers {
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const r = this.find(id);
-    await this.refresh(r);
     const status = ContainerStatus.fromPartial({
       id: r.id,
       metadata: r.metadata,
@@ -512,14 +554,12 @@ export class ContainerManager implements PodContainers {
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
-    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
     const out: Container[] = [];
     for (const r of this.records.values()) {
       if (r.kind !== "container") continue;
       if (filter?.id && !r.id.startsWith(filter.id)) continue;
       if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
       if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
-      await this.refresh(r, exitNames);
       if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
       out.push({
         id: r.id,
@@ -542,15 +582,13 @@ export class ContainerManager implements PodContainers {
     return [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
   }
 
-  /** Every CRI container record, refreshed. */
+  /** Every CRI container record (kept current by the exit watch). */
   async allContainers(): Promise<ContainerRecord[]> {
-    const out: ContainerRecord[] = [];
-    for (const r of this.records.values()) if (r.kind === "container") out.push(await this.refresh(r));
-    return out;
+    return [...this.records.values()].filter((r) => r.kind === "container");
   }
 
   async record(id: string): Promise<ContainerRecord> {
-    return this.refresh(this.find(id));
+    return this.find(id);
   }
 
   // ---- Update / Reopen log / Exec -------------------------------------------------------
