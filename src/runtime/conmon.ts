@@ -74,10 +74,12 @@ export function conmonArgs(o: ConmonOptions): string[] {
  * container pid (or the runtime's error) on the sync pipe.
  */
 export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
-  await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
-  await mkdir(o.exitDir, { recursive: true, mode: 0o700 });
-  await mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 });
-  const errLog = await open(o.conmonLogFile, "a", 0o600);
+  const [errLog] = await Promise.all([
+    open(o.conmonLogFile, "a", 0o600),
+    mkdir(o.socketDir, { recursive: true, mode: 0o700 }),
+    mkdir(o.exitDir, { recursive: true, mode: 0o700 }),
+    mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 }),
+  ]);
   let sub;
   try {
     // node's spawn (not execa): conmon needs extra pipe fds and a detached session, nothing buffered.

@@ -11,10 +11,12 @@ import path from "node:path";
 import {
   ContainerState,
   ContainerStatus,
+  NamespaceMode,
   type Container,
   type ContainerConfig,
   type ContainerFilter,
   type LinuxContainerResources,
+  type NamespaceOption,
 } from "../gen/api.js";
 import { handlerRoot, type Config } from "../config.js";
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
@@ -23,7 +25,7 @@ import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import type { Cgroups } from "./cgroups.js";
-import { conmonExec, isConmon, reopenLog, splitCriLog, startConmon } from "./conmon.js";
+import { conmonExec, isConmon, readPid, reopenLog, splitCriLog, startConmon } from "./conmon.js";
 import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
@@ -125,6 +127,11 @@ export class ContainerManager implements PodContainers {
       if (r.id !== id) {
         this.log.error({ file: id }, "container record names another id; ignored");
         continue;
+      }
+      if (r.phase !== "exited" && r.conmonPid === 0) {
+        // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
+        r.conmonPid = (await readPid(path.join(r.bundle, "conmon.pid"))) ?? 0;
+        r.pid = (await readPid(path.join(r.bundle, "pidfile"))) ?? 0;
       }
       this.records.set(id, r);
       this.names.set(r.name, id);
@@ -240,28 +247,18 @@ export class ContainerManager implements PodContainers {
     try {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
       undo.push(() => rm(bundle, { recursive: true, force: true }));
-      const { rootfs } = await this.deps.snapshots.prepare(id, image.id).catch((err) => {
-        throw wrap(`prepare rootfs of image ${image.id}`, err);
-      });
+      // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
-
       const sc = config.linux?.securityContext;
-      const seccompPath = seccompFileNeeded(config);
-      const seccompFiles: Record<string, string> = {};
-      if (seccompPath) {
-        seccompFiles[seccompPath] = await readFile(seccompPath, "utf8").catch((err) => {
-          throw new InvalidArgument(`seccomp profile ${seccompPath}: ${(err as Error).message}`);
-        });
-      }
-      let targetPidnsPath: string | undefined;
-      const nsOpts = sc?.namespaceOptions;
-      if (nsOpts?.pid === 3 /* TARGET */) {
-        const target = this.find(nsOpts.targetId);
-        if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
-        targetPidnsPath = `/proc/${target.pid}/ns/pid`;
-      }
-      await prepareMountSources(config.mounts);
-      const devices = [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])];
+      // The rootfs mount and what the spec needs from the host do not depend on each other.
+      const [{ rootfs }, seccompFiles, targetPidnsPath, devices] = await Promise.all([
+        this.deps.snapshots.prepare(id, image.id).catch((err) => {
+          throw wrap(`prepare rootfs of image ${image.id}`, err);
+        }),
+        this.seccompFiles(config),
+        this.targetPidns(sc?.namespaceOptions),
+        prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+      ]);
       const userDb = await readUserDb(rootfs);
       const imageName = image.repoTags[0] ?? config.image!.image;
       const { spec, user } = buildSpec({
@@ -269,7 +266,6 @@ export class ContainerManager implements PodContainers {
         devices, seccompFiles, targetPidnsPath,
       });
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
-      await writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600);
 
       const logPath = kind === "infra"
         ? path.join(bundle, "infra.log")
@@ -300,8 +296,8 @@ export class ContainerManager implements PodContainers {
         process: spec.process,
       };
       // The record is written before conmon starts so a crash here leaves something to clean up.
-      await this.save(record);
       undo.push(() => this.store.delete(id));
+      await Promise.all([writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600), this.save(record)]);
 
       const pidFile = path.join(bundle, "pidfile");
       undo.push(() => rt.delete(id, true));
@@ -326,9 +322,9 @@ export class ContainerManager implements PodContainers {
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
+      // Not saved here: Start saves them, and init reads them back from the pid files after a crash.
       record.pid = started2.containerPid;
       record.conmonPid = started2.conmonPid;
-      await this.save(record);
       this.records.set(id, record);
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
@@ -339,6 +335,23 @@ export class ContainerManager implements PodContainers {
       await rm(path.join(this.socketDir, id), { force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  private async seccompFiles(config: ContainerConfig): Promise<Record<string, string>> {
+    const seccompPath = seccompFileNeeded(config);
+    if (!seccompPath) return {};
+    const text = await readFile(seccompPath, "utf8").catch((err) => {
+      throw new InvalidArgument(`seccomp profile ${seccompPath}: ${(err as Error).message}`);
+    });
+    return { [seccompPath]: text };
+  }
+
+  /** /proc/<pid>/ns/pid of the target container, for namespace_options.pid = TARGET. */
+  private async targetPidns(nsOpts: NamespaceOption | undefined): Promise<string | undefined> {
+    if (nsOpts?.pid !== NamespaceMode.TARGET) return undefined;
+    const target = this.find(nsOpts.targetId);
+    if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
+    return `/proc/${target.pid}/ns/pid`;
   }
 
   // ---- State ------------------------------------------------------------------------------
@@ -367,7 +380,8 @@ export class ContainerManager implements PodContainers {
       if (!isErrno(err, "ENOENT")) throw err;
       return r;
     }
-    const oom = (await exists(path.join(r.bundle, "oom"))) || (await this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)) > 0;
+    const [oomFile, oomKills] = await Promise.all([exists(path.join(r.bundle, "oom")), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
+    const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
     return r;
@@ -385,23 +399,23 @@ export class ContainerManager implements PodContainers {
 
   /** Waits up to `ms` for the container's exit file. */
   private async waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
-    if (await exists(r.exitFile)) return true;
     const base = path.basename(r.exitFile);
     let wake!: () => void;
     const set = this.exitWaiters.get(base) ?? new Set();
     this.exitWaiters.set(base, set);
     const until = Date.now() + ms;
     try {
-      while (Date.now() < until) {
+      for (;;) {
+        // Listening before looking: a file written in between still wakes this wait.
         const woke = new Promise<void>((res) => {
           wake = res;
           set.add(wake);
         });
+        if (await exists(r.exitFile)) return true;
+        if (Date.now() >= until) return false;
         await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
         set.delete(wake);
-        if (await exists(r.exitFile)) return true;
       }
-      return await exists(r.exitFile);
     } finally {
       set.delete(wake);
       if (set.size === 0) this.exitWaiters.delete(base);
@@ -413,7 +427,7 @@ export class ContainerManager implements PodContainers {
   async start(id: string): Promise<void> {
     const r = this.find(id);
     await this.lock.run(r.id, async () => {
-      await this.refresh(r);
+      // The exit watch keeps the phase current; a container killed just now makes runc start fail (StartError).
       if (r.phase !== "created") throw new FailedPrecondition(`container ${r.id} is ${r.phase}, not created: it cannot be started`);
       const rt = await this.runtime(r.handler);
       const startedAt = nowNs();
@@ -473,9 +487,27 @@ export class ContainerManager implements PodContainers {
     await this.refresh(r);
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
-    await rt.delete(r.id, true);
-    // conmon lingers briefly after the exit to flush the log; do not leave it behind.
-    for (let i = 0; i < 50 && (await isConmon(r.conmonPid)); i++) await sleep(20);
+    // conmon lingers briefly after the exit to flush the log: wait for it while runc deletes.
+    await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
+    // Nothing of the container runs any more: its leftovers go in parallel.
+    await Promise.all([
+      this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal")),
+      this.deps.snapshots.remove(r.id).catch((err) => {
+        throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
+      }),
+      rm(r.bundle, { recursive: true, force: true }),
+      rm(r.exitFile, { force: true }),
+      unlink(r.socketLink).catch(() => undefined),
+    ]);
+    await this.store.delete(r.id);
+    this.records.delete(r.id);
+    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.log.info({ id: r.id }, "container removed");
+  }
+
+  /** Waits up to 1 s for the container's conmon to exit, then kills it. */
+  private async conmonGone(r: ContainerRecord): Promise<void> {
+    for (let i = 0; i < 200 && (await isConmon(r.conmonPid)); i++) await sleep(5);
     if (await isConmon(r.conmonPid)) {
       try {
         process.kill(r.conmonPid, "SIGKILL");
@@ -483,17 +515,6 @@ export class ContainerManager implements PodContainers {
         // gone
       }
     }
-    await this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal"));
-    await this.deps.snapshots.remove(r.id).catch((err) => {
-      throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
-    });
-    await rm(r.bundle, { recursive: true, force: true });
-    await rm(r.exitFile, { force: true });
-    await unlink(r.socketLink).catch(() => undefined);
-    await this.store.delete(r.id);
-    this.records.delete(r.id);
-    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
-    this.log.info({ id: r.id }, "container removed");
   }
 
   async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {
