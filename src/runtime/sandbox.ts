@@ -247,41 +247,39 @@ export class SandboxManager implements SandboxLookup {
         await this.store.put(id, rec);
         this.pods.set(id, rec);
 
-        step = "create pod dir";
-        await mkdir(podDir, { recursive: true, mode: 0o711 });
-
-        step = "pin namespaces";
+        step = "create pod dir and pin namespaces";
         const kinds: PinnedKind[] = [];
         if (!hostNetwork) kinds.push("net", "uts");
         if (!hostIpc) kinds.push("ipc");
-        const pins = await pinNamespaces(rec.nsDir, kinds, hostname);
+        const [, pins] = await Promise.all([mkdir(podDir, { recursive: true, mode: 0o711 }), pinNamespaces(rec.nsDir, kinds, hostname)]);
         rec.netnsPath = pins.net;
         rec.ipcnsPath = pins.ipc;
         rec.utsnsPath = pins.uts;
 
+        // Before the network: a sysctl may change how the interfaces CNI makes behave.
         for (const s of sysctls) {
           step = `set sysctl ${s.key}=${s.value}`;
           await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value);
         }
 
-        step = "mount /dev/shm";
-        if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE);
-
-        step = "write hostname and resolv.conf";
-        await writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 });
-        await writeFile(rec.resolvConfPath, resolv, { mode: 0o644 });
-
-        if (!hostNetwork) {
-          step = "set up pod network";
-          try {
-            const attached = await this.network.setUp(this.attachment(rec), caps);
-            rec.network = { name: attached.network, result: attached.result, ips: orderPodIPs(resultIPs(attached.result)) };
-          } catch (err) {
-            // setUp undid its own partial attachment.
-            rec.networkDetached = true;
-            throw err;
-          }
-        }
+        // The pod's files and /dev/shm do not depend on the network: made while CNI runs.
+        await settleSteps([
+          ["mount /dev/shm", async () => { if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE); }],
+          ["write hostname and resolv.conf", async () => {
+            await Promise.all([writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 }), writeFile(rec.resolvConfPath, resolv, { mode: 0o644 })]);
+          }],
+          ["set up pod network", async () => {
+            if (hostNetwork) return;
+            try {
+              const attached = await this.network.setUp(this.attachment(rec), caps);
+              rec.network = { name: attached.network, result: attached.result, ips: orderPodIPs(resultIPs(attached.result)) };
+            } catch (err) {
+              // setUp undid its own partial attachment.
+              rec.networkDetached = true;
+              throw err;
+            }
+          }],
+        ]);
 
         step = "write hosts";
         const hosts = hostNetwork ? await readFile("/etc/hosts", "utf8").catch(() => hostsFile(hostname, [])) : hostsFile(hostname, rec.network?.ips ?? []);
@@ -297,6 +295,10 @@ export class SandboxManager implements SandboxLookup {
         await this.store.put(id, rec);
       } catch (err) {
         rec.state = "notready";
+        if (err instanceof StepFailure) {
+          step = err.step;
+          err = err.cause;
+        }
         const failed = wrap(`RunPodSandbox "${name}": ${step}`, err);
         try {
           await this.release(rec);
@@ -320,6 +322,17 @@ export class SandboxManager implements SandboxLookup {
   /** Releases what a stopped pod no longer needs: the network, the /dev/shm tmpfs and the namespace pins. Idempotent. */
   private async release(rec: SandboxRecord): Promise<void> {
     if (rec.needsInfra && this.infra) await this.infra.stop(rec.id).catch((err) => { throw wrap("stop infra container", err); });
+    // /dev/shm goes while CNI tears the network down; the pins wait for both.
+    const [shm, net] = await Promise.allSettled([
+      rec.shmPath !== "/dev/shm" ? unmount(rec.shmPath).catch((err) => { throw wrap("unmount /dev/shm", err); }) : undefined,
+      this.releaseNetwork(rec),
+    ]);
+    if (net.status === "rejected") throw net.reason;
+    if (shm.status === "rejected") throw shm.reason;
+    await unpinNamespaces(rec.nsDir).catch((err) => { throw wrap("unpin namespaces", err); });
+  }
+
+  private async releaseNetwork(rec: SandboxRecord): Promise<void> {
     if (!rec.networkDetached) {
       const att = this.attachment(rec);
       if (!(await isPinned(att.netns))) {
@@ -333,8 +346,6 @@ export class SandboxManager implements SandboxLookup {
       await this.network.tearDown(att).catch((err) => { throw wrap("tear down pod network", err); });
       rec.networkDetached = true;
     }
-    if (rec.shmPath !== "/dev/shm") await unmount(rec.shmPath).catch((err) => { throw wrap("unmount /dev/shm", err); });
-    await unpinNamespaces(rec.nsDir).catch((err) => { throw wrap("unpin namespaces", err); });
   }
 
   /** Drops the pod's files, record and name. */
@@ -393,6 +404,23 @@ export class SandboxManager implements SandboxLookup {
       this.log.info({ id, name: rec.name }, "pod sandbox removed");
     });
   }
+}
+
+/** A failed step of settleSteps, with the step's name. */
+class StepFailure extends Error {
+  constructor(readonly step: string, override readonly cause: unknown) {
+    super(step);
+  }
+}
+
+/**
+ * Runs independent steps at once and waits for all of them (nothing is undone while one still
+ * runs); throws the first failure as a StepFailure naming its step.
+ */
+async function settleSteps(steps: Array<[string, () => Promise<void>]>): Promise<void> {
+  const results = await Promise.allSettled(steps.map(([, fn]) => fn()));
+  const i = results.findIndex((r) => r.status === "rejected");
+  if (i >= 0) throw new StepFailure(steps[i]![0], (results[i] as PromiseRejectedResult).reason);
 }
 
 function toRef(rec: SandboxRecord): SandboxRef {
