@@ -1,6 +1,6 @@
 // ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
 // snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
-// Update, ReopenLog and ExecSync go to runc / conmon; state comes from conmon's exit file, so
+// Update and ExecSync go to runc, ReopenLog to conmon; state comes from conmon's exit file, so
 // it stays right across berthd restarts. Records live in the crash-safe store. The exit dir is
 // watched, so List and Status answer from memory; a periodic sweep catches what a watch misses
 // (a conmon killed before it could write the exit file, an inotify overflow).
@@ -25,7 +25,7 @@ import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import type { Cgroups } from "./cgroups.js";
-import { conmonExec, isConmon, readPid, reopenLog, splitCriLog, startConmon } from "./conmon.js";
+import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
@@ -34,6 +34,8 @@ import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readUserDb } from "./user.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+/** After an exec'd process exits, how long its output is still read (a background child may hold the pipes). */
+const EXEC_DRAIN_GRACE_MS = 200;
 /** How often running containers are checked for a conmon that died without an exit file. */
 const SWEEP_INTERVAL_MS = 5_000;
 
@@ -647,24 +649,18 @@ export class ContainerManager implements PodContainers {
   async execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
     if (cmd.length === 0) throw new InvalidArgument("exec cmd is empty");
     const r = this.find(id);
-    await this.refresh(r);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running (${r.phase}): cannot exec in it`);
     const rt = await this.runtime(r.handler);
-    const execDir = path.join(r.bundle, "exec", randomBytes(6).toString("hex"));
-    const processFile = path.join(execDir, "process.json");
-    const logPath = path.join(execDir, "output.log");
+    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
+    const processFile = `${base}.json`;
+    const pidFile = `${base}.pid`;
     try {
-      await mkdir(execDir, { recursive: true, mode: 0o700 });
       await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await conmonExec({
-        conmon: this.conmonPath, runtimePath: rt.binary, runtimeArgs: rt.globalArgs(), systemdCgroup: rt.systemdCgroup,
-        id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
-      });
+      const res = await rt.execSync(r.id, { processFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, pidFile, drainGraceMs: EXEC_DRAIN_GRACE_MS });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      const out = splitCriLog(await readFile(logPath).catch(() => Buffer.alloc(0)), EXEC_OUTPUT_CAP);
-      return { stdout: out.stdout, stderr: out.stderr, exitCode: res.exitCode };
+      return { stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode };
     } finally {
-      await rm(execDir, { recursive: true, force: true });
+      await Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]);
     }
   }
 
