@@ -239,7 +239,7 @@ export class LocalImageStore implements ImageStore {
       }));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
-      for (const [digest, bytes, what] of blobs) await this.content.put(digest, bytes, what);
+      await Promise.all(blobs.map(([digest, bytes, what]) => this.content.put(digest, bytes, what)));
       const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       await this.commit(id, config, {
         tag: ref.tag ? `${name}:${ref.tag}` : undefined,
