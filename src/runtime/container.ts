@@ -493,7 +493,7 @@ export class ContainerManager implements PodContainers {
     await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
     // Nothing of the container runs any more: its leftovers go in parallel.
     await Promise.all([
-      this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal")),
+      this.removeCgroup(r),
       this.deps.snapshots.remove(r.id).catch((err) => {
         throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
       }),
@@ -505,6 +505,22 @@ export class ContainerManager implements PodContainers {
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
     this.log.info({ id: r.id }, "container removed");
+  }
+
+  /** Removes the container's cgroup; processes still exiting keep it busy for a moment. */
+  private async removeCgroup(r: ContainerRecord): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        await this.deps.cgroups.remove(r.cgroupsPath);
+        return;
+      } catch (err) {
+        if (!isErrno(err, "EBUSY") || i >= 50) {
+          this.log.warn({ id: r.id, err: String(err) }, "cgroup removal");
+          return;
+        }
+        await sleep(10);
+      }
+    }
   }
 
   /** Waits up to 1 s for the container's conmon to exit, then kills it. */
