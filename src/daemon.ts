@@ -15,6 +15,7 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { faultTarget } from "./runtime/faults.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -56,6 +57,8 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   await mkdir(config.root, { recursive: true, mode: 0o700 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
+  const fault = faultTarget();
+  if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
   const lockPath = `${socket}.lock`;
   await acquireLock(lockPath, socket);
 

@@ -3,11 +3,11 @@ import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxStat
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
-import { unary } from "./rpc.js";
+import { callerGone, unary } from "./rpc.js";
 
 /** What the CRI front needs of the pod sandbox back-end. */
 export interface PodSandboxes {
-  run(config: PodSandboxConfig | undefined, runtimeHandler: string): Promise<string>;
+  run(config: PodSandboxConfig | undefined, runtimeHandler: string, callerGone?: AbortSignal): Promise<string>;
   stop(id: string): Promise<void>;
   remove(id: string): Promise<void>;
   get(id: string): SandboxRecord;
@@ -67,7 +67,7 @@ function toListItem(rec: SandboxRecord): PodSandbox {
 
 export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
   return {
-    runPodSandbox: unary(log, "RunPodSandbox", async (req) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler) })),
+    runPodSandbox: unary(log, "RunPodSandbox", async (req, call) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler, callerGone(call)) })),
 
     stopPodSandbox: unary(log, "StopPodSandbox", async (req) => {
       await pods.stop(req.podSandboxId);
