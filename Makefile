@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc

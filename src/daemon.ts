@@ -9,6 +9,8 @@ import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
 import { acceptConnection } from "./cri/h2-authority.js";
 import { createGrpcServer } from "./cri/server.js";
+import { imageHandlers } from "./cri/image.js";
+import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
 import { parseDuration } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
@@ -76,12 +78,15 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const node = new NodeStatus(config, version, () => cniConf.condition());
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
+    // images.snapshots is the Snapshots back-end containers use for their rootfs.
+    const images = new LocalImageStore(config, log, `berth/${version}`);
+    await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
     await sandboxes.init();
     server = createGrpcServer(
       { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log) },
-      {},
+      { ...imageHandlers(images, log) },
       log,
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
