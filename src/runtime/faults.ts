@@ -26,6 +26,12 @@ export const FAULT_POINTS = [
   "RemovePodSandbox.after-unpin",
   "RemovePodSandbox.after-files",
   "RemovePodSandbox.after-record-delete",
+  "PullImage.after-layer-unpack",
+  "PullImage.after-layer-dir",
+  "PullImage.after-layer-record",
+  "PullImage.after-layers",
+  "PullImage.after-blobs",
+  "PullImage.after-record",
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
