@@ -94,7 +94,10 @@ export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeSe
       const f = req.filter;
       const filter: SandboxFilter = {};
       if (f?.id) filter.id = f.id;
-      if (f?.state) filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+      if (f?.state) {
+        if (f.state.state !== PodSandboxState.SANDBOX_READY && f.state.state !== PodSandboxState.SANDBOX_NOTREADY) throw new InvalidArgument(`filter.state.state ${f.state.state} is not SANDBOX_READY or SANDBOX_NOTREADY`);
+        filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+      }
       if (f && Object.keys(f.labelSelector).length) filter.labelSelector = f.labelSelector;
       return { items: pods.list(filter).map(toListItem) };
     }),

@@ -19,7 +19,7 @@ import { RecordStore } from "../store/records.js";
 import { faultPoint } from "./faults.js";
 import { isMountPoint, isPinned, mountShm, mountsUnder, pinNamespaces, removePath, stageNetnsForTeardown, unmount, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
 import { sweepPodOrphans } from "./sandbox-recovery.js";
-import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata } from "./sandbox-config.js";
+import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
 
 const SHM_SIZE = 64 * 1024 * 1024;
@@ -241,6 +241,7 @@ export class SandboxManager implements SandboxLookup {
    */
   async run(config: PodSandboxConfig | undefined, runtimeHandler: string, callerGone?: AbortSignal): Promise<string> {
     if (!config) throw new InvalidArgument("config is required");
+    validatePodConfig(config);
     const md = validateMetadata(config.metadata);
     const handler = runtimeHandler || this.config.runtime.default_handler;
     if (!this.config.runtime.handlers[handler]) {
