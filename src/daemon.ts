@@ -18,6 +18,7 @@ import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import { faultTarget } from "./runtime/faults.js";
+import { recoverContainers } from "./runtime/recovery.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
@@ -93,6 +94,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
     await containers.init();
+    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));

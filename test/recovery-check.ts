@@ -2,9 +2,9 @@
 // consistent with the host (a READY pod holds its pins, /dev/shm and address; a NOTREADY
 // pod holds none of them), and berth's dirs hold files only for the pods it lists.
 import { execa } from "execa";
-import { readdir, rm } from "node:fs/promises";
+import { readdir, readFile, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { PodSandboxState } from "../src/gen/api.js";
+import { ContainerState, PodSandboxState } from "../src/gen/api.js";
 import type { Berthd } from "./harness/berthd.js";
 import { leakDiff, type HostSnapshot } from "./harness/leaks.js";
 import { mountsUnder } from "./sandbox-net.js";
@@ -76,4 +76,43 @@ export function ownLeaks(before: HostSnapshot, after: HostSnapshot, dir: string)
 export async function forceRemoveDir(dir: string): Promise<void> {
   for (const m of (await mountsUnder(dir)).sort().reverse()) await execa("umount", ["--lazy", m], { reject: false });
   await rm(dir, { recursive: true, force: true });
+}
+
+/** Problems with the containers berthd lists ([] when every one is consistent with the host). */
+export async function containerProblems(d: Berthd): Promise<string[]> {
+  const out: string[] = [];
+  for (const c of (await d.cri.runtime.listContainers({})).containers) {
+    const r = await d.cri.runtime.containerStatus({ containerId: c.id, verbose: true });
+    const s = r.status!;
+    const info = JSON.parse(r.info.info!) as { pid: number; conmonPid: number };
+    const name = `${s.metadata!.name} (${c.id.slice(0, 12)})`;
+    if (s.state !== c.state) out.push(`${name}: list says ${c.state}, status says ${s.state}`);
+    if (s.state === ContainerState.CONTAINER_RUNNING) {
+      if (!(info.pid > 0) || !(await readFile(`/proc/${info.pid}/stat`).then(() => true, () => false))) out.push(`${name}: RUNNING but its process ${info.pid} is gone`);
+      if (s.startedAt === 0n) out.push(`${name}: RUNNING without a start time`);
+    } else if (s.state === ContainerState.CONTAINER_EXITED) {
+      if (s.finishedAt === 0n) out.push(`${name}: EXITED without a finish time`);
+      if (s.reason === "") out.push(`${name}: EXITED without a reason`);
+    }
+  }
+  return out;
+}
+
+const CGROUP_ROOT = "/sys/fs/cgroup";
+
+/** Cgroup dirs under `parent` (in every hierarchy) whose name holds none of `ids`. */
+export async function cgroupLeaks(parent: string, ids: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const hier of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
+    const dir = path.join(CGROUP_ROOT, hier, parent);
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory() && !ids.some((id) => e.name.includes(id))) out.push(path.join(dir, e.name));
+    }
+  }
+  return out;
+}
+
+/** Removes the (empty) test cgroup parent from every hierarchy. */
+export async function removeCgroupParent(parent: string): Promise<void> {
+  for (const hier of await readdir(CGROUP_ROOT).catch(() => [] as string[])) await rmdir(path.join(CGROUP_ROOT, hier, parent)).catch(() => undefined);
 }
