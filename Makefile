@@ -64,5 +64,9 @@ test: deps-test build
 fuzz: deps-test build
 	node dist/test/fuzz/fuzz.js
 
+# 8 clients cycling pods and containers for SOAK_SECONDS (default 300): errors, leaks, berthd RSS.
+soak: deps-test build
+	node dist/test/soak/soak.js
+
 clean:
 	rm -rf dist src/gen
