@@ -94,6 +94,47 @@ describe("bad CRI input", () => {
     assert.deepEqual((await d.cri.image.listImages({})).images, []);
   });
 
+  test("container RPCs: every bad field is INVALID_ARGUMENT naming it, and nothing is created", async () => {
+    const podCfg = podConfig("ctr-bad-input", { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } } } });
+    const pod = (await d.cri.runtime.runPodSandbox({ config: podCfg })).podSandboxId;
+    try {
+      const filesBefore = await filesUnder(d.root);
+      const good = { metadata: { name: "c" }, image: { image: "busybox" }, command: ["true"] };
+      const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+        ["name with a slash", { metadata: { name: "a/b" } }, /metadata\.name/],
+        ["env name with a newline", { envs: [{ key: "A\nB", value: "1" }] }, /config\.envs name/],
+        ["NUL in args", { args: ["x\u0000y"] }, /config\.args/],
+        ["mount over the root", { mounts: [{ containerPath: "/", hostPath: "/tmp" }] }, /container's root/],
+        ["mount of berth's root", { mounts: [{ containerPath: "/steal", hostPath: d.root }] }, /berth's own data/],
+        ["mount path with ..", { mounts: [{ containerPath: "/x/../../etc", hostPath: "/tmp" }] }, /container_path/],
+        ["relative mount", { mounts: [{ containerPath: "/x", hostPath: "relative/dir" }] }, /must be absolute/],
+        ["label key with newline", { labels: { "k\n": "v" } }, /config\.labels key/],
+        ["cpu shares 1", { linux: { resources: { cpuShares: 1n } } }, /cpu_shares/],
+        ["negative memory limit", { linux: { resources: { memoryLimitInBytes: -1n } } }, /memory_limit_in_bytes/],
+        ["log path escaping the pod's log dir", { logPath: "../../etc/x.log" }, /log_path/],
+        ["no image", { image: { image: "" } }, /image/],
+      ];
+      for (const [what, over, re] of bad) {
+        await assert.rejects(d.cri.runtime.createContainer({ podSandboxId: pod, sandboxConfig: podCfg, config: { ...good, ...over } }), refused(status.INVALID_ARGUMENT, re), what);
+      }
+      await assert.rejects(d.cri.runtime.createContainer({ podSandboxId: pod, sandboxConfig: podCfg }), refused(status.INVALID_ARGUMENT, /config is required/));
+      await assert.rejects(d.cri.runtime.createContainer({ podSandboxId: "", config: good }), refused(status.INVALID_ARGUMENT, /pod_sandbox_id/));
+      await assert.rejects(d.cri.runtime.createContainer({ podSandboxId: "f".repeat(64), config: good }), refused(status.NOT_FOUND, /not found/));
+      await assert.rejects(d.cri.runtime.stopContainer({ containerId: "x", timeout: -1n }), refused(status.INVALID_ARGUMENT, /timeout/));
+      await assert.rejects(d.cri.runtime.execSync({ containerId: "x", cmd: [] }), refused(status.INVALID_ARGUMENT, /cmd/));
+      await assert.rejects(d.cri.runtime.execSync({ containerId: "x", cmd: ["true"], timeout: -5n }), refused(status.INVALID_ARGUMENT, /timeout/));
+      await assert.rejects(d.cri.runtime.startContainer({ containerId: "" }), refused(status.INVALID_ARGUMENT, /container_id/));
+      await assert.rejects(d.cri.runtime.updateContainerResources({ containerId: "x", linux: { cpuQuota: 5n } }), refused(status.INVALID_ARGUMENT, /cpu_quota/));
+      assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
+      assert.deepEqual(await filesUnder(path.join(d.state, "containers")), []);
+      assert.deepEqual(await filesUnder(d.root), filesBefore, "nothing written under root");
+    } finally {
+      await d.cri.runtime.stopPodSandbox({ podSandboxId: pod });
+      await d.cri.runtime.removePodSandbox({ podSandboxId: pod });
+    }
+    assert.deepEqual(await mountsUnder(d.dir), []);
+  });
+
   test("malformed and oversized messages: a clear status, berthd keeps serving", async () => {
     const Ctor = makeGenericClientConstructor({
       RunPodSandbox: {
@@ -104,11 +145,11 @@ describe("bad CRI input", () => {
     const raw = new Ctor(`unix://${d.socket}`, credentials.createInsecure(), { "grpc.max_send_message_length": 64 << 20 }) as unknown as { RunPodSandbox: Function; close(): void };
     const send = (payload: Buffer) => new Promise<ServiceError | null>((resolve) => raw.RunPodSandbox(payload, new Metadata(), { deadline: Date.now() + 20_000 }, (err: ServiceError | null) => resolve(err)));
     try {
-      const truncated = await send(Buffer.from([0x0a, 0x10, 0x0a, 0x05, 0x61]));
-      assert.equal(truncated?.code, status.INVALID_ARGUMENT, truncated?.details);
-      assert.match(truncated!.details, /not a valid protobuf message/);
-      const huge = await send(Buffer.alloc(17 << 20, 0x41));
-      assert.equal(huge?.code, status.RESOURCE_EXHAUSTED, huge?.details);
+        const truncated = await send(Buffer.from([0x0a, 0x10, 0x0a, 0x05, 0x61]));
+        assert.equal(truncated?.code, status.INVALID_ARGUMENT, truncated?.details);
+        assert.match(truncated!.details, /not a valid protobuf message/);
+        const huge = await send(Buffer.alloc(17 << 20, 0x41));
+        assert.equal(huge?.code, status.RESOURCE_EXHAUSTED, huge?.details);
     } finally {
       raw.close();
     }

@@ -29,6 +29,7 @@ import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpe
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
+import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 
@@ -167,6 +168,7 @@ export class ContainerManager implements PodContainers {
   async create(sandboxId: string, config: ContainerConfig): Promise<string> {
     if (!config.metadata?.name) throw new InvalidArgument("container config has no metadata.name");
     if (!config.image?.image) throw new InvalidArgument("container config has no image");
+    validateContainerConfig(config, { root: this.deps.config.root, state: this.deps.config.state });
     const sandbox = this.deps.sandboxes.getSandbox(sandboxId);
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
     if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);

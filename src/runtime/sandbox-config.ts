@@ -140,7 +140,8 @@ const MAX_KEY = 317; // a 253-character prefix, "/", a 63-character name
 const MAX_VALUE = 64 * 1024;
 const MAX_TOTAL = 256 * 1024; // Kubernetes' limit for all annotations of an object
 
-function checkStringMap(field: string, map: Record<string, string>): void {
+/** Labels and annotations (pods and containers): keys 1-317 characters without control characters, bounded values and total. */
+export function checkStringMap(field: string, map: Record<string, string>): void {
   let total = 0;
   for (const [k, v] of Object.entries(map)) {
     if (k === "" || k.length > MAX_KEY || CONTROL.test(k)) {

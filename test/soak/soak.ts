@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const errors: string[] = [];
   let failed = 0;
   try {
-    d = await startBerthd({ config: `log_level = "info"\n[cni]\nplugin_timeout = "30s"\n` });
+    d = await startBerthd({ config: `[cni]\nplugin_timeout = "30s"\n`, args: ["--log-level", "info"] });
     const berthd = d;
     await writeBridgeConflist(berthd.dir, BRIDGE, SUBNET);
     await waitFor("NetworkReady", async () => (await berthd.cri.runtime.status({})).status!.conditions.find((c) => c.type === "NetworkReady")?.status);
