@@ -20,6 +20,8 @@ const BRIDGE = "brel3";
 const SUBNET = "10.94.3.0/24";
 const CGROUP_PARENT = "/berth-test-rel";
 const MiB = 1024 * 1024;
+// Every call has a deadline: a hang is reported as an error, never waited out.
+const DEADLINE = { timeoutMs: 120_000 };
 
 async function rssBytes(pid: number): Promise<number> {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, "utf8"));
@@ -59,31 +61,31 @@ async function main(): Promise<void> {
     // Warm up once so the start figure is taken with the code paths loaded.
     const cycle = async (client: number, n: number) => {
       const cfg = podConfig(`soak-${client}-${n}`, { logDirectory: path.join(berthd.dir, "logs", `${client}-${n}`), linux: { cgroupParent: CGROUP_PARENT } });
-      const pod = (await call("RunPodSandbox", () => cri.runPodSandbox({ config: cfg }))).podSandboxId;
+      const pod = (await call("RunPodSandbox", () => cri.runPodSandbox({ config: cfg }, DEADLINE))).podSandboxId;
       const ids: string[] = [];
       try {
         for (const c of ["a", "b"]) {
           const id = (await call("CreateContainer", () => cri.createContainer({
             podSandboxId: pod, sandboxConfig: cfg,
             config: { metadata: { name: c }, image: { image }, command: ["sh", "-c", `echo ${c} up; exec sleep 1000`], logPath: `${c}.log` },
-          }))).containerId;
+          }, DEADLINE))).containerId;
           ids.push(id);
-          await call("StartContainer", () => cri.startContainer({ containerId: id }));
+          await call("StartContainer", () => cri.startContainer({ containerId: id }, DEADLINE));
         }
         for (const id of ids) {
-          const r = await call("ExecSync", () => cri.execSync({ containerId: id, cmd: ["echo", `exec-${n}`], timeout: 10n }));
+          const r = await call("ExecSync", () => cri.execSync({ containerId: id, cmd: ["echo", `exec-${n}`], timeout: 10n }, DEADLINE));
           if (r.stdout.toString() !== `exec-${n}\n` || r.exitCode !== 0) errors.push(`ExecSync: wrong answer ${JSON.stringify(r.stdout.toString())} exit ${r.exitCode}`);
-          const s = await call("ContainerStatus", () => cri.containerStatus({ containerId: id }));
+          const s = await call("ContainerStatus", () => cri.containerStatus({ containerId: id }, DEADLINE));
           if (s.status!.state !== ContainerState.CONTAINER_RUNNING) errors.push(`ContainerStatus: ${id} is ${s.status!.state}, not running`);
         }
-        await call("ListContainers", () => cri.listContainers({ filter: { podSandboxId: pod } }));
-        await call("PodSandboxStatus", () => cri.podSandboxStatus({ podSandboxId: pod }));
-        await call("ListPodSandbox", () => cri.listPodSandbox({}));
-        for (const id of ids) await call("StopContainer", () => cri.stopContainer({ containerId: id, timeout: 1n }));
-        for (const id of ids) await call("RemoveContainer", () => cri.removeContainer({ containerId: id }));
+        await call("ListContainers", () => cri.listContainers({ filter: { podSandboxId: pod } }, DEADLINE));
+        await call("PodSandboxStatus", () => cri.podSandboxStatus({ podSandboxId: pod }, DEADLINE));
+        await call("ListPodSandbox", () => cri.listPodSandbox({}, DEADLINE));
+        for (const id of ids) await call("StopContainer", () => cri.stopContainer({ containerId: id, timeout: 1n }, DEADLINE));
+        for (const id of ids) await call("RemoveContainer", () => cri.removeContainer({ containerId: id }, DEADLINE));
       } finally {
-        await call("StopPodSandbox", () => cri.stopPodSandbox({ podSandboxId: pod }));
-        await call("RemovePodSandbox", () => cri.removePodSandbox({ podSandboxId: pod }));
+        await call("StopPodSandbox", () => cri.stopPodSandbox({ podSandboxId: pod }, DEADLINE));
+        await call("RemovePodSandbox", () => cri.removePodSandbox({ podSandboxId: pod }, DEADLINE));
       }
     };
     await cycle(99, 0);
@@ -105,8 +107,8 @@ async function main(): Promise<void> {
       ...(await strayFiles(berthd, [])),
       ...(await cgroupLeaks(CGROUP_PARENT, [])),
       ...(await bridgePorts(BRIDGE)).map((p) => `veth ${p} on ${BRIDGE}`),
-      ...((await cri.listPodSandbox({})).items.map((p) => `pod ${p.id}`)),
-      ...((await cri.listContainers({})).containers.map((c) => `container ${c.id}`)),
+      ...((await cri.listPodSandbox({}, DEADLINE)).items.map((p) => `pod ${p.id}`)),
+      ...((await cri.listContainers({}, DEADLINE)).containers.map((c) => `container ${c.id}`)),
     ];
     console.log("operations by RPC:");
     for (const [k, v] of [...ops.entries()].sort()) console.log(`  ${k} ${v}`);
