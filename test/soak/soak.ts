@@ -115,6 +115,8 @@ async function main(): Promise<void> {
     for (const e of errors.slice(0, 20)) console.log(`  error: ${e}`);
     console.log(`soak: ${CLIENTS} clients for ${elapsed.toFixed(0)} s: ${total} operations (${(total / elapsed).toFixed(1)}/s), ${errors.length} errors`);
     console.log(`soak: berthd RSS at start ${(startRss / MiB).toFixed(1)} MiB, at end ${(endRss / MiB).toFixed(1)} MiB, max ${(Math.max(startRss, ...rss) / MiB).toFixed(1)} MiB over ${rss.length} samples`);
+    const q = (f: number) => ((rss[Math.min(rss.length - 1, Math.floor(rss.length * f))] ?? endRss) / MiB).toFixed(1);
+    console.log(`soak: berthd RSS over the run (MiB): 25% ${q(0.25)}, 50% ${q(0.5)}, 75% ${q(0.75)}, end ${(endRss / MiB).toFixed(1)}`);
     if (leftovers.length) console.log(`soak: left behind: ${leftovers.join("; ")}`);
     // Flat: the end figure within 64 MiB (and 50%) of the start one.
     const grew = endRss - startRss;
