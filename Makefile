@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler gcc libc6-dev
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils gcc libc6-dev
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
@@ -21,7 +21,9 @@ endef
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
-	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+	@# A symlinked node_modules (a git worktree sharing another checkout's) is left alone.
+	@if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then \
+	  npm ci --no-audit --no-fund; fi
 
 deps-test: deps
 	$(call apt_ensure,$(TEST_PKGS))
@@ -56,8 +58,19 @@ cni-default:
 run: build cni-default
 	exec ./bin/berthd $(BERTHD_FLAGS)
 
+# The spec report goes to the terminal; a TAP copy gives the closing count line.
 test: deps-test build
-	node --test --test-reporter=spec $$(find dist -name '*.test.js' | sort)
+	@rc=0; node --test --test-reporter=spec --test-reporter-destination=stdout \
+	  --test-reporter=tap --test-reporter-destination=dist/test-results.tap \
+	  $$(find dist -name '*.test.js' | sort) || rc=$$?; \
+	p=$$(grep -E '^# pass ' dist/test-results.tap | awk '{print $$3}'); \
+	f=$$(grep -E '^# fail ' dist/test-results.tap | awk '{print $$3}'); \
+	k=$$(grep -E '^# skipped ' dist/test-results.tap | awk '{print $$3}'); \
+	echo "tests: $${p:-0} passed, $${f:-0} failed, $${k:-0} skipped"; exit $$rc
+
+# Random and malformed requests against a real berthd (bounded: FUZZ_CASES, reproducible: FUZZ_SEED).
+fuzz: deps-test build
+	node dist/test/fuzz/fuzz.js
 
 clean:
 	rm -rf dist src/gen

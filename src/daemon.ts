@@ -1,13 +1,22 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
 import type { Config } from "./config.js";
 import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
+import { acceptConnection } from "./cri/h2-authority.js";
 import { createGrpcServer } from "./cri/server.js";
+import { imageHandlers } from "./cri/image.js";
+import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
+import { parseDuration } from "./config.js";
+import { CniConfWatcher } from "./cni/watcher.js";
+import { CniNetwork } from "./cni/network.js";
+import { sandboxHandlers } from "./cri/sandbox.js";
+import { SandboxManager } from "./runtime/sandbox.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -54,22 +63,39 @@ export async function startDaemon(config: Config, log: Logger, version: string):
 
   const cleanups: Array<() => Promise<void>> = [];
   let server: Server | undefined;
+  let listener: NetServer | undefined;
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
     });
 
-    const node = new NodeStatus(config, version);
+    const cniConf = new CniConfWatcher(config.cni.conf_dir, config.cni.bin_dirs, log);
+    await cniConf.start();
+    cleanups.push(async () => cniConf.close());
+    const node = new NodeStatus(config, version, () => cniConf.condition());
+    const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
+    await network.init();
+    // images.snapshots is the Snapshots back-end containers use for their rootfs.
+    const images = new LocalImageStore(config, log, `berth/${version}`);
+    await images.init();
+    // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    await sandboxes.init();
     server = createGrpcServer(
-      { ...runtimeInfoHandlers(node, log) },
-      {},
+      { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log) },
+      { ...imageHandlers(images, log) },
       log,
     );
+    // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
+    const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    listener = createServer((conn) => injector.injectConnection(acceptConnection(conn)));
     await new Promise<void>((resolve, reject) => {
-      server!.bindAsync(`unix://${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      listener!.once("error", reject);
+      listener!.listen(socket, () => resolve());
     });
     await chmod(socket, 0o660);
   } catch (err) {
+    listener?.close();
     server?.forceShutdown();
     await unlink(lockPath).catch(() => undefined);
     throw err;
@@ -80,6 +106,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   const shutdown = () =>
     (stopping ??= (async () => {
       log.info("berthd shutting down: finishing in-flight calls");
+      listener!.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");

@@ -89,6 +89,21 @@ describe("RPCs not implemented yet answer UNIMPLEMENTED naming the RPC", () => {
   after(async () => {
     await d.cleanup();
   });
+  test("a request that is not a valid protobuf message is INVALID_ARGUMENT, and berthd keeps serving", async () => {
+    const { credentials, makeGenericClientConstructor, Metadata } = await import("@grpc/grpc-js");
+    const raw = (b: Buffer) => b;
+    const Ctor = makeGenericClientConstructor({
+      version: { path: "/runtime.v1.RuntimeService/Version", requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+    } as never, "x");
+    const c = new Ctor(`unix://${d.socket}`, credentials.createInsecure()) as unknown as { version: Function; close(): void };
+    const err = await new Promise<{ code: number; details: string }>((resolve) =>
+      c.version(Buffer.from([0x0a, 0xff, 0xff, 0xff]), new Metadata(), {}, (e: { code: number; details: string }) => resolve(e)));
+    c.close();
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /Version: the request is not a valid protobuf message/);
+    assert.equal((await d.cri.runtime.version({})).runtimeName, "berth");
+  });
+
   test("CheckpointContainer", async () => {
     await assert.rejects(d.cri.runtime.checkpointContainer({ containerId: "x" }), (err: { code: number; details: string }) =>
       err.code === status.UNIMPLEMENTED && /CheckpointContainer/.test(err.details));
@@ -177,5 +192,51 @@ describe("config", () => {
     const r = await runBerthd(["config", "--config", path.join(dir, "nope.toml")]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /no such config file/);
+  });
+});
+
+describe("HTTP/2 clients that send the socket path as :authority (gRPC-Go before 1.51)", () => {
+  let d: Berthd;
+  before(async () => {
+    d = await startBerthd();
+  });
+  after(async () => {
+    await d.cleanup();
+  });
+
+  test("a Version call with :authority = socket path succeeds over the real socket", async () => {
+    const http2 = await import("node:http2");
+    const net = await import("node:net");
+    const session = http2.connect("http://localhost", { createConnection: () => net.connect(d.socket) });
+    try {
+      const req = session.request({
+        ":method": "POST",
+        ":authority": d.socket,
+        ":path": "/runtime.v1.RuntimeService/Version",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      const trailers = new Promise<Record<string, unknown>>((resolve) => req.on("trailers", resolve));
+      req.end(Buffer.from([0, 0, 0, 0, 0]));
+      const t = await trailers;
+      assert.equal(t["grpc-status"], "0");
+      assert.match(Buffer.concat(chunks).toString("latin1"), /berth/);
+    } finally {
+      session.close();
+    }
+  });
+
+  test("crictl (CRICTL, e.g. cri-tools v1.26.1) version and info", { skip: !process.env.CRICTL && "set CRICTL to a crictl binary" }, async () => {
+    const { execFile } = await import("node:child_process");
+    const run = (args: string[]) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(process.env.CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, ...args], (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))));
+    const v = await run(["version"]);
+    assert.match(v, /RuntimeName:\s+berth/);
+    assert.match(v, /RuntimeApiVersion:\s+v1/);
+    const info = JSON.parse(await run(["info"]));
+    assert.deepEqual(info.status.conditions.map((c: { type: string }) => c.type), ["RuntimeReady", "NetworkReady"]);
   });
 });

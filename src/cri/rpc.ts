@@ -1,13 +1,24 @@
 // The one place a CRI call becomes a gRPC answer: logs the call (debug: method, duration,
 // code; failures at warn with the cause chain) and maps thrown errors to a status.
 import { status, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
-import { BerthError, causeChain, codeOf, Unimplemented } from "../errors.js";
+import { BerthError, causeChain, codeOf, InvalidArgument, Unimplemented } from "../errors.js";
+
+const MALFORMED = Symbol("malformed request");
+
+/** Stands in for a request the decoder could not read (see server.ts). */
+export function malformedRequest(err: unknown): unknown {
+  return { [MALFORMED]: err };
+}
 import type { Logger } from "../log.js";
 
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    fn(call.request, call).then(
+    const bad = (call.request as Record<symbol, unknown>)[MALFORMED];
+    const run = bad !== undefined
+      ? Promise.reject(new InvalidArgument(`${method}: the request is not a valid protobuf message: ${causeChain(bad)}`))
+      : fn(call.request, call);
+    run.then(
       (res) => {
         log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         callback(null, res);
@@ -25,7 +36,11 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
 
 export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>): handleServerStreamingCall<Req, Res> {
   return (call) => {
-    fn(call.request, call).then(
+    const bad = (call.request as Record<symbol, unknown>)[MALFORMED];
+    const run = bad !== undefined
+      ? Promise.reject(new InvalidArgument(`${method}: the request is not a valid protobuf message: ${causeChain(bad)}`))
+      : fn(call.request, call);
+    run.then(
       () => call.end(),
       (err: unknown) => {
         const code = codeOf(err);

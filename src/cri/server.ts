@@ -3,9 +3,32 @@
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService, type ImageServiceServer, type RuntimeServiceServer } from "../gen/api.js";
 import type { Logger } from "../log.js";
-import { unimplemented } from "./rpc.js";
+import { malformedRequest, unimplemented } from "./rpc.js";
 
-function withDefaults<T extends UntypedServiceImplementation>(service: string, definition: Record<string, { path: string; responseStream: boolean }>, impl: Partial<T>, log: Logger): T {
+type Definition = Record<string, { path: string; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown }>;
+
+/**
+ * grpc-js answers a request it cannot decode with INTERNAL; berth answers INVALID_ARGUMENT
+ * naming the RPC, so the decoder's failure is carried to the handler instead.
+ */
+function tolerantDecoding<D extends Definition>(definition: D): D {
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(definition)) {
+    out[key] = {
+      ...def,
+      requestDeserialize: (b: Buffer) => {
+        try {
+          return def.requestDeserialize(b);
+        } catch (err) {
+          return malformedRequest(err);
+        }
+      },
+    };
+  }
+  return out as D;
+}
+
+function withDefaults<T extends UntypedServiceImplementation>(service: string, definition: Definition, impl: Partial<T>, log: Logger): T {
   const full: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(definition)) {
     const name = def.path.slice(def.path.lastIndexOf("/") + 1);
@@ -22,7 +45,7 @@ export function createGrpcServer(runtime: Partial<RuntimeServiceServer>, image: 
     "grpc.max_receive_message_length": 16 * 1024 * 1024,
     "grpc.max_send_message_length": 16 * 1024 * 1024,
   });
-  server.addService(RuntimeServiceService, withDefaults<RuntimeServiceServer>("RuntimeService", RuntimeServiceService, runtime, log));
-  server.addService(ImageServiceService, withDefaults<ImageServiceServer>("ImageService", ImageServiceService, image, log));
+  server.addService(tolerantDecoding(RuntimeServiceService), withDefaults<RuntimeServiceServer>("RuntimeService", RuntimeServiceService, runtime, log));
+  server.addService(tolerantDecoding(ImageServiceService), withDefaults<ImageServiceServer>("ImageService", ImageServiceService, image, log));
   return server;
 }

@@ -29,12 +29,13 @@ export class NodeStatus implements NodeInfo {
   readonly runtimeCondition: () => Promise<Condition>;
   readonly networkCondition: () => Promise<Condition>;
 
-  constructor(private readonly config: Config, version: string) {
+  /** `network`, when given, answers NetworkReady (the CNI conf watcher); else the dir is re-read. */
+  constructor(private readonly config: Config, version: string, network?: () => Promise<Condition>) {
     this.runtimeVersion = version;
     this.cgroupDriver = config.cgroup_driver;
     this.handlers = Object.keys(config.runtime.handlers);
     this.runtimeCondition = cached(() => this.checkRuntime());
-    this.networkCondition = cached(() => this.checkNetwork());
+    this.networkCondition = cached(network ?? (() => this.checkNetwork()));
   }
 
   private async checkRuntime(): Promise<Condition> {

@@ -1,0 +1,87 @@
+// The pod network's config as the conf dir holds it now: loaded once, reloaded after the
+// dir changes (fs.watch), so RunPodSandbox and NetworkReady follow the dir without
+// re-reading it on every call.
+import { watch, type FSWatcher } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import type { Logger } from "../log.js";
+import { findPlugin, loadNetworkConfig, SUPPORTED_VERSIONS, type NetworkConfList } from "./config.js";
+
+export interface NetworkCondition {
+  ready: boolean;
+  reason: string;
+  message: string;
+}
+
+export interface LoadedNetwork {
+  config?: NetworkConfList;
+  skipped: string[];
+  error?: string;
+}
+
+export class CniConfWatcher {
+  private loaded: Promise<LoadedNetwork> | undefined;
+  private watcher: FSWatcher | undefined;
+
+  constructor(readonly confDir: string, readonly binDirs: string[], private readonly log: Logger) {}
+
+  /** Creates the conf dir when missing and starts watching it. */
+  async start(): Promise<void> {
+    await mkdir(this.confDir, { recursive: true, mode: 0o755 });
+    try {
+      this.watcher = watch(this.confDir, { persistent: false }, () => {
+        this.loaded = undefined;
+      });
+      this.watcher.on("error", (err) => {
+        // Without a watch every call re-reads the dir: slower, never stale.
+        this.log.warn({ dir: this.confDir, err: String(err) }, "CNI conf dir watch failed; re-reading on every use");
+        this.watcher?.close();
+        this.watcher = undefined;
+        this.loaded = undefined;
+      });
+    } catch (err) {
+      this.log.warn({ dir: this.confDir, err: String(err) }, "cannot watch CNI conf dir; re-reading on every use");
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  /** The first valid network config of the dir (cached until the dir changes). */
+  current(): Promise<LoadedNetwork> {
+    const load = async (): Promise<LoadedNetwork> => {
+      try {
+        return await loadNetworkConfig(this.confDir);
+      } catch (err) {
+        return { skipped: [], error: `cannot read CNI conf dir ${this.confDir}: ${(err as Error).message}` };
+      }
+    };
+    if (!this.watcher) return load();
+    const p = (this.loaded ??= load());
+    return p;
+  }
+
+  /** NetworkReady: a config exists, its version is one berth drives and every plugin it names is installed. */
+  async condition(): Promise<NetworkCondition> {
+    const loaded = await this.current();
+    const notReady = (message: string) => ({ ready: false, reason: "NetworkPluginNotReady", message });
+    if (loaded.error) return notReady(loaded.error);
+    if (!loaded.config) {
+      const extra = loaded.skipped.length ? ` (skipped: ${loaded.skipped.join("; ")})` : "";
+      return notReady(`no CNI network config found in ${this.confDir}${extra}`);
+    }
+    const c = loaded.config;
+    if (!SUPPORTED_VERSIONS.includes(c.cniVersion)) {
+      return notReady(`CNI network "${c.name}" (${c.file}) has cniVersion ${c.cniVersion}; berth supports ${SUPPORTED_VERSIONS.join(", ")}`);
+    }
+    const missing: string[] = [];
+    for (const p of c.plugins) {
+      if (!(await findPlugin(p.type, this.binDirs))) missing.push(p.type);
+    }
+    if (missing.length) {
+      return notReady(`CNI network "${c.name}" (${c.file}) needs plugins not found in ${this.binDirs.join(":")}: ${missing.join(", ")}`);
+    }
+    return { ready: true, reason: "", message: "" };
+  }
+}

@@ -1,0 +1,80 @@
+// PullImage, ImageStatus, ListImages, RemoveImage, ImageFsInfo: the CRI ImageService over an ImageStore.
+import type { Image as CriImage, ImageServiceServer } from "../gen/api.js";
+import { InvalidArgument } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Image, ImageStore } from "../image/types.js";
+import { unary } from "./rpc.js";
+
+/** uid or username from the config's User ("1002", "1003:1004", "www-data", "www-data:1004"). */
+export function imageUser(user: string | undefined): { uid?: bigint; username: string } {
+  const name = (user ?? "").split(":")[0]!;
+  if (name === "") return { username: "" };
+  if (/^\d+$/.test(name)) return { uid: BigInt(name), username: "" };
+  return { username: name };
+}
+
+function toCri(img: Image): CriImage {
+  const user = imageUser(img.config.config?.User);
+  return {
+    id: img.id,
+    repoTags: img.repoTags,
+    repoDigests: img.repoDigests,
+    size: BigInt(img.size),
+    uid: user.uid !== undefined ? { value: user.uid } : undefined,
+    username: user.username,
+    spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "" },
+    pinned: img.pinned,
+  };
+}
+
+function requireRef(ref: string | undefined, rpc: string): string {
+  if (!ref) throw new InvalidArgument(`${rpc}: image.image must name an image (a reference or an image ID)`);
+  return ref;
+}
+
+export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageServiceServer, "pullImage" | "imageStatus" | "listImages" | "removeImage" | "imageFsInfo"> {
+  return {
+    pullImage: unary(log, "PullImage", async (req) => {
+      const ref = requireRef(req.image?.image, "PullImage");
+      const a = req.auth;
+      const img = await store.pull(ref, a ? {
+        username: a.username || undefined,
+        password: a.password || undefined,
+        auth: a.auth || undefined,
+        identityToken: a.identityToken || undefined,
+        registryToken: a.registryToken || undefined,
+        serverAddress: a.serverAddress || undefined,
+      } : undefined);
+      return { imageRef: img.id };
+    }),
+
+    imageStatus: unary(log, "ImageStatus", async (req) => {
+      const img = await store.resolve(requireRef(req.image?.image, "ImageStatus"));
+      if (!img) return { image: undefined, info: {} };
+      const info: Record<string, string> = req.verbose
+        ? { info: JSON.stringify({ imageSpec: img.config, chainIds: img.chainIds, pinned: img.pinned }) }
+        : {};
+      return { image: toCri(img), info };
+    }),
+
+    listImages: unary(log, "ListImages", async (req) => ({
+      images: (await store.list(req.filter?.image?.image || undefined)).map(toCri),
+    })),
+
+    removeImage: unary(log, "RemoveImage", async (req) => {
+      await store.remove(requireRef(req.image?.image, "RemoveImage"));
+      return {};
+    }),
+
+    imageFsInfo: unary(log, "ImageFsInfo", async () => {
+      const fs = await store.fsInfo();
+      const usage = {
+        timestamp: fs.timestamp,
+        fsId: { mountpoint: fs.mountpoint },
+        usedBytes: { value: BigInt(fs.usedBytes) },
+        inodesUsed: { value: BigInt(fs.inodesUsed) },
+      };
+      return { imageFilesystems: [usage], containerFilesystems: [] };
+    }),
+  };
+}

@@ -1,0 +1,102 @@
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
+import { InvalidArgument } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
+import { unary } from "./rpc.js";
+
+/** What the CRI front needs of the pod sandbox back-end. */
+export interface PodSandboxes {
+  run(config: PodSandboxConfig | undefined, runtimeHandler: string): Promise<string>;
+  stop(id: string): Promise<void>;
+  remove(id: string): Promise<void>;
+  get(id: string): SandboxRecord;
+  list(filter: SandboxFilter): SandboxRecord[];
+}
+
+const state = (rec: SandboxRecord) => (rec.state === "ready" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY);
+
+function toStatus(rec: SandboxRecord): PodSandboxStatus {
+  // Like containerd: a pod whose network is torn down reports no IP.
+  const ips = rec.networkDetached ? [] : rec.network?.ips ?? [];
+  return {
+    id: rec.id,
+    metadata: rec.metadata,
+    state: state(rec),
+    createdAt: rec.createdAt,
+    network: { ip: ips[0] ?? "", additionalIps: ips.slice(1).map((ip) => ({ ip })) },
+    linux: { namespaces: { options: rec.namespaceOptions } },
+    labels: rec.config.labels,
+    annotations: rec.config.annotations,
+    runtimeHandler: rec.requestedHandler ?? rec.runtimeHandler,
+  };
+}
+
+function verboseInfo(rec: SandboxRecord): string {
+  return JSON.stringify({
+    pid: rec.infra?.pid ?? 0,
+    infraContainerId: rec.infra?.containerId ?? "",
+    netNamespacePath: rec.netnsPath ?? "",
+    netNamespaceClosed: rec.networkDetached,
+    ipcNamespacePath: rec.ipcnsPath ?? "",
+    utsNamespacePath: rec.utsnsPath ?? "",
+    hostname: rec.hostname,
+    resolvConfPath: rec.resolvConfPath,
+    hostsPath: rec.hostsPath,
+    shmPath: rec.shmPath,
+    cgroupParent: rec.cgroupParent,
+    sysctls: rec.sysctls,
+    runtimeHandler: rec.runtimeHandler,
+    cniNetwork: rec.network?.name ?? "",
+    cniResult: rec.network?.result ?? null,
+    config: PodSandboxConfig.toJSON(rec.config),
+  });
+}
+
+function toListItem(rec: SandboxRecord): PodSandbox {
+  return {
+    id: rec.id,
+    metadata: rec.metadata,
+    state: state(rec),
+    createdAt: rec.createdAt,
+    labels: rec.config.labels,
+    annotations: rec.config.annotations,
+    runtimeHandler: rec.requestedHandler ?? rec.runtimeHandler,
+  };
+}
+
+export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
+  return {
+    runPodSandbox: unary(log, "RunPodSandbox", async (req) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler) })),
+
+    stopPodSandbox: unary(log, "StopPodSandbox", async (req) => {
+      await pods.stop(req.podSandboxId);
+      return {};
+    }),
+
+    removePodSandbox: unary(log, "RemovePodSandbox", async (req) => {
+      await pods.remove(req.podSandboxId);
+      return {};
+    }),
+
+    podSandboxStatus: unary(log, "PodSandboxStatus", async (req) => {
+      if (req.podSandboxId === "") throw new InvalidArgument("pod_sandbox_id is required");
+      const rec = pods.get(req.podSandboxId);
+      return {
+        status: toStatus(rec),
+        info: (req.verbose ? { info: verboseInfo(rec) } : {}) as Record<string, string>,
+        containersStatuses: [],
+        timestamp: BigInt(Date.now()) * 1_000_000n,
+      };
+    }),
+
+    listPodSandbox: unary(log, "ListPodSandbox", async (req) => {
+      const f = req.filter;
+      const filter: SandboxFilter = {};
+      if (f?.id) filter.id = f.id;
+      if (f?.state) filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+      if (f && Object.keys(f.labelSelector).length) filter.labelSelector = f.labelSelector;
+      return { items: pods.list(filter).map(toListItem) };
+    }),
+  };
+}

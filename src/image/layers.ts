@@ -1,0 +1,255 @@
+// Unpacked layers, one directory per chain ID under <root>/image/layers/<n>, shared by every
+// image and container that stacks them. A short numeric directory name keeps overlay option
+// strings small. A layer is unpacked into tmp-<n> straight from the registry stream while
+// the compressed digest and the diff ID are checked, then renamed into place and recorded;
+// anything not recorded is removed on start. Layers are freed when no holder (image,
+// container snapshot, pull in progress) is left.
+import { createHash, type Hash } from "node:crypto";
+import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { PassThrough, Transform, type Duplex, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { InvalidArgument, wrap } from "../errors.js";
+import type { Logger } from "../log.js";
+import { KeyedLock } from "../store/keyed-lock.js";
+import { RecordStore } from "../store/records.js";
+import { DigestMismatch } from "./content.js";
+import type { Compression } from "./manifest.js";
+import { readTar } from "./tar.js";
+import { UnsafeEntry, unpackLayer } from "./unpack.js";
+import { zstdDecompressor } from "./zstd.js";
+
+export interface LayerRecord {
+  chainId: string;
+  diffId: string;
+  /** Directory number under layers/. */
+  id: number;
+  bytes: number;
+  inodes: number;
+}
+
+export interface LayerSource {
+  digest: string;
+  size: number;
+  compression: Compression;
+  open(): Promise<Readable>;
+}
+
+/** Chain IDs from diff IDs, bottom first (OCI image spec: ChainID(L0|..|Ln) = sha256(ChainID(..n-1) + " " + DiffID(Ln))). */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash("sha256").update(`${prev} ${d}`).digest("hex")}`);
+  }
+  return out;
+}
+
+/** Bounds work running at once (layer downloads across all pulls). */
+export class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  constructor(private readonly limit: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
+function hashing(hash: Hash, onBytes: (n: number) => void): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      try {
+        onBytes(chunk.length);
+      } catch (err) {
+        cb(err as Error);
+        return;
+      }
+      cb(null, chunk);
+    },
+  });
+}
+
+const hex = (digest: string) => digest.slice("sha256:".length);
+
+export class LayerStore {
+  readonly dir: string;
+  private readonly records: RecordStore<LayerRecord>;
+  private readonly byChain = new Map<string, LayerRecord>();
+  private readonly inflight = new Map<string, Promise<LayerRecord>>();
+  private readonly holders = new Map<string, Set<string>>();
+  private readonly heldBy = new Map<string, string[]>();
+  private readonly lock = new KeyedLock();
+  private nextId = 1;
+
+  constructor(imageRoot: string, metaDir: string, private readonly log: Logger, private readonly downloads: Semaphore) {
+    this.dir = path.join(imageRoot, "layers");
+    this.records = new RecordStore(path.join(metaDir, "layers"));
+  }
+
+  /** The directory overlay's lowerdir names for an empty image (overlay needs at least one lower). */
+  static readonly EMPTY = "empty";
+
+  async load(): Promise<void> {
+    await mkdir(path.join(this.dir, LayerStore.EMPTY), { recursive: true, mode: 0o755 });
+    const { records, problems } = await this.records.loadAll();
+    for (const p of problems) this.log.warn(p, "corrupt layer record quarantined");
+    const names = new Set(await readdir(this.dir));
+    for (const [key, rec] of records) {
+      if (!names.has(String(rec.id)) || hex(rec.chainId) !== key) {
+        this.log.warn({ chainId: rec.chainId, id: rec.id }, "layer record without its directory: dropped");
+        await this.records.delete(key);
+        continue;
+      }
+      this.byChain.set(rec.chainId, rec);
+      this.nextId = Math.max(this.nextId, rec.id + 1);
+    }
+    const known = new Set([...this.byChain.values()].map((r) => String(r.id)));
+    for (const name of names) {
+      if (name === LayerStore.EMPTY || known.has(name)) continue;
+      // Partial unpacks (tmp-*) and directories whose record never got written.
+      this.log.info({ dir: name }, "removing unfinished layer directory");
+      await rm(path.join(this.dir, name), { recursive: true, force: true });
+      const n = Number.parseInt(name.replace(/^tmp-/, ""), 10);
+      if (Number.isInteger(n)) this.nextId = Math.max(this.nextId, n + 1);
+    }
+  }
+
+  get(chainId: string): LayerRecord | undefined {
+    return this.byChain.get(chainId);
+  }
+
+  /** Directory name relative to `dir` (what overlay's lowerdir lists). */
+  relPath(rec: LayerRecord): string {
+    return String(rec.id);
+  }
+
+  usage(): { bytes: number; inodes: number } {
+    let bytes = 0;
+    let inodes = 0;
+    for (const r of this.byChain.values()) {
+      bytes += r.bytes;
+      inodes += r.inodes;
+    }
+    return { bytes, inodes };
+  }
+
+  /** Marks `chainIds` as used by `holder` (replacing what it held before). Synchronous on purpose. */
+  hold(holder: string, ids: string[]): void {
+    this.dropHolder(holder);
+    this.heldBy.set(holder, [...ids]);
+    for (const c of ids) {
+      let s = this.holders.get(c);
+      if (!s) this.holders.set(c, (s = new Set()));
+      s.add(holder);
+    }
+  }
+
+  private dropHolder(holder: string): string[] {
+    const prev = this.heldBy.get(holder) ?? [];
+    this.heldBy.delete(holder);
+    for (const c of prev) {
+      const s = this.holders.get(c);
+      s?.delete(holder);
+      if (s && s.size === 0) this.holders.delete(c);
+    }
+    return prev;
+  }
+
+  /** Releases `holder` and deletes the layers nobody holds any more. */
+  async release(holder: string): Promise<void> {
+    const prev = this.dropHolder(holder);
+    await this.deleteUnheld(prev);
+  }
+
+  /** Deletes every layer nobody holds (on start, after images and snapshots took theirs). */
+  async collectGarbage(): Promise<void> {
+    await this.deleteUnheld([...this.byChain.keys()]);
+  }
+
+  private async deleteUnheld(candidates: string[]): Promise<void> {
+    // Taken out of the map before any await, so no new holder can find a layer being deleted.
+    const doomed: LayerRecord[] = [];
+    for (const c of candidates) {
+      const rec = this.byChain.get(c);
+      if (rec && !this.holders.has(c) && !this.inflight.has(c)) {
+        this.byChain.delete(c);
+        doomed.push(rec);
+      }
+    }
+    for (const rec of doomed) {
+      await this.lock.run(rec.chainId, async () => {
+        await this.records.delete(hex(rec.chainId));
+        await rm(path.join(this.dir, String(rec.id)), { recursive: true, force: true });
+      });
+      this.log.debug({ chainId: rec.chainId, id: rec.id }, "layer removed");
+    }
+  }
+
+  /** The layer for chainId, unpacked from `source` unless present; concurrent callers share one unpack. */
+  async ensure(chainId: string, diffId: string, source: LayerSource, retries: <T>(what: string, fn: () => Promise<T>) => Promise<T>): Promise<LayerRecord> {
+    const have = this.byChain.get(chainId);
+    if (have) return have;
+    let p = this.inflight.get(chainId);
+    if (!p) {
+      p = this.lock
+        .run(chainId, () => this.downloads.run(() => retries(`layer ${source.digest}`, () => this.unpackOnce(chainId, diffId, source))))
+        .finally(() => this.inflight.delete(chainId));
+      this.inflight.set(chainId, p);
+    }
+    return p;
+  }
+
+  private async unpackOnce(chainId: string, diffId: string, source: LayerSource): Promise<LayerRecord> {
+    const id = this.nextId++;
+    const tmp = path.join(this.dir, `tmp-${id}`);
+    const started = Date.now();
+    await mkdir(tmp, { mode: 0o755 });
+    try {
+      const compressed = createHash("sha256");
+      const diff = createHash("sha256");
+      let received = 0;
+      const counter = hashing(compressed, (n) => {
+        received += n;
+        if (received > source.size) throw new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`);
+      });
+      const decompress: Duplex = source.compression === "gzip" ? createGunzip() : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
+      let result = { bytes: 0, inodes: 0 };
+      const body = await source.open();
+      await pipeline(body, counter, decompress, hashing(diff, () => undefined), async (stream: AsyncIterable<Buffer>) => {
+        result = await unpackLayer(tmp, readTar(stream));
+      });
+      const gotDigest = `sha256:${compressed.digest("hex")}`;
+      if (received !== source.size || gotDigest !== source.digest) {
+        throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${gotDigest} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
+      }
+      const gotDiff = `sha256:${diff.digest("hex")}`;
+      if (gotDiff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${gotDiff} does not match the config's diff ID ${diffId}; nothing was stored`);
+      await rename(tmp, path.join(this.dir, String(id)));
+      const rec: LayerRecord = { chainId, diffId, id, bytes: result.bytes, inodes: result.inodes };
+      try {
+        await this.records.put(hex(chainId), rec);
+      } catch (err) {
+        await rm(path.join(this.dir, String(id)), { recursive: true, force: true });
+        throw err;
+      }
+      this.byChain.set(chainId, rec);
+      this.log.debug({ chainId, digest: source.digest, ms: Date.now() - started, bytes: result.bytes }, "layer unpacked");
+      return rec;
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      if (err instanceof UnsafeEntry) throw new InvalidArgument(`layer ${source.digest} is unsafe: ${err.message}; nothing was stored`, { cause: err });
+      if (err instanceof DigestMismatch) throw err;
+      throw wrap(`layer ${source.digest} (corrupt, or not the content its digest names; nothing was stored)`, err);
+    }
+  }
+}

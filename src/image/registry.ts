@@ -1,0 +1,301 @@
+// A client for the OCI distribution API: mirrors then the upstream host, Bearer and Basic
+// auth, redirects, retries with backoff, and a no-progress timeout on every response.
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import { DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
+import type { Logger } from "../log.js";
+import { parseChallenges, type Credentials } from "./auth.js";
+import { MANIFEST_ACCEPT } from "./manifest.js";
+import { isLoopbackRegistry, registryHost, type Reference } from "./reference.js";
+
+export interface RegistryOptions {
+  insecureRegistries: string[];
+  /** domain -> mirror base URLs ("http://127.0.0.1:5000"), tried in order before the domain itself. */
+  mirrors: Record<string, string[]>;
+  progressTimeoutMs: number;
+  log: Logger;
+  userAgent: string;
+}
+
+const MAX_REDIRECTS = 10;
+const RETRIES = 4;
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+
+/** Errors worth another attempt: resets, refused connections, 5xx and 429. */
+export class RetryableError extends Error {}
+
+interface Endpoint {
+  /** scheme://host[:port][/prefix], no trailing slash. */
+  base: string;
+  mirror: boolean;
+  creds?: Credentials;
+  authorization?: string;
+}
+
+function retryableNetError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code ?? "";
+  return ["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "ECONNABORTED", "UND_ERR_SOCKET", "ERR_STREAM_PREMATURE_CLOSE"].includes(code);
+}
+
+/** Aborts `res` when no byte arrives for `ms`; the error names the URL. */
+export function watchProgress(res: IncomingMessage, ms: number, url: string): void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => res.destroy(new DeadlineExceeded(`no data from ${url} for ${Math.round(ms / 1000)}s (image.pull_progress_timeout)`)), ms);
+  };
+  arm();
+  res.on("data", arm);
+  res.once("close", () => clearTimeout(timer));
+  res.once("end", () => clearTimeout(timer));
+}
+
+interface RawRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+  timeoutMs: number;
+}
+
+/** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the host. */
+async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: string }> {
+  let url = req.url;
+  let headers = { ...req.headers };
+  const origin = new URL(url).host;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const u = new URL(url);
+    const mod = u.protocol === "https:" ? https : http;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? httpsAgent : httpAgent }, (res) => {
+        // From here the body's own no-progress watch (watchProgress) takes over.
+        r.setTimeout(0);
+        resolve(res);
+      });
+      r.setTimeout(req.timeoutMs, () => r.destroy(new DeadlineExceeded(`no response from ${u.origin}${u.pathname} for ${Math.round(req.timeoutMs / 1000)}s (image.pull_progress_timeout)`)));
+      r.once("error", reject);
+      r.end(req.body);
+    });
+    const status = res.statusCode ?? 0;
+    if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
+      res.resume();
+      url = new URL(res.headers.location, url).toString();
+      if (new URL(url).host !== origin) {
+        const { authorization: _drop, ...rest } = headers;
+        headers = rest;
+      }
+      continue;
+    }
+    return { res, url };
+  }
+  throw new Error(`more than ${MAX_REDIRECTS} redirects from ${req.url}`);
+}
+
+async function readCapped(res: IncomingMessage, cap: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of res) {
+    n += (c as Buffer).length;
+    if (n > cap) {
+      res.destroy();
+      throw new FailedPrecondition(`${what} is larger than ${cap} bytes`);
+    }
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+async function errorText(res: IncomingMessage): Promise<string> {
+  const body = await readCapped(res, 64 * 1024, "error body").catch(() => Buffer.alloc(0));
+  try {
+    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: string; message?: string }> };
+    if (Array.isArray(doc.errors) && doc.errors.length > 0) return doc.errors.map((e) => `${e.code ?? ""} ${e.message ?? ""}`.trim()).join("; ");
+  } catch { /* not JSON */ }
+  return body.toString("utf8").slice(0, 200).trim();
+}
+
+export async function withRetries<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      let retry = false;
+      for (let cur: unknown = err, depth = 0; cur instanceof Error && depth < 10 && !retry; cur = cur.cause, depth++) {
+        retry = cur instanceof RetryableError || retryableNetError(cur);
+      }
+      if (!retry || attempt >= RETRIES) throw err;
+      const delay = 200 * 2 ** (attempt - 1);
+      log.info({ what, attempt, delayMs: delay, err: (err as Error).message }, "retrying registry request");
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+export interface FetchedManifest {
+  bytes: Buffer;
+  contentType: string | undefined;
+  /** Docker-Content-Digest as the registry sent it, if it did. */
+  headerDigest: string | undefined;
+}
+
+/** Talks to one repository, on the first endpoint (mirror or upstream) that serves its manifest. */
+export class RepositorySession {
+  private readonly endpoints: Endpoint[];
+  private chosen: Endpoint | undefined;
+
+  constructor(private readonly ref: Reference, creds: Credentials | undefined, private readonly opts: RegistryOptions) {
+    const mirrors = (opts.mirrors[ref.domain] ?? []).map((m) => ({ base: m.replace(/\/+$/, "").replace(/\/v2$/, ""), mirror: true }));
+    for (const m of mirrors) if (!/^https?:\/\//.test(m.base)) m.base = `https://${m.base}`;
+    const scheme = isLoopbackRegistry(ref.domain) || opts.insecureRegistries.includes(ref.domain) ? "http" : "https";
+    // Credentials belong to the upstream host only; mirrors are asked anonymously.
+    this.endpoints = [...mirrors, { base: `${scheme}://${registryHost(ref.domain)}`, mirror: false, creds }];
+  }
+
+  private get log(): Logger {
+    return this.opts.log;
+  }
+
+  /** A request to one endpoint with the auth dance: on 401, answer the challenge once and retry. */
+  private async request(ep: Endpoint, method: string, apiPath: string, accept: string | undefined): Promise<IncomingMessage> {
+    const url = `${ep.base}/v2/${this.ref.path}/${apiPath}`;
+    return withRetries(`${method} ${url}`, this.log, async () => {
+      for (let round = 0; round < 2; round++) {
+        const headers: Record<string, string> = { "user-agent": this.opts.userAgent };
+        if (accept) headers.accept = accept;
+        if (ep.authorization) headers.authorization = ep.authorization;
+        const { res } = await send({ method, url, headers, timeoutMs: this.opts.progressTimeoutMs });
+        const status = res.statusCode ?? 0;
+        if (status === 401 && round === 0) {
+          const challenge = res.headers["www-authenticate"];
+          res.resume();
+          ep.authorization = await this.authorize(ep, typeof challenge === "string" ? challenge : "", url);
+          continue;
+        }
+        if (status >= 200 && status < 300) return res;
+        const text = await errorText(res);
+        if (status === 401 || status === 403) {
+          throw new Unauthenticated(`${url}: ${status} ${ep.creds ? "the registry rejected the credentials" : "the registry requires credentials"}${text ? ` (${text})` : ""}`);
+        }
+        if (status === 404) throw new NotFound(`${url}: not found${text ? ` (${text})` : ""}`);
+        if (status >= 500 || status === 429 || status === 408) throw new RetryableError(`${url}: HTTP ${status}${text ? ` (${text})` : ""}`);
+        throw new FailedPrecondition(`${url}: HTTP ${status}${text ? ` (${text})` : ""}`);
+      }
+      throw new Unauthenticated(`${url}: still unauthorized after authenticating`);
+    });
+  }
+
+  /** Answers a WWW-Authenticate challenge with an Authorization header value. */
+  private async authorize(ep: Endpoint, header: string, url: string): Promise<string> {
+    const challenges = parseChallenges(header);
+    const bearer = challenges.find((c) => c.scheme === "bearer");
+    const creds = ep.creds;
+    if (bearer) {
+      if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
+      const realm = bearer.params.realm;
+      if (!realm || !/^https?:\/\//.test(realm)) throw new Unauthenticated(`${url}: Bearer challenge without a usable realm`);
+      const service = bearer.params.service;
+      const scope = bearer.params.scope ?? `repository:${this.ref.path}:pull`;
+      return `Bearer ${await this.fetchToken(realm, service, scope, creds)}`;
+    }
+    if (challenges.some((c) => c.scheme === "basic")) {
+      if (!creds?.username && !creds?.password) throw new Unauthenticated(`${url}: the registry requires a username and password (Basic auth) and none were given`);
+      return `Basic ${Buffer.from(`${creds.username ?? ""}:${creds.password ?? ""}`).toString("base64")}`;
+    }
+    throw new Unauthenticated(`${url}: 401 with no challenge berth can answer (${header || "no WWW-Authenticate"})`);
+  }
+
+  private async fetchToken(realm: string, service: string | undefined, scope: string, creds: Credentials | undefined): Promise<string> {
+    const headers: Record<string, string> = { "user-agent": this.opts.userAgent, accept: "application/json" };
+    let method = "GET";
+    let body: string | undefined;
+    const u = new URL(realm);
+    if (creds?.identityToken) {
+      // OAuth2 refresh-token grant, as docker does with an identity token.
+      method = "POST";
+      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: creds.identityToken, client_id: "berth", scope });
+      if (service) form.set("service", service);
+      body = form.toString();
+      headers["content-type"] = "application/x-www-form-urlencoded";
+    } else {
+      if (service) u.searchParams.set("service", service);
+      u.searchParams.set("scope", scope);
+      if (creds?.username || creds?.password) headers.authorization = `Basic ${Buffer.from(`${creds.username ?? ""}:${creds.password ?? ""}`).toString("base64")}`;
+    }
+    const who = creds?.username ? ` for user "${creds.username}"` : creds?.identityToken ? " for the identity token" : " (anonymous)";
+    return withRetries(`token ${u.origin}${u.pathname}`, this.log, async () => {
+      const { res } = await send({ method, url: u.toString(), headers, body, timeoutMs: this.opts.progressTimeoutMs });
+      const status = res.statusCode ?? 0;
+      if (status >= 500) throw new RetryableError(`token server ${u.origin}${u.pathname}: HTTP ${status}`);
+      if (status < 200 || status >= 300) {
+        const text = await errorText(res);
+        throw new Unauthenticated(`token server ${u.origin}${u.pathname} refused a token${who}: HTTP ${status}${text ? ` (${text})` : ""}`);
+      }
+      const doc = JSON.parse((await readCapped(res, 1 << 20, "token response")).toString("utf8")) as { token?: string; access_token?: string };
+      const token = doc.token ?? doc.access_token;
+      if (!token) throw new Unauthenticated(`token server ${u.origin}${u.pathname} answered without a token`);
+      return token;
+    });
+  }
+
+  /** Pings /v2/ on an endpoint to learn its auth challenge before the first real request. */
+  private async ping(ep: Endpoint): Promise<void> {
+    if (ep.authorization) return;
+    const { res } = await send({ method: "GET", url: `${ep.base}/v2/`, headers: { "user-agent": this.opts.userAgent }, timeoutMs: this.opts.progressTimeoutMs });
+    res.resume();
+    const status = res.statusCode ?? 0;
+    if (status === 401) {
+      const challenge = res.headers["www-authenticate"];
+      ep.authorization = await this.authorize(ep, typeof challenge === "string" ? challenge : "", `${ep.base}/v2/`);
+    } else if (status >= 500) {
+      throw new RetryableError(`${ep.base}/v2/: HTTP ${status}`);
+    }
+  }
+
+  /** Fetches a manifest by tag or digest from the first endpoint that has it. */
+  async manifest(reference: string): Promise<FetchedManifest> {
+    const errors: string[] = [];
+    const list = this.chosen ? [this.chosen, ...this.endpoints.filter((e) => e !== this.chosen)] : this.endpoints;
+    for (const ep of list) {
+      try {
+        await withRetries(`ping ${ep.base}`, this.log, () => this.ping(ep));
+        const res = await this.request(ep, "GET", `manifests/${reference}`, MANIFEST_ACCEPT);
+        watchProgress(res, this.opts.progressTimeoutMs, `${ep.base}/v2/${this.ref.path}/manifests/${reference}`);
+        const bytes = await readCapped(res, 4 << 20, "manifest");
+        const digestHeader = res.headers["docker-content-digest"];
+        this.chosen ??= ep;
+        return { bytes, contentType: res.headers["content-type"], headerDigest: typeof digestHeader === "string" ? digestHeader : undefined };
+      } catch (err) {
+        if (!ep.mirror) {
+          if (errors.length > 0) throw wrap(`mirrors failed (${errors.join("; ")}); upstream`, err);
+          throw err;
+        }
+        errors.push(`${ep.base}: ${(err as Error).message}`);
+        this.log.info({ mirror: ep.base, ref: reference, err: (err as Error).message }, "mirror failed; trying the next endpoint");
+      }
+    }
+    throw new Error("no registry endpoint");
+  }
+
+  /** Opens a blob on the endpoint that served the manifest (falling back to upstream). */
+  async blob(digest: string): Promise<IncomingMessage> {
+    const ep = this.chosen ?? this.endpoints[this.endpoints.length - 1]!;
+    try {
+      const res = await this.request(ep, "GET", `blobs/${digest}`, undefined);
+      watchProgress(res, this.opts.progressTimeoutMs, `${ep.base}/v2/${this.ref.path}/blobs/${digest}`);
+      return res;
+    } catch (err) {
+      const upstream = this.endpoints[this.endpoints.length - 1]!;
+      if (ep === upstream) throw err;
+      this.log.info({ mirror: ep.base, digest, err: (err as Error).message }, "blob not served by mirror; trying upstream");
+      const res = await this.request(upstream, "GET", `blobs/${digest}`, undefined);
+      watchProgress(res, this.opts.progressTimeoutMs, `${upstream.base}/v2/${this.ref.path}/blobs/${digest}`);
+      return res;
+    }
+  }
+
+  /** A small blob (config), read whole with a cap. */
+  async smallBlob(digest: string, cap: number): Promise<Buffer> {
+    return withRetries(`blob ${digest}`, this.log, async () => readCapped(await this.blob(digest), cap, `blob ${digest}`));
+  }
+}

@@ -1,0 +1,164 @@
+// Container root filesystems: an overlay of an image's layers (read-only lowers) with a
+// per-container upper and work dir under <root>/image/snapshots/<key>. Lower dirs are given
+// relative to the layers folder (mount runs there), so 100+ layers fit in one options page.
+import { lstat, mkdir, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, wrap } from "../errors.js";
+import type { Logger } from "../log.js";
+import { KeyedLock } from "../store/keyed-lock.js";
+import { RecordStore } from "../store/records.js";
+import { LayerStore } from "./layers.js";
+import { isMountpoint, mountOverlay, unmount } from "./mount.js";
+import type { Image, Snapshots } from "./types.js";
+
+interface SnapshotRecord {
+  key: string;
+  imageId: string;
+  chainIds: string[];
+  created: number;
+}
+
+const KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export interface ImageLookup {
+  /** The image with this exact ID, synchronously (so taking layer holds cannot race a removal). */
+  imageById(id: string): Image | undefined;
+  resolve(ref: string): Promise<Image | undefined>;
+}
+
+export class OverlaySnapshots implements Snapshots {
+  readonly dir: string;
+  private readonly records: RecordStore<SnapshotRecord>;
+  private readonly known = new Map<string, SnapshotRecord>();
+  private readonly lock = new KeyedLock();
+
+  constructor(imageRoot: string, metaDir: string, private readonly layers: LayerStore, private readonly images: ImageLookup, private readonly log: Logger) {
+    this.dir = path.join(imageRoot, "snapshots");
+    this.records = new RecordStore(path.join(metaDir, "snapshots"));
+  }
+
+  /** Loads snapshot records and takes their layer holds; removes directories with no record. */
+  async load(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o711 });
+    const { records, problems } = await this.records.loadAll();
+    for (const p of problems) this.log.warn(p, "corrupt snapshot record quarantined");
+    for (const rec of records.values()) {
+      this.known.set(rec.key, rec);
+      this.layers.hold(`snapshot:${rec.key}`, rec.chainIds);
+    }
+    for (const name of await readdir(this.dir)) {
+      if (this.known.has(name)) continue;
+      const p = path.join(this.dir, name);
+      if (await isMountpoint(path.join(p, "rootfs"))) await unmount(path.join(p, "rootfs"));
+      await rm(p, { recursive: true, force: true });
+    }
+  }
+
+  private paths(key: string) {
+    const base = path.join(this.dir, key);
+    return { base, upper: path.join(base, "upper"), work: path.join(base, "work"), rootfs: path.join(base, "rootfs") };
+  }
+
+  private checkKey(key: string): void {
+    if (!KEY.test(key)) throw new InvalidArgument(`snapshot key "${key}" must be 1-128 of [A-Za-z0-9_.-]`);
+  }
+
+  async prepare(key: string, imageId: string): Promise<{ rootfs: string }> {
+    this.checkKey(key);
+    return this.lock.run(key, async () => {
+      let rec = this.known.get(key);
+      if (rec && rec.imageId !== imageId) throw new AlreadyExists(`snapshot ${key} exists for image ${rec.imageId}, not ${imageId}`);
+      if (!rec) {
+        const id = this.images.imageById(imageId)?.id ?? (await this.images.resolve(imageId))?.id;
+        // Looked up again synchronously with the hold below: a removal cannot slip in between.
+        const image = id === undefined ? undefined : this.images.imageById(id);
+        if (!image) throw new NotFound(`image ${imageId} not found: pull it before creating a container from it`);
+        const missing = image.chainIds.filter((c) => !this.layers.get(c));
+        if (missing.length > 0) throw new FailedPrecondition(`image ${image.id} is missing layers ${missing.join(", ")}: pull it again`);
+        this.layers.hold(`snapshot:${key}`, image.chainIds);
+        rec = { key, imageId, chainIds: image.chainIds, created: Date.now() };
+        try {
+          await this.records.put(key, rec);
+        } catch (err) {
+          await this.layers.release(`snapshot:${key}`);
+          throw wrap(`recording snapshot ${key}`, err);
+        }
+        this.known.set(key, rec);
+      }
+      return { rootfs: await this.mount(rec) };
+    });
+  }
+
+  private async mount(rec: SnapshotRecord): Promise<string> {
+    const p = this.paths(rec.key);
+    if (await isMountpoint(p.rootfs)) return p.rootfs;
+    const lower: string[] = [];
+    for (const c of [...rec.chainIds].reverse()) {
+      const layer = this.layers.get(c);
+      if (!layer) throw new FailedPrecondition(`snapshot ${rec.key}: layer ${c} of image ${rec.imageId} is gone`);
+      lower.push(this.layers.relPath(layer));
+    }
+    if (lower.length === 0) lower.push(LayerStore.EMPTY);
+    await mkdir(p.upper, { recursive: true, mode: 0o755 });
+    await mkdir(p.work, { recursive: true, mode: 0o700 });
+    await mkdir(p.rootfs, { recursive: true, mode: 0o755 });
+    try {
+      await mountOverlay({ lower, cwd: this.layers.dir, upper: p.upper, work: p.work, target: p.rootfs });
+    } catch (err) {
+      throw wrap(`mounting the rootfs of snapshot ${rec.key}`, err);
+    }
+    return p.rootfs;
+  }
+
+  async restore(key: string, imageId: string): Promise<{ rootfs: string }> {
+    return this.prepare(key, imageId);
+  }
+
+  async remove(key: string): Promise<void> {
+    this.checkKey(key);
+    await this.lock.run(key, async () => {
+      const p = this.paths(key);
+      if (await isMountpoint(p.rootfs)) {
+        try {
+          await unmount(p.rootfs);
+        } catch (err) {
+          throw wrap(`unmounting the rootfs of snapshot ${key}`, err);
+        }
+      }
+      await rm(p.base, { recursive: true, force: true });
+      await this.records.delete(key);
+      this.known.delete(key);
+      await this.layers.release(`snapshot:${key}`);
+    });
+  }
+
+  async usage(key: string): Promise<{ bytes: number; inodes: number }> {
+    this.checkKey(key);
+    if (!this.known.has(key)) throw new NotFound(`snapshot ${key} not found`);
+    let bytes = 0;
+    let inodes = 0;
+    const walk = async (dir: string): Promise<void> => {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        const full = path.join(dir, n);
+        const st = await lstat(full).catch(() => undefined);
+        if (!st) continue;
+        inodes++;
+        bytes += st.blocks * 512;
+        if (st.isDirectory()) await walk(full);
+      }
+    };
+    await walk(this.paths(key).upper);
+    return { bytes, inodes };
+  }
+
+  /** Keys of the snapshots that exist (for the container layer's restore on start). */
+  keys(): string[] {
+    return [...this.known.keys()];
+  }
+}

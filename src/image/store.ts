@@ -1,0 +1,348 @@
+// The image store: pulls images into the content and layer stores and keeps their metadata
+// (tags, digests, layers) as crash-safe records under <root>/image/meta/images.
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import type { Config } from "../config.js";
+import { parseDuration } from "../config.js";
+import { FailedPrecondition, InvalidArgument, wrap } from "../errors.js";
+import type { Logger } from "../log.js";
+import { KeyedLock } from "../store/keyed-lock.js";
+import { RecordStore } from "../store/records.js";
+import { credentialsFor } from "./auth.js";
+import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
+import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
+import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
+import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
+import { RepositorySession, withRetries } from "./registry.js";
+import { OverlaySnapshots } from "./snapshots.js";
+import type { Image, ImageConfigDocument, ImageStore, RegistryAuth } from "./types.js";
+
+interface ImageRecord {
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+  size: number;
+  /** The platform manifest the layers came from. */
+  manifestDigest: string;
+  /** The index or manifest list it was chosen from, if any. */
+  indexDigest?: string;
+  chainIds: string[];
+  /** Milliseconds; settles which image holds a tag if a crash left two claiming it. */
+  updated: number;
+}
+
+const ID_PREFIX = /^(?:sha256:)?([a-f0-9]{4,64})$/;
+const hex = (d: string) => d.slice("sha256:".length);
+
+export class LocalImageStore implements ImageStore {
+  readonly imageRoot: string;
+  private readonly content: ContentStore;
+  readonly layers: LayerStore;
+  readonly snapshots: OverlaySnapshots;
+  private readonly records: RecordStore<ImageRecord>;
+  private readonly images = new Map<string, { rec: ImageRecord; config: ImageConfigDocument }>();
+  /** Normalized tag or digest reference -> image ID. */
+  private readonly refs = new Map<string, string>();
+  private readonly pulls = new Map<string, Promise<Image>>();
+  // Metadata commits can move a tag between images, touching several records: they run one at a
+  // time, holding only record writes (downloads and unpacks run outside it).
+  private readonly meta = new KeyedLock();
+  private readonly pauseRef: string | undefined;
+  private readonly progressTimeoutMs: number;
+
+  constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
+    this.imageRoot = path.join(config.root, "image");
+    const metaDir = path.join(this.imageRoot, "meta");
+    this.content = new ContentStore(path.join(this.imageRoot, "blobs", "sha256"));
+    this.layers = new LayerStore(this.imageRoot, metaDir, log, new Semaphore(config.image.max_concurrent_downloads));
+    this.snapshots = new OverlaySnapshots(this.imageRoot, metaDir, this.layers, this, log);
+    this.records = new RecordStore(path.join(metaDir, "images"));
+    this.progressTimeoutMs = parseDuration(config.image.pull_progress_timeout);
+    try {
+      this.pauseRef = formatReference(parseReference(config.image.pause_image));
+    } catch {
+      log.warn({ pause_image: config.image.pause_image }, "image.pause_image is not a valid reference; no image is pinned");
+    }
+  }
+
+  /** Loads metadata, drops what a crash left half-done, and frees what nothing references. */
+  async init(): Promise<void> {
+    await mkdir(this.imageRoot, { recursive: true, mode: 0o711 });
+    await this.content.init();
+    await this.content.scan(true);
+    await this.layers.load();
+    const { records, problems } = await this.records.loadAll();
+    for (const p of problems) this.log.warn(p, "corrupt image record quarantined");
+    const sorted = [...records.values()].sort((a, b) => a.updated - b.updated);
+    for (const rec of sorted) {
+      const missing = rec.chainIds.filter((c) => !this.layers.get(c));
+      const configBytes = await this.content.get(rec.id).catch((err) => {
+        this.log.warn({ id: rec.id, err: (err as Error).message }, "image config blob unreadable");
+        return undefined;
+      });
+      if (missing.length > 0 || !configBytes) {
+        this.log.warn({ id: rec.id, missingLayers: missing.length, config: Boolean(configBytes) }, "image incomplete on disk: dropped");
+        await this.records.delete(hex(rec.id));
+        continue;
+      }
+      this.images.set(rec.id, { rec, config: JSON.parse(configBytes.toString("utf8")) as ImageConfigDocument });
+      // Later records win a tag two records claim (a crash between moving a tag's two writes).
+      for (const r of [...rec.repoTags, ...rec.repoDigests]) this.refs.set(r, rec.id);
+    }
+    for (const { rec } of this.images.values()) {
+      const tags = rec.repoTags.filter((t) => this.refs.get(t) === rec.id);
+      const digests = rec.repoDigests.filter((t) => this.refs.get(t) === rec.id);
+      if (tags.length !== rec.repoTags.length || digests.length !== rec.repoDigests.length) {
+        rec.repoTags = tags;
+        rec.repoDigests = digests;
+        await this.records.put(hex(rec.id), rec);
+      }
+      this.layers.hold(`image:${rec.id}`, rec.chainIds);
+    }
+    await this.snapshots.load();
+    await this.layers.collectGarbage();
+    await this.collectBlobs();
+    this.log.info({ images: this.images.size }, "image store loaded");
+  }
+
+  private toImage(rec: ImageRecord, config: ImageConfigDocument): Image {
+    return {
+      id: rec.id,
+      repoTags: [...rec.repoTags],
+      repoDigests: [...rec.repoDigests],
+      size: rec.size,
+      config,
+      chainIds: [...rec.chainIds],
+      pinned: this.pauseRef !== undefined && rec.repoTags.includes(this.pauseRef),
+    };
+  }
+
+  imageById(id: string): Image | undefined {
+    const e = this.images.get(id);
+    return e ? this.toImage(e.rec, e.config) : undefined;
+  }
+
+  private resolveId(ref: string): string | undefined {
+    if (this.images.has(ref)) return ref;
+    if (this.images.has(`sha256:${ref}`)) return `sha256:${ref}`;
+    let parsed;
+    try {
+      parsed = parseReference(ref);
+    } catch (err) {
+      const m = ID_PREFIX.exec(ref);
+      if (!m) throw err;
+    }
+    if (parsed) {
+      const id = this.refs.get(formatReference(parsed));
+      if (id) return id;
+    }
+    // A unique short ID, as `crictl inspecti 3f5` or `docker rmi 3f5` would use.
+    const m = ID_PREFIX.exec(ref);
+    if (m) {
+      const hits = [...this.images.keys()].filter((id) => hex(id).startsWith(m[1]!));
+      if (hits.length === 1) return hits[0];
+    }
+    return undefined;
+  }
+
+  async resolve(ref: string): Promise<Image | undefined> {
+    const id = this.resolveId(ref);
+    return id ? this.imageById(id) : undefined;
+  }
+
+  async list(filterRef?: string): Promise<Image[]> {
+    if (filterRef) {
+      const img = await this.resolve(filterRef);
+      return img ? [img] : [];
+    }
+    return [...this.images.values()].map((e) => this.toImage(e.rec, e.config));
+  }
+
+  async pull(refText: string, auth?: RegistryAuth): Promise<Image> {
+    const ref = parseReference(refText);
+    const key = formatReference(ref);
+    let p = this.pulls.get(key);
+    if (!p) {
+      p = this.pullOnce(refText, auth).finally(() => this.pulls.delete(key));
+      this.pulls.set(key, p);
+    }
+    return p;
+  }
+
+  private async pullOnce(refText: string, auth: RegistryAuth | undefined): Promise<Image> {
+    const started = Date.now();
+    const ref = parseReference(refText);
+    const name = repoName(ref);
+    const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), {
+      insecureRegistries: this.config.image.insecure_registries,
+      mirrors: this.config.image.mirrors,
+      progressTimeoutMs: this.progressTimeoutMs,
+      log: this.log,
+      userAgent: this.userAgent,
+    });
+    const retries = <T>(what: string, fn: () => Promise<T>) => withRetries(what, this.log, fn);
+    const top = await session.manifest(ref.digest ?? ref.tag!);
+    const topDigest = sha256(top.bytes);
+    if (ref.digest) verify(top.bytes, ref.digest, `manifest ${name}@${ref.digest}`);
+    if (top.headerDigest && top.headerDigest.startsWith("sha256:") && top.headerDigest !== topDigest) {
+      throw new DigestMismatch(`manifest ${formatReference(ref)}: registry says digest ${top.headerDigest} but the content hashes to ${topDigest}; nothing was stored`);
+    }
+    let doc = parseManifest(top.bytes, top.contentType);
+    const blobs: Array<[string, Buffer, string]> = [[topDigest, top.bytes, "manifest"]];
+    let manifestDigest = topDigest;
+    let indexDigest: string | undefined;
+    if (doc.kind === "index") {
+      const want = hostPlatform();
+      const desc = selectPlatform(doc, want);
+      if (!desc) {
+        const have = doc.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : "?")).join(", ");
+        throw new FailedPrecondition(`image ${formatReference(ref)} has no manifest for ${formatPlatform(want)} (it has: ${have || "none"})`);
+      }
+      const m = await session.manifest(desc.digest);
+      verify(m.bytes, desc.digest, `manifest ${desc.digest} for ${formatPlatform(want)}`);
+      doc = parseManifest(m.bytes, m.contentType);
+      if (doc.kind !== "manifest") throw new FailedPrecondition(`${desc.digest}: an index inside an index is not supported`);
+      indexDigest = topDigest;
+      manifestDigest = desc.digest;
+      blobs.push([desc.digest, m.bytes, "manifest"]);
+    }
+    const manifest: ImageManifest = doc;
+    const configDesc = manifest.config;
+    const configBytes = (await this.content.get(configDesc.digest)) ?? (await session.smallBlob(configDesc.digest, 8 << 20));
+    verify(configBytes, configDesc.digest, `image config ${configDesc.digest}`);
+    blobs.push([configDesc.digest, configBytes, "image config"]);
+    let config: ImageConfigDocument;
+    try {
+      config = JSON.parse(configBytes.toString("utf8")) as ImageConfigDocument;
+    } catch (err) {
+      throw new InvalidArgument(`image config ${configDesc.digest} is not JSON: ${(err as Error).message}`);
+    }
+    const diffIds = config.rootfs?.diff_ids ?? [];
+    if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length || diffIds.some((d) => typeof d !== "string" || !DIGEST.test(d))) {
+      throw new InvalidArgument(`image config ${configDesc.digest} lists ${Array.isArray(diffIds) ? diffIds.length : "no"} diff IDs for ${manifest.layers.length} layers`);
+    }
+    if (config.os && config.os !== "linux") throw new FailedPrecondition(`image ${formatReference(ref)} is for ${config.os}, not linux`);
+    const chain = computeChainIds(diffIds);
+    const id = configDesc.digest;
+    const holder = `pull:${randomBytes(6).toString("hex")}`;
+    this.layers.hold(holder, chain);
+    let reused = 0;
+    try {
+      // allSettled: every layer has finished (or failed) before the pull's hold is released.
+      const results = await Promise.allSettled(manifest.layers.map(async (layer, i) => {
+        if (this.layers.get(chain[i]!)) {
+          reused++;
+          return;
+        }
+        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest) }, retries);
+      }));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+      for (const [digest, bytes, what] of blobs) await this.content.put(digest, bytes, what);
+      const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
+      await this.commit(id, config, {
+        tag: ref.tag ? `${name}:${ref.tag}` : undefined,
+        digest: `${name}@${topDigest}`,
+        size, manifestDigest, indexDigest, chainIds: chain,
+      });
+    } catch (err) {
+      throw wrap(`pulling image ${formatReference(ref)}`, err);
+    } finally {
+      await this.layers.release(holder);
+    }
+    this.log.info({ ref: formatReference(ref), id, layers: chain.length, reused, ms: Date.now() - started }, "image pulled");
+    return this.imageById(id)!;
+  }
+
+  private async commit(id: string, config: ImageConfigDocument, p: { tag?: string; digest: string; size: number; manifestDigest: string; indexDigest?: string; chainIds: string[] }): Promise<void> {
+    await this.meta.run("meta", async () => {
+      const existing = this.images.get(id)?.rec;
+      const rec: ImageRecord = existing
+        ? { ...existing, repoTags: [...existing.repoTags], repoDigests: [...existing.repoDigests] }
+        : { id, repoTags: [], repoDigests: [], size: p.size, manifestDigest: p.manifestDigest, chainIds: p.chainIds, updated: 0 };
+      if (p.indexDigest) rec.indexDigest = p.indexDigest;
+      if (p.tag && !rec.repoTags.includes(p.tag)) rec.repoTags.push(p.tag);
+      if (!rec.repoDigests.includes(p.digest)) rec.repoDigests.push(p.digest);
+      rec.updated = Date.now();
+      await this.records.put(hex(id), rec);
+      this.images.set(id, { rec, config });
+      this.layers.hold(`image:${id}`, rec.chainIds);
+      // The tag moves here: the image that had it loses it (it stays, untagged, until removed).
+      for (const r of [p.tag, p.digest]) {
+        if (!r) continue;
+        const prev = this.refs.get(r);
+        this.refs.set(r, id);
+        if (prev && prev !== id) {
+          const old = this.images.get(prev);
+          if (old) {
+            old.rec = { ...old.rec, repoTags: old.rec.repoTags.filter((t) => t !== r), repoDigests: old.rec.repoDigests.filter((t) => t !== r), updated: Date.now() };
+            await this.records.put(hex(prev), old.rec);
+          }
+        }
+      }
+    });
+  }
+
+  async remove(ref: string): Promise<void> {
+    const id = this.resolveId(ref);
+    if (!id) return;
+    await this.meta.run("meta", async () => {
+      const entry = this.images.get(id);
+      if (!entry) return;
+      const byId = id === ref || id === `sha256:${ref}` || (ID_PREFIX.test(ref) && !this.refs.has(safeFormat(ref) ?? ""));
+      if (!byId) {
+        // A tag or digest reference: drop that name; the image goes when no tag is left.
+        const name = safeFormat(ref)!;
+        const rec = { ...entry.rec, repoTags: entry.rec.repoTags.filter((t) => t !== name), repoDigests: entry.rec.repoDigests.filter((t) => t !== name) };
+        if (rec.repoTags.length > 0) {
+          rec.updated = Date.now();
+          await this.records.put(hex(id), rec);
+          entry.rec = rec;
+          this.refs.delete(name);
+          return;
+        }
+      }
+      await this.records.delete(hex(id));
+      this.images.delete(id);
+      for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);
+    });
+    if (!this.images.has(id)) {
+      await this.layers.release(`image:${id}`);
+      await this.collectBlobs();
+      this.log.info({ ref, id }, "image removed");
+    }
+  }
+
+  /** Deletes manifests, indexes and configs no image record names. */
+  private async collectBlobs(): Promise<void> {
+    const used = new Set<string>();
+    for (const { rec } of this.images.values()) {
+      used.add(rec.id);
+      used.add(rec.manifestDigest);
+      if (rec.indexDigest) used.add(rec.indexDigest);
+    }
+    // A pull in flight writes its blobs just before its record: leave them while any pull runs.
+    if (this.pulls.size > 0) return;
+    for (const d of (await this.content.scan()).digests) if (!used.has(d)) await this.content.delete(d);
+  }
+
+  async fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }> {
+    const { bytes: blobBytes, digests } = await this.content.scan();
+    const layers = this.layers.usage();
+    return {
+      mountpoint: this.imageRoot,
+      usedBytes: blobBytes + layers.bytes,
+      inodesUsed: digests.length + layers.inodes,
+      timestamp: BigInt(Date.now()) * 1_000_000n,
+    };
+  }
+}
+
+function safeFormat(ref: string): string | undefined {
+  try {
+    return formatReference(parseReference(ref));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,120 @@
+// A pod's pinned namespaces and kernel mounts: namespaces created by unshare(1) and kept
+// alive by a bind mount of their nsfs file (no process needs to hold them), sysctls
+// written inside a pinned namespace with nsenter(1), and the pod's /dev/shm tmpfs.
+// The only module that runs unshare, nsenter, mount and umount (and ip, for one recovery case) for pods.
+import { execa } from "execa";
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+
+export type PinnedKind = "net" | "ipc" | "uts";
+
+const TIMEOUT_MS = 30_000;
+
+function failure(what: string, r: { stderr: string; shortMessage?: string; exitCode?: number }): Error {
+  return new Error(`${what}: ${r.stderr.trim() || r.shortMessage || `exit code ${r.exitCode}`}`);
+}
+
+function decodeMountPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/** The mount points (with their fs type) under `prefix`, from /proc/self/mountinfo. */
+export async function mountsUnder(prefix: string): Promise<Array<{ target: string; fstype: string }>> {
+  const text = await readFile("/proc/self/mountinfo", "utf8");
+  const out: Array<{ target: string; fstype: string }> = [];
+  for (const line of text.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (!left || !right) continue;
+    const target = decodeMountPath(left.split(" ")[4] ?? "");
+    if (target === prefix || target.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) out.push({ target, fstype: right.split(" ")[0] ?? "" });
+  }
+  return out;
+}
+
+export async function isMountPoint(target: string): Promise<boolean> {
+  return (await mountsUnder(target)).some((m) => m.target === target);
+}
+
+/**
+ * Creates new namespaces of `kinds` pinned at <dir>/<kind>. With "uts", `hostname` is set
+ * inside the new UTS namespace before it is pinned in use.
+ */
+export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: string): Promise<Record<PinnedKind, string | undefined>> {
+  const paths: Record<PinnedKind, string | undefined> = { net: undefined, ipc: undefined, uts: undefined };
+  if (kinds.length === 0) return paths;
+  await mkdir(dir, { recursive: true, mode: 0o711 });
+  const args: string[] = [];
+  for (const kind of kinds) {
+    const file = path.join(dir, kind);
+    // A bind mount needs an existing target file.
+    await (await open(file, "a", 0o444)).close();
+    args.push(`--${kind}=${file}`);
+    paths[kind] = file;
+  }
+  const program = kinds.includes("uts") ? ["hostname", "--", hostname] : ["true"];
+  const r = await execa("unshare", [...args, "--", ...program], { reject: false, timeout: TIMEOUT_MS });
+  if (r.failed) {
+    await unpinNamespaces(dir).catch(() => undefined);
+    throw failure(`unshare ${args.join(" ")}`, r);
+  }
+  return paths;
+}
+
+/** Unmounts and removes a mount point; succeeds when it is not mounted or does not exist. */
+export async function unmount(target: string): Promise<void> {
+  if (!(await isMountPoint(target))) return;
+  const r = await execa("umount", [target], { reject: false, timeout: TIMEOUT_MS });
+  if (r.failed && (await isMountPoint(target))) {
+    // Busy (a process has its cwd there): detach now, the kernel frees it when unused.
+    const lazy = await execa("umount", ["--lazy", target], { reject: false, timeout: TIMEOUT_MS });
+    if (lazy.failed && (await isMountPoint(target))) throw failure(`umount ${target}`, lazy);
+  }
+}
+
+/** Unpins every namespace under `dir` and removes the dir. Idempotent. */
+export async function unpinNamespaces(dir: string): Promise<void> {
+  for (const m of await mountsUnder(dir)) await unmount(m.target);
+  for (const kind of ["net", "ipc", "uts"]) await unmount(path.join(dir, kind));
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** True when `file` is a live namespace pin (an nsfs bind mount). */
+export async function isPinned(file: string): Promise<boolean> {
+  return (await mountsUnder(file)).some((m) => m.target === file && m.fstype === "nsfs");
+}
+
+/** Writes /proc/sys/<procPath> as seen from inside the namespace pinned at nsFile. */
+export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string): Promise<void> {
+  const file = path.posix.join("/proc/sys", procPath);
+  const r = await execa("nsenter", [`--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
+  if (r.failed) throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
+}
+
+/** Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`. */
+export async function mountShm(target: string, sizeBytes: number): Promise<void> {
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  if (await isMountPoint(target)) return;
+  const r = await execa("mount", ["-t", "tmpfs", "-o", `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, "shm", target], { reject: false, timeout: TIMEOUT_MS });
+  if (r.failed) throw failure(`mount tmpfs at ${target}`, r);
+}
+
+/** Removes a file or dir that may not exist. */
+export async function removePath(p: string): Promise<void> {
+  await rm(p, { recursive: true, force: true });
+}
+
+/**
+ * Gives a fresh network namespace at `nsFile` an interface `ifName` holding `cidrs`: after
+ * a pod's namespace vanished (reboot, crash), CNI plugins such as bridge find what to tear
+ * down (masquerade rules keyed by the address) only through the interface in the netns.
+ */
+export async function stageNetnsForTeardown(nsDir: string, ifName: string, cidrs: string[]): Promise<string> {
+  const file = (await pinNamespaces(nsDir, ["net"], "")).net!;
+  // A veth pair (both ends inside): the dummy link type is not in every kernel.
+  const steps = [["link", "add", ifName, "type", "veth", "peer", "name", "berth-stage0"], ...cidrs.map((c) => ["addr", "add", c, "dev", ifName])];
+  for (const args of steps) {
+    const r = await execa("nsenter", [`--net=${file}`, "--", "ip", ...args], { reject: false, timeout: TIMEOUT_MS });
+    if (r.failed) throw failure(`ip ${args.join(" ")} in ${file}`, r);
+  }
+  return file;
+}
