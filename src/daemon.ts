@@ -17,6 +17,9 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { streamingHandlers } from "./cri/streaming.js";
+import { RuntimeStreaming, type StreamContainers } from "./runtime/streaming.js";
+import { StreamServer } from "./stream/server.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -81,8 +84,19 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
     await sandboxes.init();
+    // Streaming (exec/attach/port-forward URLs): containers come from the container layer.
+    const streamContainers: StreamContainers = { getStreamContainer: async () => undefined };
+    const streams = new StreamServer({
+      address: config.stream.address,
+      port: config.stream.port,
+      idleTimeoutMs: parseDuration(config.stream.idle_timeout),
+      tlsCert: config.stream.tls_cert,
+      tlsKey: config.stream.tls_key,
+    }, new RuntimeStreaming({ containers: streamContainers, sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    await streams.start();
+    cleanups.push(() => streams.stop());
     server = createGrpcServer(
-      { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log) },
+      { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log), ...streamingHandlers(streams, log) },
       { ...imageHandlers(images, log) },
       log,
     );
