@@ -1,6 +1,7 @@
 // berth_native: the three system calls berthd needs that Node has no API for.
 //   openPty()                 -> [masterFd, slaveFd]   a pseudo-terminal pair for `runc exec` with a tty
 //   setWindowSize(fd, r, c)   -> undefined             TIOCSWINSZ on a pty
+//   makeRaw(fd)               -> undefined             raw mode (cfmakeraw) on a pty
 //   connectSeqpacket(path)    -> fd                    connect to a SOCK_SEQPACKET unix socket (conmon's attach socket)
 //   connectInNetns(netns, port, ipv6, cb(err, fd))     a TCP connection to localhost:port inside a network namespace
 // Every fd is created close-on-exec; the caller owns and closes it.
@@ -78,6 +79,22 @@ static napi_value set_window_size(napi_env env, napi_callback_info info) {
   }
   struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
   if (ioctl(fd, TIOCSWINSZ, &ws) != 0) return throw_errno(env, "TIOCSWINSZ", errno);
+  return NULL;
+}
+
+static napi_value make_raw(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc != 1 || !arg_int(env, argv[0], &fd)) {
+    napi_throw_type_error(env, NULL, "makeRaw(fd) takes an fd");
+    return NULL;
+  }
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) return throw_errno(env, "tcgetattr", errno);
+  cfmakeraw(&t);
+  if (tcsetattr(fd, TCSANOW, &t) != 0) return throw_errno(env, "tcsetattr", errno);
   return NULL;
 }
 
@@ -241,6 +258,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"openPty", NULL, open_pty, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"makeRaw", NULL, make_raw, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectSeqpacket", NULL, connect_seqpacket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 interface Addon {
   openPty(): [number, number];
   setWindowSize(fd: number, rows: number, cols: number): void;
+  makeRaw(fd: number): void;
   connectSeqpacket(socketPath: string): number;
   connectInNetns(netnsPath: string, port: number, ipv6: boolean, cb: (err: Error | null, fd?: number) => void): void;
 }
@@ -35,6 +36,11 @@ export function openPty(): { master: number; slave: number } {
 /** Sets a pty's window size (TIOCSWINSZ). */
 export function setWindowSize(fd: number, rows: number, cols: number): void {
   load().setWindowSize(fd, rows, cols);
+}
+
+/** Puts a pty in raw mode: bytes pass through untouched (no echo, no CR/LF translation). */
+export function makeRaw(fd: number): void {
+  load().makeRaw(fd);
 }
 
 /** Connects to a SOCK_SEQPACKET unix socket (any path length); returns the fd. */

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
 import { close as closeCb } from "node:fs";
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import net, { type Socket } from "node:net";
 import path from "node:path";
@@ -12,9 +12,12 @@ import type { Duplex, Readable, Writable } from "node:stream";
 import { execa, type ResultPromise } from "execa";
 import { FailedPrecondition, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
-import { connectInNetns, connectSeqpacket, fdSocket, openPty, setWindowSize } from "../native/native.js";
+import { connectInNetns, connectSeqpacket, fdSocket, makeRaw, openPty, setWindowSize } from "../native/native.js";
 import type { StreamIO, StreamRuntime, TerminalSize } from "../stream/types.js";
 import type { SandboxLookup } from "./types.js";
+import type { Config } from "../config.js";
+import { codeOf } from "../errors.js";
+import { status as grpcStatus } from "@grpc/grpc-js";
 
 const close = promisify(closeCb);
 
@@ -37,6 +40,8 @@ export interface StreamContainer {
   /** The OCI runtime binary and its --root. */
   runtimePath: string;
   runtimeRoot: string;
+  /** The OCI bundle: its config.json holds the process settings every exec starts from. */
+  bundle: string;
   /** conmon's attach socket (SOCK_SEQPACKET) and control fifo. */
   attachSocket: string;
   controlFifo: string;
@@ -44,6 +49,45 @@ export interface StreamContainer {
 
 export interface StreamContainers {
   getStreamContainer(id: string): Promise<StreamContainer | undefined>;
+}
+
+/** What streaming reads of the container layer's record (container-record.ts). */
+export interface ContainerRecordView {
+  id: string;
+  phase: "created" | "running" | "exited";
+  tty: boolean;
+  stdinOnce: boolean;
+  handler: string;
+  runtimeRoot: string;
+  bundle: string;
+  /** conmon's --socket-dir-path/<id> link to the bundle, where the attach socket is. */
+  socketLink: string;
+}
+
+/** The container layer's records, seen as streaming targets. */
+export function streamContainersOf(containers: { record(id: string): Promise<ContainerRecordView> }, config: Config): StreamContainers {
+  return {
+    async getStreamContainer(id: string): Promise<StreamContainer | undefined> {
+      let r: ContainerRecordView;
+      try {
+        r = await containers.record(id);
+      } catch (err) {
+        if (codeOf(err) === grpcStatus.NOT_FOUND) return undefined;
+        throw err;
+      }
+      return {
+        id: r.id,
+        running: r.phase === "running",
+        tty: r.tty,
+        stdinOnce: r.stdinOnce,
+        runtimePath: config.runtime.handlers[r.handler]?.path ?? "runc",
+        runtimeRoot: r.runtimeRoot,
+        bundle: r.bundle,
+        attachSocket: path.join(r.socketLink, "attach"),
+        controlFifo: path.join(r.bundle, "ctl"),
+      };
+    },
+  };
 }
 
 /** How a process's exit became a number: its code, or 128 + the signal that killed it. Throws when it never ran. */
@@ -147,6 +191,8 @@ async function runWithPty(cmd: SpawnedCommand, io: StreamIO, log: Logger): Promi
   let term: Socket;
   let child: ResultPromise;
   try {
+    // Raw from the start: whatever sits between (runc) relays the container's own terminal as is.
+    makeRaw(slave);
     if (io.resize.latest) setWindowSize(master, io.resize.latest.height, io.resize.latest.width);
     // execa takes an fd number for a stdio slot; its types only list literal ones.
     const fd = slave as 3;
@@ -226,25 +272,43 @@ export class RuntimeStreaming implements StreamRuntime {
   async exec(containerId: string, cmd: string[], io: StreamIO): Promise<{ exitCode: number }> {
     const c = await this.running(containerId);
     await mkdir(this.deps.stateDir, { recursive: true, mode: 0o700 });
-    const pidFile = path.join(this.deps.stateDir, `${containerId.slice(0, 12)}-${randomBytes(6).toString("hex")}.pid`);
-    // runc exec takes the container's process settings (user, env, cwd, capabilities) from its bundle.
-    const args = ["--root", c.runtimeRoot, "exec", "--pid-file", pidFile, ...(io.tty ? ["--tty"] : []), c.id, ...cmd];
-    const kill = async () => {
-      const pid = Number.parseInt(await readFile(pidFile, "utf8"), 10);
-      if (!Number.isInteger(pid) || pid <= 1) return;
-      // With a tty the process leads its own session and group: take the whole group.
-      if (io.tty) {
-        try { process.kill(-pid, "SIGKILL"); } catch { /* already gone */ }
-      }
-      try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
-    };
+    const base = path.join(this.deps.stateDir, `${containerId.slice(0, 12)}-${randomBytes(6).toString("hex")}`);
+    const pidFile = `${base}.pid`;
+    const processFile = `${base}.json`;
     try {
+      // The container's own process settings (user, env, cwd, capabilities...) with this command;
+      // consoleSize makes runc size the terminal before the command runs.
+      let spec: { process?: Record<string, unknown> };
+      try {
+        spec = JSON.parse(await readFile(path.join(c.bundle, "config.json"), "utf8")) as typeof spec;
+      } catch (err) {
+        throw wrap(`read the process settings of container ${containerId}`, err);
+      }
+      const size = io.resize.latest;
+      const proc = {
+        ...spec.process,
+        args: cmd,
+        terminal: io.tty,
+        consoleSize: io.tty && size && size.width > 0 && size.height > 0 ? { height: size.height, width: size.width } : undefined,
+      };
+      await writeFile(processFile, JSON.stringify(proc), { mode: 0o600 });
+      const args = ["--root", c.runtimeRoot, "exec", "--process", processFile, "--pid-file", pidFile, c.id];
+      const kill = async () => {
+        const pid = Number.parseInt(await readFile(pidFile, "utf8"), 10);
+        if (!Number.isInteger(pid) || pid <= 1) return;
+        // With a tty the process leads its own session and group: take the whole group.
+        if (io.tty) {
+          try { process.kill(-pid, "SIGKILL"); } catch { /* already gone */ }
+        }
+        try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
+      };
       const exitCode = await runWired({ file: c.runtimePath, args, kill }, io, this.deps.log);
       return { exitCode };
     } catch (err) {
       throw wrap(`exec in container ${containerId}`, err);
     } finally {
       await rm(pidFile, { force: true });
+      await rm(processFile, { force: true });
     }
   }
 

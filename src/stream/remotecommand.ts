@@ -125,6 +125,23 @@ export async function runRemoteCommand(runtime: StreamRuntime, req: ExecRequest 
   }
 }
 
+/**
+ * Waits (briefly) for the client's first terminal size: clients send it right after opening
+ * the streams, and a command started before it would see a 0x0 terminal.
+ */
+export function initialSize(resize: TerminalResizes, ms = 1000): Promise<void> {
+  if (resize.latest) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      resize.off("resize", done);
+      resolve();
+    }
+    resize.once("resize", done);
+  });
+}
+
 /** Ends a writable side and waits until its data has been handed to the connection. */
 export function finish(w: NodeJS.WritableStream & { writableFinished?: boolean; destroyed?: boolean }): Promise<void> {
   return new Promise((resolve) => {
@@ -190,6 +207,7 @@ export async function serveSpdyRemoteCommand(session: SpdySession, protocol: str
       }
     });
   }
+  if (resizeStream) await initialSize(resize);
   const io: StreamIO = {
     tty: req.tty,
     stdin: streams.get("stdin"),

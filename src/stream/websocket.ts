@@ -7,7 +7,7 @@ import { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import { causeChain } from "../errors.js";
-import { encodeStatus, finish, ResizeDecoder, runRemoteCommand } from "./remotecommand.js";
+import { encodeStatus, finish, initialSize, ResizeDecoder, runRemoteCommand } from "./remotecommand.js";
 import { TerminalResizes, type AttachRequest, type ExecRequest, type PortForwardRequest, type StreamIO, type StreamRuntime } from "./types.js";
 
 interface WsProtocol {
@@ -138,6 +138,7 @@ export async function serveWsRemoteCommand(ws: WebSocket, protocol: string, req:
   }
   // Tells the client the streams are ready: an empty message on the lowest writable channel.
   ch.send(stdout ? 1 : stderr ? 2 : 3, Buffer.alloc(0));
+  if (req.tty) await initialSize(resize);
   const io: StreamIO = { tty: req.tty, stdin, stdout, stderr, resize, signal: ac.signal };
   const status = await runRemoteCommand(runtime, req, io, log);
   if (!ac.signal.aborted) {
