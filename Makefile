@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils gcc libc6-dev
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
@@ -17,7 +17,7 @@ define apt_ensure
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 endef
 
-.PHONY: deps deps-test deps-bench build gen native run test bench critest soak fuzz clean cni-default
+.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak fuzz clean cni-default
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
@@ -71,6 +71,24 @@ test: deps-test build
 # Random and malformed requests against a real berthd (bounded: FUZZ_CASES, reproducible: FUZZ_SEED).
 fuzz: deps-test build
 	node dist/test/fuzz/fuzz.js
+
+# critest (cri-tools) against berth; test/critest/README.md. CRITEST_RUNTIME=containerd runs the baseline,
+# CRITEST_OUT=dir keeps the logs and reports, CRITEST_FLAGS passes more (--focus RE, --skip RE, --benchmark, --verbose).
+critest-bin:
+	@if [ -z "$(CRITEST)" ]; then \
+	  echo "make critest needs CRITEST=/path/to/critest. critest is not shipped here: build it from a checkout of"; \
+	  echo "kubernetes-sigs/cri-tools at tag v1.26.1 or v1.29.0 with 'make critest' (needs golang-go); the binary is"; \
+	  echo "build/bin/linux/amd64/critest. Then: make critest CRITEST=.../critest"; exit 2; fi
+	@test -x "$(CRITEST)" || { echo "CRITEST=$(CRITEST) is not an executable file"; exit 2; }
+
+critest: critest-bin deps-test build
+	$(if $(filter containerd,$(CRITEST_RUNTIME)),$(call apt_ensure,containerd))
+	node dist/test/critest/run.js --critest "$(CRITEST)" $(foreach r,$(or $(CRITEST_RUNTIME),berth),--runtime $(r)) \
+	  $(if $(CRITEST_OUT),--out "$(CRITEST_OUT)") $(CRITEST_FLAGS)
+
+# berth vs containerd 1.6 side by side (bench/REPORT.md); needs root; never part of `make test` or CI.
+bench: deps-bench build
+	node dist/bench/main.js $(BENCH_FLAGS)
 
 clean:
 	rm -rf dist src/gen

@@ -17,8 +17,15 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { containerHandlers } from "./cri/container.js";
+import { execHandlers } from "./cri/exec.js";
+import { statsHandlers } from "./cri/stats.js";
+import { openCgroups } from "./runtime/cgroups.js";
+import { ContainerManager } from "./runtime/container.js";
+import { PauseContainers } from "./runtime/infra.js";
+import { StatsCollector } from "./runtime/stats.js";
 import { streamingHandlers } from "./cri/streaming.js";
-import { RuntimeStreaming, type StreamContainers } from "./runtime/streaming.js";
+import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
 import { StreamServer } from "./stream/server.js";
 
 export interface Daemon {
@@ -83,20 +90,30 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    const cgroups = await openCgroups(config.cgroup_driver);
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
+    await containers.init();
+    cleanups.push(async () => containers.close());
+    sandboxes.setContainers(containers);
+    sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
-    // Streaming (exec/attach/port-forward URLs): containers come from the container layer.
-    const streamContainers: StreamContainers = { getStreamContainer: async () => undefined };
+    const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
+    // Streaming: the URLs Exec, Attach and PortForward hand out, and the processes behind them.
     const streams = new StreamServer({
       address: config.stream.address,
       port: config.stream.port,
       idleTimeoutMs: parseDuration(config.stream.idle_timeout),
       tlsCert: config.stream.tls_cert,
       tlsKey: config.stream.tls_key,
-    }, new RuntimeStreaming({ containers: streamContainers, sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
     server = createGrpcServer(
-      { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log), ...streamingHandlers(streams, log) },
+      {
+        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
+        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
+        ...streamingHandlers(streams, log),
+      },
       { ...imageHandlers(images, log) },
       log,
     );
