@@ -246,6 +246,42 @@ describe("streaming into containers through berthd", () => {
     assert.match(body, /200 OK/);
   });
 
+  test("sessions leave nothing behind: berthd's fds, runc processes and exec files return to where they were", async () => {
+    const fds = async () => (await readdir(`/proc/${d.proc.pid}/fd`)).length;
+    const runcs = async () => {
+      let n = 0;
+      for (const p of await readdir("/proc")) {
+        if (/^\d+$/.test(p) && (await readFile(`/proc/${p}/comm`, "utf8").catch(() => "")).trim() === "runc") n++;
+      }
+      return n;
+    };
+    const round = async (i: number) => {
+      const tty = i % 2 === 0;
+      const e = await openExec(await execUrl(sleeper, ["sh", "-c", "echo x; sleep 30"], { tty, stdin: true }), { stdin: true, stdout: true, stderr: !tty, resize: tty });
+      await e.stdout!.waitFor(/x/);
+      e.c.close();
+      const a = await openExec((await d.cri.runtime.attach({ containerId: sleeper, stdin: false, tty: false, stdout: true, stderr: true })).url, { stdout: true, stderr: true });
+      a.c.close();
+      const pf = await SpdyClient.connect((await d.cri.runtime.portForward({ podSandboxId: pod.podSandboxId, port: [80] })).url, ["portforward.k8s.io"]);
+      const err = await pf.createStream({ streamType: "error", port: "80", requestID: "0" });
+      const data = await pf.createStream({ streamType: "data", port: "80", requestID: "0" });
+      data.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      await data.waitFor(/hello-from-httpd/);
+      void err;
+      pf.close();
+    };
+    await round(0);
+    await sleep(1500);
+    const before = { fds: await fds(), runcs: await runcs() };
+    for (let i = 1; i <= 10; i++) await round(i);
+    await waitFor("fds back to where they were", async () => (await fds()) <= before.fds, 15_000).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: ${before.fds} before, ${await fds()} now`);
+    });
+    await waitFor("no runc exec left", async () => (await runcs()) <= before.runcs, 15_000);
+    await waitFor("no exec'd sleep left", async () => (await hostPidsRunning(["sleep", "30"])).length === 0, 15_000);
+    assert.deepEqual(await readdir(`${d.state}/exec`), []);
+  });
+
   test("crictl exec -i with piped stdin", { skip: CRICTL ? false : NO_CRICTL }, async () => {
     const r = await crictl(d, ["exec", "-i", sleeper, "sh", "-c", "cat; echo done"], { input: "piped into crictl\n" });
     assert.equal(r.code, 0, r.out);

@@ -294,7 +294,12 @@ export class RuntimeStreaming implements StreamRuntime {
       await writeFile(processFile, JSON.stringify(proc), { mode: 0o600 });
       const args = ["--root", c.runtimeRoot, "exec", "--process", processFile, "--pid-file", pidFile, c.id];
       const kill = async () => {
-        const pid = Number.parseInt(await readFile(pidFile, "utf8"), 10);
+        // runc writes the pid file once the process exists; a client gone sooner waits for it.
+        let pid = NaN;
+        for (let i = 0; i < 50 && !(pid > 1); i++) {
+          pid = Number.parseInt(await readFile(pidFile, "utf8").catch(() => ""), 10);
+          if (!(pid > 1)) await new Promise((r) => setTimeout(r, 100));
+        }
         if (!Number.isInteger(pid) || pid <= 1) return;
         // With a tty the process leads its own session and group: take the whole group.
         if (io.tty) {

@@ -11,6 +11,8 @@ import {
 } from "./spdy-frames.js";
 import { HeaderCompressor, HeaderDecompressor } from "./spdy-headers.js";
 
+/** Largest frame berth accepts: clients send stdin in 32 KiB pieces; headers are small. */
+const MAX_FRAME_IN = 1024 * 1024;
 /** Largest DATA frame berth sends. */
 const MAX_DATA_FRAME = 16 * 1024;
 /** Unconsumed bytes a stream may buffer before berth stops reading the socket (peers that ignore windows). */
@@ -159,7 +161,7 @@ export class SpdyStream extends Duplex {
  * limits what it sends, so holding it to a 64 KiB window would stall every stream for good.
  */
 export class SpdySession extends EventEmitter {
-  private readonly reader = new FrameReader();
+  private readonly reader = new FrameReader(MAX_FRAME_IN);
   private readonly compressor = new HeaderCompressor();
   private readonly decompressor = new HeaderDecompressor();
   private readonly streams = new Map<number, SpdyStream>();
