@@ -60,8 +60,6 @@ export interface ContainerRecordView {
   handler: string;
   runtimeRoot: string;
   bundle: string;
-  /** conmon's --socket-dir-path/<id> link to the bundle, where the attach socket is. */
-  socketLink: string;
 }
 
 /** The container layer's records, seen as streaming targets. */
@@ -83,7 +81,9 @@ export function streamContainersOf(containers: { record(id: string): Promise<Con
         runtimePath: config.runtime.handlers[r.handler]?.path ?? "runc",
         runtimeRoot: r.runtimeRoot,
         bundle: r.bundle,
-        attachSocket: path.join(r.socketLink, "attach"),
+        // conmon binds the socket through a link (<socket dir>/<id>, cut one character short when
+        // it would be 107 long) to the bundle: the bundle path is the one that always holds.
+        attachSocket: path.join(r.bundle, "attach"),
         controlFifo: path.join(r.bundle, "ctl"),
       };
     },
