@@ -3,11 +3,12 @@
 // inside the pod's pinned netns (entered with nsenter) and nowhere else.
 import { status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { SpdyClient } from "./harness/spdy-client.js";
@@ -136,6 +137,7 @@ describe("port forward into a pod network namespace", () => {
     pf.stderr!.on("data", (b: Buffer) => (out += b.toString()));
     try {
       await waitFor("crictl port-forward listening", async () => out.includes("Forwarding from"), 15_000);
+      assert.match(out, /Forwarding from/);
       for (let i = 0; i < 3; i++) {
         const r = await get(LOCAL_PORT, "/index.html");
         assert.equal(r.status, 200);
@@ -146,5 +148,44 @@ describe("port forward into a pod network namespace", () => {
       await new Promise((r) => pf.once("exit", r));
     }
     assert.doesNotMatch(out, /an error occurred forwarding/, out);
+  });
+});
+
+describe("stream config: TLS and idle timeout", () => {
+  let d: Berthd;
+  let dir: string;
+  let podId = "";
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "berth-stream-tls-"));
+    await writeBridgeConflist(dir, "bstr2", "10.91.2.0/24");
+    await promisify(execFile)("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")]);
+    d = await startBerthd({
+      dir,
+      config: `[cni]\nplugin_timeout = "20s"\n[stream]\nidle_timeout = "3s"\ntls_cert = "${path.join(dir, "cert.pem")}"\ntls_key = "${path.join(dir, "key.pem")}"\n`,
+    });
+    await waitFor("NetworkReady", async () => (await d.cri.runtime.status({})).status!.conditions.find((c) => c.type === "NetworkReady")?.status);
+    podId = (await d.cri.runtime.runPodSandbox({ config: podConfig("stream-tls") as never })).podSandboxId;
+  });
+
+  after(async () => {
+    if (podId) {
+      await d.cri.runtime.stopPodSandbox({ podSandboxId: podId }).catch(() => undefined);
+      await d.cri.runtime.removePodSandbox({ podSandboxId: podId }).catch(() => undefined);
+    }
+    await d?.cleanup();
+    await deleteBridge("bstr2");
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("stream.tls_cert/tls_key give https URLs; stream.idle_timeout closes a quiet connection", async () => {
+    const { url } = await d.cri.runtime.portForward({ podSandboxId: podId, port: [POD_PORT] });
+    assert.match(url, /^https:\/\/127\.0\.0\.1:\d+\/portforward\//);
+    const c = await SpdyClient.connect(url, ["portforward.k8s.io"]);
+    const started = Date.now();
+    await waitFor("idle close", async () => c.closed, 10_000);
+    const waited = Date.now() - started;
+    assert.ok(waited >= 2500 && waited < 8000, `closed after ${waited} ms with idle_timeout 3s`);
   });
 });
