@@ -139,7 +139,8 @@ export interface SpdyClientOptions {
 }
 
 export class SpdyClient extends EventEmitter {
-  private nextId = 1;
+  /** The id the next createStream uses (tests may rewind it to misbehave). */
+  nextId = 1;
   private buf = Buffer.alloc(0);
   private readonly deflate = zlib.createDeflate({ dictionary: DICTIONARY });
   private readonly inflate = zlib.createInflate({ dictionary: DICTIONARY });
