@@ -208,6 +208,7 @@ export async function serveSpdyRemoteCommand(session: SpdySession, protocol: str
     });
   }
   if (resizeStream) await initialSize(resize);
+  if (ac.signal.aborted) return;
   const io: StreamIO = {
     tty: req.tty,
     stdin: streams.get("stdin"),

@@ -59,7 +59,12 @@ export class SpdyStream extends Duplex {
   async reply(headers: HeaderList = [], fin = false): Promise<void> {
     if (this.repliedFlag) return;
     this.repliedFlag = true;
-    await this.session.sendReply(this, headers, fin);
+    try {
+      await this.session.sendReply(this, headers, fin);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
     if (fin) this.localClosed = true;
     this.replyDone();
   }

@@ -139,6 +139,7 @@ export async function serveWsRemoteCommand(ws: WebSocket, protocol: string, req:
   // Tells the client the streams are ready: an empty message on the lowest writable channel.
   ch.send(stdout ? 1 : stderr ? 2 : 3, Buffer.alloc(0));
   if (req.tty) await initialSize(resize);
+  if (ac.signal.aborted) return;
   const io: StreamIO = { tty: req.tty, stdin, stdout, stderr, resize, signal: ac.signal };
   const status = await runRemoteCommand(runtime, req, io, log);
   if (!ac.signal.aborted) {
