@@ -41,6 +41,8 @@ test("firstLine: the gRPC status under gomega's Unexpected error, else the first
     ["Expected\n    <string>: a\nto equal\n    <string>: b", "Expected"],
     ["failed to create container\nUnexpected error:\n <*status.Error>:\n rpc error: code = Internal desc = runc", "failed to create container rpc error: code = Internal desc = runc"],
     ["", ""],
+    ['failed to create container: rpc error: code = Internal desc = runc create x: time="t" level=warning msg="cannot toggle freezer"\ntime="t" level=error msg="runc create failed: unable to apply caps: operation not permitted"',
+      'failed to create container: rpc error: code = Internal desc = runc create x: time="t" level=warning msg="cannot toggle freezer" ... runc create failed: unable to apply caps: operation not permitted'],
   ];
   for (const [message, want] of cases) assert.equal(firstLine(message), want);
   assert.equal(firstLine("x".repeat(500)).length, 400);
