@@ -49,6 +49,17 @@ const BENCHMARK_PARAMS = [
   "podContainerStartBenchmarkTimeoutSeconds: 300", "",
 ].join("\n");
 
+// Ctrl-C or SIGTERM: stop critest if it runs, skip what is left, and still clean up.
+let interrupted = false;
+let runningCritest: ReturnType<typeof spawn> | undefined;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    interrupted = true;
+    say(`${sig}: stopping critest and cleaning up`);
+    runningCritest?.kill("SIGINT");
+  });
+}
+
 interface CritestOptions { focus: string[]; skip: string[]; benchmark: boolean; benchmarkParams?: string; verbose: boolean }
 
 async function runCritest(critest: string, rt: RuntimeUnderTest, opts: CritestOptions): Promise<{ exit: number | null; report: string; log: string }> {
@@ -69,12 +80,9 @@ async function runCritest(critest: string, rt: RuntimeUnderTest, opts: CritestOp
   const sink = (d: Buffer) => { void out.write(d); if (opts.verbose) process.stdout.write(d); };
   child.stdout.on("data", sink);
   child.stderr.on("data", sink);
-  const stopOnSignal = () => child.kill("SIGINT");
-  process.once("SIGINT", stopOnSignal);
-  process.once("SIGTERM", stopOnSignal);
+  runningCritest = child;
   const exit = await new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  process.off("SIGINT", stopOnSignal);
-  process.off("SIGTERM", stopOnSignal);
+  runningCritest = undefined;
   await out.close();
   return { exit, report, log };
 }
@@ -170,10 +178,12 @@ async function main(): Promise<number> {
     registry = await startRegistry(runDir);
     say(`registry on ${registry.address}`);
     const t0 = Date.now();
+    if (interrupted) throw new Error("interrupted");
     const images = await buildAndPush(registry.address, path.join(runDir, "images"), values.verbose ? say : () => {});
     say(`built and pushed ${images.length} images in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
     for (const name of runtimes) {
+      if (interrupted) break;
       for (const net of [name === "berth" ? "bcrit0" : "bcrit1"]) {
         if ((await bridgePorts(net)).length) throw new Error(`bridge ${net} has ports attached: another critest run is using it`);
         if (await linkExists(net)) await deleteLink(net);
@@ -214,6 +224,7 @@ async function main(): Promise<number> {
     if (values.keep) say(`kept ${runDir}`);
     else await rm(runDir, { recursive: true, force: true });
   }
+  if (interrupted) return 130;
   const unexpected = results.some((r) => r.critestExit === null || r.leftovers.length || r.summary.suiteFailures.length ||
     r.summary.specs.some((s) => s.state === "failed" && !isExpectedFailure(s.name)) || r.summary.passed + r.summary.failed === 0);
   return unexpected ? 1 : 0;
