@@ -78,5 +78,9 @@ critest: critest-bin deps-test build
 	node dist/test/critest/run.js --critest "$(CRITEST)" $(foreach r,$(or $(CRITEST_RUNTIME),berth),--runtime $(r)) \
 	  $(if $(CRITEST_OUT),--out "$(CRITEST_OUT)") $(CRITEST_FLAGS)
 
+# berth vs containerd 1.6 side by side (bench/REPORT.md); needs root; never part of `make test` or CI.
+bench: deps-bench build
+	node dist/bench/main.js $(BENCH_FLAGS)
+
 clean:
 	rm -rf dist src/gen

@@ -17,6 +17,13 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { containerHandlers } from "./cri/container.js";
+import { execHandlers } from "./cri/exec.js";
+import { statsHandlers } from "./cri/stats.js";
+import { openCgroups } from "./runtime/cgroups.js";
+import { ContainerManager } from "./runtime/container.js";
+import { PauseContainers } from "./runtime/infra.js";
+import { StatsCollector } from "./runtime/stats.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -80,9 +87,19 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    const cgroups = await openCgroups(config.cgroup_driver);
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
+    await containers.init();
+    cleanups.push(async () => containers.close());
+    sandboxes.setContainers(containers);
+    sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
+    const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
     server = createGrpcServer(
-      { ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log) },
+      {
+        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
+        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
+      },
       { ...imageHandlers(images, log) },
       log,
     );

@@ -1,0 +1,315 @@
+// conmon, the per-container monitor (as CRI-O runs it): the only module that spawns it.
+// conmon runs `runc create`, holds the container's stdio, writes the CRI log, writes the exit
+// code to <exit dir>/<id> and an `oom` file in the bundle, and daemonizes, so containers outlive
+// berthd. berthd talks to it through two pipes at start and the bundle's `ctl` fifo later.
+import { execa } from "execa";
+import { spawn } from "node:child_process";
+import { constants } from "node:fs";
+import { mkdir, open, readFile } from "node:fs/promises";
+import path from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { Internal, isErrno, NotFound } from "../errors.js";
+
+export interface ConmonOptions {
+  /** conmon binary. */
+  conmon: string;
+  /** Absolute path of the OCI runtime binary conmon runs. */
+  runtimePath: string;
+  /** Flags conmon passes before the runtime's subcommand (e.g. --root=...). */
+  runtimeArgs: string[];
+  systemdCgroup: boolean;
+  id: string;
+  name: string;
+  bundle: string;
+  containerPidFile: string;
+  conmonPidFile: string;
+  /** CRI log file (k8s-file driver). */
+  logPath: string;
+  exitDir: string;
+  /** Where conmon links the attach socket (short paths: unix socket names are limited). */
+  socketDir: string;
+  stdin: boolean;
+  stdinOnce: boolean;
+  terminal: boolean;
+  logLevel: "debug" | "info" | "warning" | "error";
+  /** conmon's own messages go here. */
+  conmonLogFile: string;
+  timeoutMs?: number;
+}
+
+export interface ConmonStarted {
+  /** The container's init pid (runc create done). */
+  containerPid: number;
+  /** The daemonized conmon's pid. */
+  conmonPid: number;
+}
+
+export function conmonArgs(o: ConmonOptions): string[] {
+  const args = [
+    "--cid", o.id,
+    "--cuuid", o.id,
+    "--name", o.name,
+    "--runtime", o.runtimePath,
+    "--bundle", o.bundle,
+    "--container-pidfile", o.containerPidFile,
+    "--conmon-pidfile", o.conmonPidFile,
+    "--log-path", `k8s-file:${o.logPath}`,
+    "--exit-dir", o.exitDir,
+    "--persist-dir", o.bundle,
+    "--socket-dir-path", o.socketDir,
+    "--log-level", o.logLevel,
+  ];
+  for (const a of o.runtimeArgs) args.push("--runtime-arg", a);
+  if (o.systemdCgroup) args.push("--systemd-cgroup");
+  if (o.terminal) args.push("--terminal");
+  if (o.stdin) {
+    args.push("--stdin");
+    if (!o.stdinOnce) args.push("--leave-stdin-open");
+  }
+  return args;
+}
+
+/**
+ * Starts conmon for a container and waits until `runc create` finished: conmon reports the
+ * container pid (or the runtime's error) on the sync pipe.
+ */
+export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
+  await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
+  await mkdir(o.exitDir, { recursive: true, mode: 0o700 });
+  await mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 });
+  const errLog = await open(o.conmonLogFile, "a", 0o600);
+  let sub;
+  try {
+    // node's spawn (not execa): conmon needs extra pipe fds and a detached session, nothing buffered.
+    sub = spawn(o.conmon, conmonArgs(o), {
+      cwd: o.bundle,
+      // fd 3: sync pipe (conmon -> berthd), fd 4: start pipe (berthd -> conmon).
+      stdio: ["ignore", "ignore", errLog.fd, "pipe", "pipe"],
+      env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3", _OCI_STARTPIPE: "4" },
+      detached: true,
+    });
+  } finally {
+    await errLog.close();
+  }
+  const syncPipe = sub.stdio[3] as unknown as Readable;
+  const startPipe = sub.stdio[4] as unknown as Writable;
+  const message = await new Promise<string>((resolve, reject) => {
+    let text = "";
+    const timer = setTimeout(() => finish(new Internal(`conmon for ${o.id} did not report within ${o.timeoutMs ?? 60_000} ms`)), o.timeoutMs ?? 60_000);
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      syncPipe.removeAllListeners("data");
+      syncPipe.destroy();
+      if (err) reject(err);
+      else resolve(text);
+    };
+    syncPipe.on("data", (d: Buffer) => {
+      text += d.toString("utf8");
+      if (text.includes("\n")) finish();
+    });
+    syncPipe.once("end", () => finish());
+    syncPipe.once("error", (e) => finish(e));
+    sub.once("error", (e) => finish(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
+    startPipe.on("error", () => undefined);
+    startPipe.end("0");
+  });
+  sub.unref();
+  const parsed = parseSyncMessage(message);
+  if (parsed === undefined || parsed.pid <= 0) {
+    const log = await readFile(o.conmonLogFile, "utf8").catch(() => "");
+    const why = parsed?.message || lastLines(log) || "conmon exited without reporting a container pid";
+    throw new Internal(`conmon/runc create ${o.id}: ${why}`);
+  }
+  const conmonPid = await readPid(o.conmonPidFile);
+  return { containerPid: parsed.pid, conmonPid: conmonPid ?? 0 };
+}
+
+/** conmon's sync-pipe JSON: {"pid": N} or {"pid": -1, "message": "..."} (key "data" with --api-version). */
+export function parseSyncMessage(text: string): { pid: number; message?: string } | undefined {
+  const line = text.split("\n").find((l) => l.trim() !== "");
+  if (!line) return undefined;
+  try {
+    const j = JSON.parse(line) as { pid?: number; data?: number; message?: string };
+    const pid = j.pid ?? j.data;
+    if (typeof pid !== "number") return undefined;
+    return { pid, message: j.message };
+  } catch {
+    return undefined;
+  }
+}
+
+function lastLines(text: string, n = 5): string {
+  return text.trim().split("\n").filter((l) => !/oom_score_adj/.test(l)).slice(-n).join("; ");
+}
+
+export async function readPid(file: string): Promise<number | undefined> {
+  const t = (await readFile(file, "utf8").catch(() => "")).trim();
+  const n = Number.parseInt(t, 10);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+const REOPEN_LOGS = 2;
+const WINDOW_RESIZE = 1;
+
+async function writeCtl(bundle: string, line: string): Promise<void> {
+  let fh;
+  try {
+    // Non-blocking: with no conmon reading the fifo this fails (ENXIO) instead of hanging.
+    fh = await open(path.join(bundle, "ctl"), constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, "ENXIO") || isErrno(err, "ENOENT")) throw new NotFound(`conmon of the container is not running (no reader on ${path.join(bundle, "ctl")})`);
+    throw err;
+  }
+  try {
+    await fh.write(line);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Asks conmon to reopen the container log (after kubelet rotated it). */
+export async function reopenLog(bundle: string): Promise<void> {
+  await writeCtl(bundle, `${REOPEN_LOGS} 0 0\n`);
+}
+
+/** Resizes the container's terminal. */
+export async function resizeTerminal(bundle: string, height: number, width: number): Promise<void> {
+  await writeCtl(bundle, `${WINDOW_RESIZE} ${height} ${width}\n`);
+}
+
+/** True when `pid` is a live (not zombie) conmon (pids get reused). */
+export async function isConmon(pid: number): Promise<boolean> {
+  if (!(pid > 0)) return false;
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const m = /^\d+ \((.*)\) (\S)/s.exec(stat);
+  return m !== null && m[1] === "conmon" && m[2] !== "Z" && m[2] !== "X";
+}
+
+export async function conmonVersion(conmon: string): Promise<string> {
+  const r = await execa(conmon, ["--version"], { reject: false, timeout: 10_000 });
+  if (r.failed) throw new Error(`conmon "${conmon}" does not run: ${r.stderr || r.shortMessage}`);
+  return String(r.stdout).split("\n")[0] ?? "";
+}
+
+export interface ConmonExecOptions {
+  conmon: string;
+  runtimePath: string;
+  runtimeArgs: string[];
+  systemdCgroup: boolean;
+  /** The container to exec in. */
+  id: string;
+  name: string;
+  /** A private folder for this exec: conmon puts its fifos, exit file and socket link here. */
+  execDir: string;
+  processFile: string;
+  pidFile: string;
+  /** Where conmon writes the output (CRI log format). */
+  logPath: string;
+  /** Whole seconds; 0 = none. conmon kills the process when it passes. */
+  timeoutSec: number;
+}
+
+export interface ConmonExecResult {
+  exitCode: number;
+  timedOut: boolean;
+}
+
+/**
+ * Runs a process in a container through conmon's exec mode: conmon is the subreaper that
+ * collects the exit code, stops reading output once the process is gone (a background child
+ * holding stdout does not hold the call), and kills the process at the timeout.
+ */
+export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult> {
+  await mkdir(o.execDir, { recursive: true, mode: 0o700 });
+  const args = [
+    "--cid", o.id,
+    "--cuuid", path.basename(o.execDir),
+    "--name", o.name,
+    "--runtime", o.runtimePath,
+    "--bundle", o.execDir,
+    "--container-pidfile", o.pidFile,
+    "--exec",
+    "--exec-process-spec", o.processFile,
+    "--log-path", `k8s-file:${o.logPath}`,
+    "--exit-dir", o.execDir,
+    "--socket-dir-path", o.execDir,
+    "--log-level", "error",
+  ];
+  for (const a of o.runtimeArgs) args.push("--runtime-arg", a);
+  if (o.systemdCgroup) args.push("--systemd-cgroup");
+  if (o.timeoutSec > 0) args.push("--timeout", String(o.timeoutSec));
+  const errLog = await open(path.join(o.execDir, "conmon.log"), "a", 0o600);
+  let sub;
+  try {
+    sub = spawn(o.conmon, args, {
+      cwd: o.execDir,
+      stdio: ["ignore", "ignore", errLog.fd, "pipe"],
+      env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3" },
+    });
+  } finally {
+    await errLog.close();
+  }
+  const syncPipe = sub.stdio[3] as unknown as Readable;
+  const text = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    syncPipe.on("data", (d: Buffer) => (buf += d.toString("utf8")));
+    syncPipe.once("end", () => resolve(buf));
+    syncPipe.once("error", reject);
+    sub.once("error", (e) => reject(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
+  });
+  const line = text.split("\n").find((l) => l.trim() !== "");
+  let msg: { exit_code?: number; data?: number; message?: string } | undefined;
+  try {
+    msg = line ? (JSON.parse(line) as typeof msg) : undefined;
+  } catch {
+    msg = undefined;
+  }
+  const code = msg?.exit_code ?? msg?.data;
+  if (typeof code !== "number") {
+    const log = await readFile(path.join(o.execDir, "conmon.log"), "utf8").catch(() => "");
+    throw new Internal(`exec in ${o.id}: conmon reported no exit code${log ? `: ${lastLines(log)}` : ""}`);
+  }
+  if (code === -1) {
+    if (/timed out/i.test(msg?.message ?? "")) return { exitCode: -1, timedOut: true };
+    throw new Internal(`exec in ${o.id}: ${msg?.message || "the runtime could not start the process"}`);
+  }
+  return { exitCode: code, timedOut: false };
+}
+
+/**
+ * Splits a CRI-format log (`<time> <stdout|stderr> <P|F> <text>`) back into the two streams,
+ * keeping at most `cap` bytes of each.
+ */
+export function splitCriLog(log: Buffer, cap: number): { stdout: Buffer; stderr: Buffer; truncated: boolean } {
+  const parts: Record<"stdout" | "stderr", Buffer[]> = { stdout: [], stderr: [] };
+  const size = { stdout: 0, stderr: 0 };
+  let truncated = false;
+  let pos = 0;
+  const add = (s: "stdout" | "stderr", b: Buffer) => {
+    const room = cap - size[s];
+    if (room <= 0) {
+      if (b.length > 0) truncated = true;
+      return;
+    }
+    const piece = b.length > room ? b.subarray(0, room) : b;
+    if (piece.length < b.length) truncated = true;
+    parts[s].push(piece);
+    size[s] += piece.length;
+  };
+  while (pos < log.length) {
+    let end = log.indexOf(10, pos);
+    if (end < 0) end = log.length;
+    const line = log.subarray(pos, end);
+    pos = end + 1;
+    const a = line.indexOf(32);
+    const b = a < 0 ? -1 : line.indexOf(32, a + 1);
+    const c = b < 0 ? -1 : line.indexOf(32, b + 1);
+    if (c < 0) continue;
+    const stream = line.subarray(a + 1, b).toString();
+    if (stream !== "stdout" && stream !== "stderr") continue;
+    const full = line.subarray(b + 1, c).toString() === "F";
+    add(stream, line.subarray(c + 1));
+    if (full) add(stream, Buffer.from("\n"));
+  }
+  return { stdout: Buffer.concat(parts.stdout), stderr: Buffer.concat(parts.stderr), truncated };
+}

@@ -1,0 +1,162 @@
+// What CreateContainer learns from the host before the (pure) spec is generated: host facts,
+// device nodes, bind-mount sources (created when missing, propagation checked) and seccomp files.
+import { lstat, mkdir, readdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { MountPropagation, Signal, signalToJSON, type Device, type Mount } from "../gen/api.js";
+import { FailedPrecondition, InvalidArgument, isErrno } from "../errors.js";
+import type { CgroupDriverName } from "./cgroups.js";
+import { detectCgroupVersion } from "./cgroups.js";
+import type { HostFacts, ResolvedDevice } from "./spec.js";
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
+}
+
+export async function gatherHostFacts(restrictOomScoreAdj: boolean, _driver: CgroupDriverName): Promise<HostFacts> {
+  const cgroupVersion = await detectCgroupVersion();
+  const own = Number.parseInt((await readFile("/proc/self/oom_score_adj", "utf8").catch(() => "0")).trim(), 10);
+  const apparmor = (await readFile("/sys/module/apparmor/parameters/enabled", "utf8").catch(() => "")).trim() === "Y";
+  const selinux = await exists("/sys/fs/selinux/enforce");
+  const swapAccounting = cgroupVersion === 1
+    ? await exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+    : true;
+  return { cgroupVersion, ownOomScoreAdj: Number.isInteger(own) ? own : 0, restrictOomScoreAdj, apparmor, selinux, swapAccounting };
+}
+
+function majorMinor(rdev: number): { major: number; minor: number } {
+  const r = BigInt(rdev);
+  const major = Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
+  const minor = Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
+  return { major, minor };
+}
+
+async function deviceAt(hostPath: string, containerPath: string, permissions: string): Promise<ResolvedDevice | undefined> {
+  const st = await stat(hostPath);
+  if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
+  const { major, minor } = majorMinor(st.rdev);
+  return { containerPath, type: st.isCharacterDevice() ? "c" : "b", major, minor, fileMode: st.mode & 0o7777, uid: st.uid, gid: st.gid, permissions };
+}
+
+async function devicesUnder(dir: string, skip: Set<string>): Promise<string[]> {
+  const out: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const p = path.join(dir, n);
+    if (skip.has(p)) continue;
+    const st = await lstat(p).catch(() => undefined);
+    if (!st) continue;
+    if (st.isDirectory()) out.push(...(await devicesUnder(p, skip)));
+    else if (st.isCharacterDevice() || st.isBlockDevice()) out.push(p);
+  }
+  return out;
+}
+
+const VALID_PERMS = /^[rwm]{1,3}$/;
+
+/** The CRI devices as nodes (a directory brings every device under it). */
+export async function resolveDevices(devices: Device[]): Promise<ResolvedDevice[]> {
+  const out: ResolvedDevice[] = [];
+  for (const d of devices) {
+    const perms = d.permissions || "rwm";
+    if (!VALID_PERMS.test(perms)) throw new InvalidArgument(`device ${d.hostPath}: permissions "${d.permissions}" must be made of r, w and m`);
+    if (!d.hostPath.startsWith("/")) throw new InvalidArgument(`device host_path "${d.hostPath}" must be absolute`);
+    const target = d.containerPath || d.hostPath;
+    let st;
+    try {
+      st = await stat(d.hostPath);
+    } catch (err) {
+      if (isErrno(err, "ENOENT")) throw new InvalidArgument(`device ${d.hostPath} does not exist on the host`);
+      throw err;
+    }
+    if (st.isDirectory()) {
+      for (const p of await devicesUnder(d.hostPath, new Set())) {
+        const dev = await deviceAt(p, path.join(target, path.relative(d.hostPath, p)), perms);
+        if (dev) out.push(dev);
+      }
+      continue;
+    }
+    const dev = await deviceAt(d.hostPath, target, perms);
+    if (!dev) throw new InvalidArgument(`device ${d.hostPath} is not a character or block device`);
+    out.push(dev);
+  }
+  return out;
+}
+
+/** Every device node of the host, for privileged containers (not the pty and shm trees runc sets up itself). */
+export async function hostDevices(): Promise<ResolvedDevice[]> {
+  const skip = new Set(["/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/dev/ptmx"]);
+  const out: ResolvedDevice[] = [];
+  for (const p of await devicesUnder("/dev", skip)) {
+    const dev = await deviceAt(p, p, "rwm").catch(() => undefined);
+    if (dev) out.push(dev);
+  }
+  return out;
+}
+
+interface MountInfo {
+  mountPoint: string;
+  optional: string[];
+}
+
+async function mountInfo(): Promise<MountInfo[]> {
+  const text = await readFile("/proc/self/mountinfo", "utf8");
+  return text.split("\n").filter((l) => l !== "").map((l) => {
+    const f = l.split(" ");
+    const sep = f.indexOf("-");
+    return { mountPoint: f[4]!.replace(/\\040/g, " "), optional: f.slice(6, sep) };
+  });
+}
+
+/**
+ * Prepares the host side of the CRI mounts: a missing host path becomes a directory (as kubelet
+ * expects); rshared needs a shared host mount and rslave a shared or slave one.
+ */
+export async function prepareMountSources(mounts: Mount[]): Promise<void> {
+  let info: MountInfo[] | undefined;
+  for (const m of mounts) {
+    if (!m.hostPath.startsWith("/")) continue;
+    try {
+      await stat(m.hostPath);
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+      await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
+    }
+    if (m.propagation === MountPropagation.PROPAGATION_PRIVATE) continue;
+    info ??= await mountInfo();
+    const owner = info
+      .filter((i) => m.hostPath === i.mountPoint || m.hostPath.startsWith(i.mountPoint.endsWith("/") ? i.mountPoint : i.mountPoint + "/"))
+      .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+    const shared = owner?.optional.some((o) => o.startsWith("shared:")) ?? false;
+    const slave = owner?.optional.some((o) => o.startsWith("master:")) ?? false;
+    if (m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL && !shared) {
+      throw new FailedPrecondition(`mount ${m.containerPath}: bidirectional propagation needs ${m.hostPath} on a shared mount, but ${owner?.mountPoint ?? "its mount"} is not shared`);
+    }
+    if (m.propagation === MountPropagation.PROPAGATION_HOST_TO_CONTAINER && !shared && !slave) {
+      throw new FailedPrecondition(`mount ${m.containerPath}: host-to-container propagation needs ${m.hostPath} on a shared or slave mount, but ${owner?.mountPoint ?? "its mount"} is private`);
+    }
+  }
+}
+
+/** The signal runc kill gets first: the config's, else the image's StopSignal, else SIGTERM. */
+export function stopSignalName(configSignal: Signal, imageSignal: string | undefined): string {
+  if (configSignal !== Signal.RUNTIME_DEFAULT && configSignal !== Signal.UNRECOGNIZED) {
+    const name = signalToJSON(configSignal);
+    const rt = /^SIGRT(MIN|MAX)(PLUS|MINUS)?(\d+)?$/.exec(name);
+    if (rt) {
+      // runc parses numbers everywhere; RTMIN is 34 and RTMAX 64 on Linux.
+      const base = rt[1] === "MIN" ? 34 : 64;
+      const n = Number(rt[3] ?? 0) * (rt[2] === "MINUS" ? -1 : 1);
+      return String(base + n);
+    }
+    return name;
+  }
+  const s = (imageSignal ?? "").trim().toUpperCase();
+  if (s === "") return "SIGTERM";
+  if (/^\d+$/.test(s)) return s;
+  return s.startsWith("SIG") ? s : `SIG${s}`;
+}

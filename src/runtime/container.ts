@@ -1,0 +1,660 @@
+// ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
+// snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
+// Update, ReopenLog and ExecSync go to runc / conmon; state comes from conmon's exit file, so
+// it stays right across berthd restarts. Records live in the crash-safe store.
+import { randomBytes } from "node:crypto";
+import { watch, type FSWatcher } from "node:fs";
+import { access, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import {
+  ContainerState,
+  ContainerStatus,
+  type Container,
+  type ContainerConfig,
+  type ContainerFilter,
+  type LinuxContainerResources,
+} from "../gen/api.js";
+import { handlerRoot, type Config } from "../config.js";
+import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
+import type { ImageStore, Snapshots } from "../image/types.js";
+import type { Logger } from "../log.js";
+import { KeyedLock } from "../store/keyed-lock.js";
+import { RecordStore, writeFileAtomic } from "../store/records.js";
+import type { Cgroups } from "./cgroups.js";
+import { conmonExec, isConmon, reopenLog, splitCriLog, startConmon } from "./conmon.js";
+import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
+import type { ContainerPhase, ContainerRecord } from "./container-record.js";
+import { execProcess, OciRuntime } from "./runc.js";
+import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
+import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
+import { readUserDb } from "./user.js";
+
+export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+
+export interface ContainerManagerDeps {
+  config: Config;
+  log: Logger;
+  images: ImageStore;
+  snapshots: Snapshots;
+  sandboxes: SandboxLookup;
+  cgroups: Cgroups;
+  /** Defaults to what the host reports (gatherHostFacts). */
+  host?: HostFacts;
+}
+
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+/** Where a container's stdio can be reached (for the streaming server). */
+export interface AttachInfo {
+  id: string;
+  pid: number;
+  tty: boolean;
+  stdin: boolean;
+  /** conmon's attach socket (SOCK_SEQPACKET). */
+  attachSocket: string;
+  /** conmon's control fifo (resize: "1 <h> <w>\n"). */
+  ctlPath: string;
+  logPath: string;
+}
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(() => true, () => false);
+}
+
+async function findBinary(name: string): Promise<string> {
+  if (name.includes("/")) return path.resolve(name);
+  for (const dir of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    const p = path.join(dir, name);
+    if (await exists(p)) return p;
+  }
+  throw new FailedPrecondition(`"${name}" is not on PATH`);
+}
+
+export class ContainerManager implements PodContainers {
+  private readonly records = new Map<string, ContainerRecord>();
+  private readonly names = new Map<string, string>();
+  private readonly lock = new KeyedLock();
+  private readonly store: RecordStore<ContainerRecord>;
+  private readonly bundles: string;
+  private readonly exitDir: string;
+  private readonly socketDir: string;
+  private readonly runtimes = new Map<string, OciRuntime>();
+  private host!: HostFacts;
+  private watcher: FSWatcher | undefined;
+  private readonly exitWaiters = new Map<string, Set<() => void>>();
+  private readonly log: Logger;
+  private conmonPath = "";
+
+  constructor(private readonly deps: ContainerManagerDeps) {
+    const c = deps.config;
+    this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
+    this.bundles = path.join(c.state, "containers");
+    this.exitDir = path.join(c.state, "exits");
+    this.socketDir = path.join(c.state, "sock");
+    this.log = deps.log.child({ layer: "containers" });
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.bundles, { recursive: true, mode: 0o711 });
+    await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
+    this.conmonPath = await findBinary(this.deps.config.runtime.conmon);
+    const { records, problems } = await this.store.loadAll();
+    for (const p of problems) this.log.error(p, "container record quarantined");
+    for (const [id, r] of records) {
+      if (r.id !== id) {
+        this.log.error({ file: id }, "container record names another id; ignored");
+        continue;
+      }
+      this.records.set(id, r);
+      this.names.set(r.name, id);
+    }
+    this.watcher = watch(this.exitDir, (_event, file) => {
+      if (file) for (const w of this.exitWaiters.get(String(file)) ?? []) w();
+    });
+    this.watcher.on("error", () => undefined);
+    this.log.info({ containers: this.records.size }, "container records loaded");
+  }
+
+  close(): void {
+    this.watcher?.close();
+  }
+
+  /** The OCI runtime for a handler name ("" = the default). */
+  private async runtime(handler: string): Promise<OciRuntime> {
+    const name = handler || this.deps.config.runtime.default_handler;
+    let rt = this.runtimes.get(name);
+    if (!rt) {
+      const h = this.deps.config.runtime.handlers[name];
+      if (!h) throw new InvalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(this.deps.config.runtime.handlers).join(", ")})`);
+      rt = new OciRuntime(await findBinary(h.path), handlerRoot(this.deps.config, name), this.deps.config.cgroup_driver === "systemd");
+      this.runtimes.set(name, rt);
+    }
+    return rt;
+  }
+
+  /** Finds a record by full id or unique prefix. */
+  private find(idOrPrefix: string, kinds: Array<ContainerRecord["kind"]> = ["container"]): ContainerRecord {
+    if (!idOrPrefix) throw new InvalidArgument("container id is empty");
+    const exact = this.records.get(idOrPrefix);
+    if (exact && kinds.includes(exact.kind)) return exact;
+    const matches = [...this.records.values()].filter((r) => kinds.includes(r.kind) && r.id.startsWith(idOrPrefix));
+    if (matches.length === 1) return matches[0]!;
+    if (matches.length > 1) throw new InvalidArgument(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
+    throw new NotFound(`container "${idOrPrefix}" not found`);
+  }
+
+  private async save(r: ContainerRecord): Promise<void> {
+    await this.store.put(r.id, r);
+  }
+
+  // ---- Create ---------------------------------------------------------------------------
+
+  async create(sandboxId: string, config: ContainerConfig): Promise<string> {
+    if (!config.metadata?.name) throw new InvalidArgument("container config has no metadata.name");
+    if (!config.image?.image) throw new InvalidArgument("container config has no image");
+    const sandbox = this.deps.sandboxes.getSandbox(sandboxId);
+    if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
+    if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);
+    const m = sandbox.metadata;
+    const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
+    if (config.logPath && (path.isAbsolute(config.logPath) || config.logPath.split("/").includes(".."))) {
+      throw new InvalidArgument(`log_path "${config.logPath}" must be relative to the pod's log_directory, without ".."`);
+    }
+    const taken = this.names.get(name);
+    if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
+    const id = randomBytes(32).toString("hex");
+    this.names.set(name, id);
+    try {
+      return await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "container"));
+    } catch (err) {
+      this.names.delete(name);
+      throw err;
+    }
+  }
+
+  private async createLocked(id: string, name: string, sandbox: SandboxRef, config: ContainerConfig, kind: ContainerRecord["kind"]): Promise<string> {
+    const started = Date.now();
+    const image = await this.deps.images.resolve(config.image!.image);
+    if (!image) throw new NotFound(`image "${config.image!.image}" not found: pull it first`);
+    const rt = await this.runtime(sandbox.runtimeHandler);
+    const bundle = path.join(this.bundles, id);
+    const exitFile = path.join(this.exitDir, id);
+    const cgroupsPath = this.deps.cgroups.containerPath(sandbox.cgroupParent, id);
+    const undo: Array<() => Promise<unknown>> = [];
+    try {
+      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      undo.push(() => rm(bundle, { recursive: true, force: true }));
+      const { rootfs } = await this.deps.snapshots.prepare(id, image.id).catch((err) => {
+        throw wrap(`prepare rootfs of image ${image.id}`, err);
+      });
+      undo.push(() => this.deps.snapshots.remove(id));
+
+      const sc = config.linux?.securityContext;
+      const seccompPath = seccompFileNeeded(config);
+      const seccompFiles: Record<string, string> = {};
+      if (seccompPath) {
+        seccompFiles[seccompPath] = await readFile(seccompPath, "utf8").catch((err) => {
+          throw new InvalidArgument(`seccomp profile ${seccompPath}: ${(err as Error).message}`);
+        });
+      }
+      let targetPidnsPath: string | undefined;
+      const nsOpts = sc?.namespaceOptions;
+      if (nsOpts?.pid === 3 /* TARGET */) {
+        const target = this.find(nsOpts.targetId);
+        if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
+        targetPidnsPath = `/proc/${target.pid}/ns/pid`;
+      }
+      await prepareMountSources(config.mounts);
+      const devices = [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])];
+      const userDb = await readUserDb(rootfs);
+      const imageName = image.repoTags[0] ?? config.image!.image;
+      const { spec, user } = buildSpec({
+        id, config, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
+        devices, seccompFiles, targetPidnsPath,
+      });
+      if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
+      await writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600);
+
+      const logPath = kind === "infra"
+        ? path.join(bundle, "infra.log")
+        : sandbox.logDirectory && config.logPath ? path.join(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
+      const record: ContainerRecord = {
+        id, sandboxId: sandbox.id, kind, name,
+        metadata: config.metadata!,
+        image: { ...config.image!, annotations: config.image!.annotations ?? {} },
+        imageId: image.id,
+        imageRef: image.repoDigests[0] ?? image.id,
+        imageName,
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        mounts: config.mounts,
+        logPath,
+        tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce,
+        phase: "created",
+        createdAt: nowNs(), startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "",
+        handler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
+        runtimeRoot: rt.root,
+        bundle, rootfs, exitFile,
+        socketLink: path.join(this.socketDir, id),
+        cgroupsPath,
+        conmonPid: 0, pid: 0,
+        resources: config.linux?.resources,
+        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+        stopSignal: stopSignalName(config.stopSignal, image.config.config?.StopSignal),
+        process: spec.process,
+      };
+      // The record is written before conmon starts so a crash here leaves something to clean up.
+      await this.save(record);
+      undo.push(() => this.store.delete(id));
+
+      const pidFile = path.join(bundle, "pidfile");
+      undo.push(() => rt.delete(id, true));
+      const started2 = await startConmon({
+        conmon: this.conmonPath,
+        runtimePath: rt.binary,
+        runtimeArgs: rt.globalArgs(),
+        systemdCgroup: rt.systemdCgroup,
+        id,
+        name: config.metadata!.name,
+        bundle,
+        containerPidFile: pidFile,
+        conmonPidFile: path.join(bundle, "conmon.pid"),
+        logPath,
+        exitDir: this.exitDir,
+        socketDir: this.socketDir,
+        stdin: config.stdin,
+        stdinOnce: config.stdinOnce,
+        terminal: config.tty,
+        logLevel: "info",
+        conmonLogFile: path.join(bundle, "conmon.log"),
+      }).catch((err) => {
+        throw wrap("create container (conmon + runc create)", err);
+      });
+      record.pid = started2.containerPid;
+      record.conmonPid = started2.conmonPid;
+      await this.save(record);
+      this.records.set(id, record);
+      this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
+      return id;
+    } catch (err) {
+      for (const u of undo.reverse()) await u().catch((e) => this.log.warn({ id, err: String(e) }, "cleanup after failed create"));
+      await this.deps.cgroups.remove(cgroupsPath).catch(() => undefined);
+      await rm(exitFile, { force: true }).catch(() => undefined);
+      await rm(path.join(this.socketDir, id), { force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---- State ------------------------------------------------------------------------------
+
+  /** Updates a record from conmon's exit file (and OOM evidence); persists a change. */
+  private async refresh(r: ContainerRecord, exitNames?: Set<string>): Promise<ContainerRecord> {
+    if (r.phase === "exited") return r;
+    const present = exitNames ? exitNames.has(r.id) : await exists(r.exitFile);
+    if (!present) {
+      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) {
+        // conmon is gone without an exit file: the container's fate is unknown.
+        const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
+        if (!alive) await this.markExited(r, 255, "Error", "conmon exited without recording the container's exit code", nowNs());
+      }
+      return r;
+    }
+    let code = 255;
+    let finished = nowNs();
+    try {
+      const [text, st] = await Promise.all([readFile(r.exitFile, "utf8"), stat(r.exitFile)]);
+      const n = Number.parseInt(text.trim(), 10);
+      if (Number.isInteger(n)) code = n;
+      finished = BigInt(Math.round(st.mtimeMs * 1000)) * 1000n;
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+      return r;
+    }
+    const oom = (await exists(path.join(r.bundle, "oom"))) || (await this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)) > 0;
+    const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
+    await this.markExited(r, code, reason, "", finished);
+    return r;
+  }
+
+  private async markExited(r: ContainerRecord, code: number, reason: string, message: string, finished: bigint): Promise<void> {
+    r.phase = "exited";
+    r.exitCode = code;
+    r.reason = reason;
+    r.message = message;
+    r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
+    await this.save(r);
+    for (const w of this.exitWaiters.get(r.id) ?? []) w();
+  }
+
+  /** Waits up to `ms` for the container's exit file. */
+  private async waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
+    if (await exists(r.exitFile)) return true;
+    const base = path.basename(r.exitFile);
+    let wake!: () => void;
+    const set = this.exitWaiters.get(base) ?? new Set();
+    this.exitWaiters.set(base, set);
+    const until = Date.now() + ms;
+    try {
+      while (Date.now() < until) {
+        const woke = new Promise<void>((res) => {
+          wake = res;
+          set.add(wake);
+        });
+        await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
+        set.delete(wake);
+        if (await exists(r.exitFile)) return true;
+      }
+      return await exists(r.exitFile);
+    } finally {
+      set.delete(wake);
+      if (set.size === 0) this.exitWaiters.delete(base);
+    }
+  }
+
+  // ---- Start / Stop / Remove -----------------------------------------------------------
+
+  async start(id: string): Promise<void> {
+    const r = this.find(id);
+    await this.lock.run(r.id, async () => {
+      await this.refresh(r);
+      if (r.phase !== "created") throw new FailedPrecondition(`container ${r.id} is ${r.phase}, not created: it cannot be started`);
+      const rt = await this.runtime(r.handler);
+      const startedAt = nowNs();
+      try {
+        await rt.start(r.id);
+      } catch (err) {
+        await this.markExited(r, 128, "StartError", (err as Error).message, nowNs());
+        throw wrap(`start container ${r.id}`, err);
+      }
+      r.phase = "running";
+      r.startedAt = startedAt;
+      await this.save(r);
+    });
+  }
+
+  /** Stops with the stop signal, SIGKILL after `timeoutSec`; idempotent. */
+  async stop(id: string, timeoutSec: number): Promise<void> {
+    const r = this.find(id, ["container", "infra"]);
+    await this.lock.run(r.id, () => this.stopLocked(r, timeoutSec));
+  }
+
+  private async stopLocked(r: ContainerRecord, timeoutSec: number): Promise<void> {
+    await this.refresh(r);
+    if (r.phase === "exited") return;
+    const rt = await this.runtime(r.handler);
+    if (r.phase === "running" && timeoutSec > 0) {
+      await rt.kill(r.id, r.stopSignal);
+      if (await this.waitExit(r, timeoutSec * 1000)) {
+        await this.refresh(r);
+        return;
+      }
+    }
+    await rt.kill(r.id, "SIGKILL", true);
+    if (!(await this.waitExit(r, 10_000))) {
+      const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
+      if (alive) throw new DeadlineExceeded(`container ${r.id} did not exit 10 s after SIGKILL`);
+      await this.markExited(r, 137, "Error", "stopped; conmon recorded no exit code", nowNs());
+      return;
+    }
+    await this.refresh(r);
+  }
+
+  /** Removes the container and everything berth made for it; idempotent (unknown ids are fine). */
+  async remove(id: string): Promise<void> {
+    let r: ContainerRecord;
+    try {
+      r = this.find(id, ["container", "infra"]);
+    } catch (err) {
+      if (err instanceof NotFound) return;
+      throw err;
+    }
+    await this.lock.run(r.id, () => this.removeLocked(r));
+  }
+
+  private async removeLocked(r: ContainerRecord): Promise<void> {
+    if (!this.records.has(r.id)) return;
+    await this.refresh(r);
+    if (r.phase !== "exited") await this.stopLocked(r, 0);
+    const rt = await this.runtime(r.handler);
+    await rt.delete(r.id, true);
+    // conmon lingers briefly after the exit to flush the log; do not leave it behind.
+    for (let i = 0; i < 50 && (await isConmon(r.conmonPid)); i++) await sleep(20);
+    if (await isConmon(r.conmonPid)) {
+      try {
+        process.kill(r.conmonPid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal"));
+    await this.deps.snapshots.remove(r.id).catch((err) => {
+      throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
+    });
+    await rm(r.bundle, { recursive: true, force: true });
+    await rm(r.exitFile, { force: true });
+    await unlink(r.socketLink).catch(() => undefined);
+    await this.store.delete(r.id);
+    this.records.delete(r.id);
+    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.log.info({ id: r.id }, "container removed");
+  }
+
+  async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {
+    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.stopLocked(r, timeoutSec))));
+  }
+
+  async removeAll(sandboxId: string): Promise<void> {
+    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.removeLocked(r))));
+  }
+
+  // ---- Status / List --------------------------------------------------------------------
+
+  private stateOf(p: ContainerPhase): ContainerState {
+    return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
+  }
+
+  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    const r = this.find(id);
+    await this.refresh(r);
+    const status = ContainerStatus.fromPartial({
+      id: r.id,
+      metadata: r.metadata,
+      state: this.stateOf(r.phase),
+      createdAt: r.createdAt,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      exitCode: r.exitCode,
+      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler },
+      imageRef: r.imageRef,
+      imageId: r.imageId,
+      reason: r.reason,
+      message: r.message,
+      labels: r.labels,
+      annotations: r.annotations,
+      mounts: r.mounts,
+      logPath: r.logPath,
+      resources: r.resources ? { linux: r.resources } : undefined,
+      user: { linux: { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) } },
+    });
+    const info: Record<string, string> = {};
+    if (verbose) {
+      const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
+      info.info = JSON.stringify({
+        sandboxID: r.sandboxId,
+        pid: r.phase === "running" ? r.pid : 0,
+        conmonPid: r.conmonPid,
+        runtimeHandler: r.handler,
+        runtimeRoot: r.runtimeRoot,
+        bundle: r.bundle,
+        rootfs: r.rootfs,
+        cgroupsPath: r.cgroupsPath,
+        snapshotKey: r.id,
+        runtimeSpec: spec,
+      });
+    }
+    return { status, info };
+  }
+
+  async list(filter: ContainerFilter | undefined): Promise<Container[]> {
+    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
+    const out: Container[] = [];
+    for (const r of this.records.values()) {
+      if (r.kind !== "container") continue;
+      if (filter?.id && !r.id.startsWith(filter.id)) continue;
+      if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
+      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
+      await this.refresh(r, exitNames);
+      if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
+      out.push({
+        id: r.id,
+        podSandboxId: r.sandboxId,
+        metadata: r.metadata,
+        image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler },
+        imageRef: r.imageRef,
+        imageId: r.imageId,
+        state: this.stateOf(r.phase),
+        createdAt: r.createdAt,
+        labels: r.labels,
+        annotations: r.annotations,
+      });
+    }
+    return out;
+  }
+
+  /** Records of a pod's CRI containers (not its infra container). */
+  containersOf(sandboxId: string): ContainerRecord[] {
+    return [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+  }
+
+  /** Every CRI container record, refreshed. */
+  async allContainers(): Promise<ContainerRecord[]> {
+    const out: ContainerRecord[] = [];
+    for (const r of this.records.values()) if (r.kind === "container") out.push(await this.refresh(r));
+    return out;
+  }
+
+  async record(id: string): Promise<ContainerRecord> {
+    return this.refresh(this.find(id));
+  }
+
+  // ---- Update / Reopen log / Exec -------------------------------------------------------
+
+  async updateResources(id: string, linux: LinuxContainerResources | undefined, annotations: Record<string, string>): Promise<void> {
+    const r = this.find(id);
+    await this.lock.run(r.id, async () => {
+      await this.refresh(r);
+      if (r.phase === "exited") throw new FailedPrecondition(`container ${r.id} has exited: its resources cannot be updated`);
+      if (linux) {
+        const res = ociResources(linux, this.host);
+        const rt = await this.runtime(r.handler);
+        await rt.update(r.id, res).catch((err) => {
+          throw wrap(`update resources of container ${r.id}`, err);
+        });
+        r.resources = linux;
+      }
+      if (Object.keys(annotations).length > 0) r.annotations = { ...r.annotations, ...annotations };
+      await this.save(r);
+    });
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    const r = this.find(id);
+    await this.refresh(r);
+    if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running: its log cannot be reopened`);
+    await reopenLog(r.bundle).catch((err) => {
+      throw wrap(`reopen log of container ${r.id}`, err);
+    });
+    // conmon reopens asynchronously; kubelet looks for the new file right after this returns.
+    for (let i = 0; i < 100 && !(await exists(r.logPath)); i++) await sleep(10);
+    if (!(await exists(r.logPath))) throw new DeadlineExceeded(`conmon did not reopen ${r.logPath} within 1 s`);
+  }
+
+  async execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+    if (cmd.length === 0) throw new InvalidArgument("exec cmd is empty");
+    const r = this.find(id);
+    await this.refresh(r);
+    if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running (${r.phase}): cannot exec in it`);
+    const rt = await this.runtime(r.handler);
+    const execDir = path.join(r.bundle, "exec", randomBytes(6).toString("hex"));
+    const processFile = path.join(execDir, "process.json");
+    const logPath = path.join(execDir, "output.log");
+    try {
+      await mkdir(execDir, { recursive: true, mode: 0o700 });
+      await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
+      const res = await conmonExec({
+        conmon: this.conmonPath, runtimePath: rt.binary, runtimeArgs: rt.globalArgs(), systemdCgroup: rt.systemdCgroup,
+        id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
+      });
+      if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
+      const out = splitCriLog(await readFile(logPath).catch(() => Buffer.alloc(0)), EXEC_OUTPUT_CAP);
+      return { stdout: out.stdout, stderr: out.stderr, exitCode: res.exitCode };
+    } finally {
+      await rm(execDir, { recursive: true, force: true });
+    }
+  }
+
+  async attachInfo(id: string): Promise<AttachInfo> {
+    const r = await this.record(id);
+    return { id: r.id, pid: r.pid, tty: r.tty, stdin: r.stdin, attachSocket: path.join(r.socketLink, "attach"), ctlPath: path.join(r.bundle, "ctl"), logPath: r.logPath };
+  }
+
+  // ---- Infra (pause) containers -----------------------------------------------------------
+
+  /** Creates and starts a pod's infra container (used by InfraContainers). */
+  async runInfra(sandbox: SandboxRef, config: ContainerConfig): Promise<ContainerRecord> {
+    const id = randomBytes(32).toString("hex");
+    const name = `POD_${sandbox.id}`;
+    if (this.names.has(name)) throw new AlreadyExists(`pod ${sandbox.id} already has an infra container ${this.names.get(name)}`);
+    this.names.set(name, id);
+    try {
+      await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "infra"));
+    } catch (err) {
+      this.names.delete(name);
+      throw err;
+    }
+    const r = this.records.get(id)!;
+    await this.lock.run(id, async () => {
+      const rt = await this.runtime(r.handler);
+      try {
+        await rt.start(id);
+      } catch (err) {
+        await this.removeLocked(r).catch(() => undefined);
+        throw wrap(`start infra container of pod ${sandbox.id}`, err);
+      }
+      r.phase = "running";
+      r.startedAt = nowNs();
+      await this.save(r);
+    });
+    return r;
+  }
+
+  infraOf(sandboxId: string): ContainerRecord | undefined {
+    return [...this.records.values()].find((r) => r.sandboxId === sandboxId && r.kind === "infra");
+  }
+
+  async stopInfra(sandboxId: string): Promise<void> {
+    const r = this.infraOf(sandboxId);
+    if (r) await this.lock.run(r.id, () => this.stopLocked(r, 0));
+  }
+
+  async removeInfra(sandboxId: string): Promise<void> {
+    const r = this.infraOf(sandboxId);
+    if (r) await this.lock.run(r.id, () => this.removeLocked(r));
+  }
+}

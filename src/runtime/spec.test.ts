@@ -1,0 +1,365 @@
+// Field-by-field tests of the OCI spec berth generates for a container.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ContainerConfig, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType } from "../gen/api.js";
+import { BerthError } from "../errors.js";
+import type { ImageRunConfig } from "../image/types.js";
+import { buildSpec, containerArgs, containerCapabilities, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, effectiveOomScoreAdj, seccompFileNeeded, type HostFacts, type SpecInput } from "./spec.js";
+import type { SandboxRef } from "./types.js";
+import { parseGroup, parsePasswd } from "./user.js";
+
+type DeepPartial<T> = T extends bigint | string | number | boolean | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
+
+const PASSWD = `root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+default-user:x:1000:1000::/home/default-user:/bin/sh
+`;
+const GROUP = `root:x:0:
+www-data:x:33:
+nogroup:x:65534:
+default-user:x:1000:
+group-defined-in-image:x:50000:default-user
+audio:x:29:default-user,www-data
+`;
+
+function sandbox(over: Partial<SandboxRef> = {}): SandboxRef {
+  return {
+    id: "pod1",
+    metadata: PodSandboxMetadata.fromPartial({ name: "p", namespace: "ns", uid: "u1", attempt: 0 }),
+    state: "ready",
+    netnsPath: "/run/berth/netns/pod1",
+    ipcnsPath: "/run/berth/ipcns/pod1",
+    utsnsPath: "/run/berth/utsns/pod1",
+    namespaceOptions: NamespaceOption.fromPartial({}),
+    hostname: "pod-host",
+    resolvConfPath: "/state/pod1/resolv.conf",
+    hostsPath: "/state/pod1/hosts",
+    hostnamePath: "/state/pod1/hostname",
+    shmPath: "/state/pod1/shm",
+    cgroupParent: "/berth-test-ctr/pod1",
+    logDirectory: "/var/log/pods/x",
+    runtimeHandler: "runc",
+    labels: {},
+    annotations: {},
+    sysctls: {},
+    privileged: false,
+    ...over,
+  };
+}
+
+const HOST: HostFacts = { cgroupVersion: 1, ownOomScoreAdj: 0, restrictOomScoreAdj: true, apparmor: false, selinux: false, swapAccounting: true, arch: "x64" };
+
+function input(config: DeepPartial<ContainerConfig>, over: Partial<SpecInput> = {}, image: ImageRunConfig = { Cmd: ["sh"] }): SpecInput {
+  return {
+    id: "c1",
+    config: ContainerConfig.fromPartial({ metadata: { name: "ctr" }, ...config }),
+    image,
+    imageName: "busybox:latest",
+    sandbox: sandbox(),
+    rootfs: "/snap/c1/rootfs",
+    cgroupsPath: "/berth-test-ctr/pod1/berth-c1",
+    userDb: { passwd: parsePasswd(PASSWD), groups: parseGroup(GROUP) },
+    host: HOST,
+    devices: [],
+    seccompFiles: {},
+    ...over,
+  };
+}
+
+function rejects(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (err: unknown) => err instanceof BerthError && re.test(err.message));
+}
+
+describe("args by the Kubernetes rules", () => {
+  const image = { Entrypoint: ["/ep"], Cmd: ["cmd1", "cmd2"] };
+  const cases: Array<[string, { command?: string[]; args?: string[] }, ImageRunConfig, string[]]> = [
+    ["image only", {}, image, ["/ep", "cmd1", "cmd2"]],
+    ["command replaces entrypoint and cmd", { command: ["/bin/x"] }, image, ["/bin/x"]],
+    ["args replace cmd", { args: ["a"] }, image, ["/ep", "a"]],
+    ["command and args", { command: ["/bin/x"], args: ["a", "b"] }, image, ["/bin/x", "a", "b"]],
+    ["cmd only image", {}, { Cmd: ["top"] }, ["top"]],
+    ["args with no entrypoint", { args: ["sh", "-c", "x"] }, { Cmd: ["top"] }, ["sh", "-c", "x"]],
+  ];
+  for (const [name, cfg, img, want] of cases) {
+    test(name, () => assert.deepEqual(containerArgs({ command: cfg.command ?? [], args: cfg.args ?? [] }, img), want));
+  }
+  test("nothing to run is InvalidArgument", () => rejects(() => containerArgs({ command: [], args: [] }, {}), /no command to run/));
+});
+
+describe("env, cwd, tty", () => {
+  test("image env then config env, replacing by name; PATH, HOSTNAME and HOME defaults", () => {
+    const { spec } = buildSpec(input({ envs: [{ key: "A", value: "config" }, { key: "C", value: "3" }] }, {}, { Cmd: ["sh"], Env: ["A=image", "B=2", "PATH=/custom"] }));
+    assert.deepEqual(spec.process.env, ["PATH=/custom", "HOSTNAME=pod-host", "A=config", "B=2", "C=3", "HOME=/root"]);
+  });
+  test("PATH default when the image has none; HOME from the config wins", () => {
+    const { spec } = buildSpec(input({ envs: [{ key: "HOME", value: "/h" }] }));
+    assert.equal(spec.process.env[0], `PATH=${DEFAULT_PATH}`);
+    assert.ok(spec.process.env.includes("HOME=/h"));
+    assert.equal(spec.process.env.filter((e) => e.startsWith("HOME=")).length, 1);
+  });
+  test("cwd: config, then image, then /", () => {
+    assert.equal(buildSpec(input({ workingDir: "/w" }, {}, { Cmd: ["sh"], WorkingDir: "/img" })).spec.process.cwd, "/w");
+    assert.equal(buildSpec(input({}, {}, { Cmd: ["sh"], WorkingDir: "/img" })).spec.process.cwd, "/img");
+    assert.equal(buildSpec(input({})).spec.process.cwd, "/");
+    rejects(() => buildSpec(input({ workingDir: "rel" })), /must be an absolute path/);
+  });
+  test("tty sets process.terminal", () => {
+    assert.equal(buildSpec(input({ tty: true })).spec.process.terminal, true);
+    assert.equal(buildSpec(input({})).spec.process.terminal, false);
+  });
+});
+
+describe("user and groups", () => {
+  const cases: Array<[string, DeepPartial<ContainerConfig>, string | undefined, { uid: number; gid: number; extra?: number[] }]> = [
+    ["image without User is root", {}, undefined, { uid: 0, gid: 0 }],
+    ["image User by name", {}, "www-data", { uid: 33, gid: 33, extra: [29] }],
+    ["image User uid known", {}, "1000", { uid: 1000, gid: 1000, extra: [50000, 29] }],
+    ["image User uid unknown gets gid 0", {}, "1234", { uid: 1234, gid: 0 }],
+    ["image User uid:gid", {}, "1003:1004", { uid: 1003, gid: 1004 }],
+    ["image User name:gid", {}, "www-data:1004", { uid: 33, gid: 1004, extra: [29] }],
+    ["image User name:group", {}, "www-data:nogroup", { uid: 33, gid: 65534, extra: [29] }],
+    ["run_as_user overrides image", { linux: { securityContext: { runAsUser: { value: 1001n } } } }, "www-data", { uid: 1001, gid: 0 }],
+    ["run_as_user + run_as_group", { linux: { securityContext: { runAsUser: { value: 1001n }, runAsGroup: { value: 1002n } } } }, undefined, { uid: 1001, gid: 1002 }],
+    ["run_as_username", { linux: { securityContext: { runAsUsername: "nobody" } } }, undefined, { uid: 65534, gid: 65534 }],
+    [
+      "supplemental groups plus the image's groups for the user",
+      { linux: { securityContext: { runAsUser: { value: 1000n }, supplementalGroups: [1234n, 5678n] } } },
+      "1000",
+      { uid: 1000, gid: 1000, extra: [1234, 5678, 50000, 29] },
+    ],
+  ];
+  for (const [name, cfg, imageUser, want] of cases) {
+    test(name, () => {
+      const { spec } = buildSpec(input(cfg, {}, { Cmd: ["sh"], User: imageUser }));
+      assert.equal(spec.process.user.uid, want.uid);
+      assert.equal(spec.process.user.gid, want.gid);
+      assert.deepEqual(spec.process.user.additionalGids, [want.gid, ...(want.extra ?? [])]);
+    });
+  }
+  test("unknown names are errors naming the user", () => {
+    rejects(() => buildSpec(input({}, {}, { Cmd: ["sh"], User: "ghost" })), /user "ghost" is not in the image's \/etc\/passwd/);
+    rejects(() => buildSpec(input({}, {}, { Cmd: ["sh"], User: "www-data:ghosts" })), /group "ghosts"/);
+    rejects(() => buildSpec(input({ linux: { securityContext: { runAsUsername: "ghost" } } })), /run_as_username "ghost"/);
+  });
+  test("run_as_group without a user is InvalidArgument", () => {
+    rejects(() => buildSpec(input({ linux: { securityContext: { runAsGroup: { value: 5n } } } })), /run_as_group 5 is set without run_as_user/);
+  });
+  test("HOME comes from passwd", () => {
+    const { spec } = buildSpec(input({}, {}, { Cmd: ["sh"], User: "www-data" }));
+    assert.ok(spec.process.env.includes("HOME=/var/www"));
+  });
+});
+
+describe("capabilities", () => {
+  test("default set", () => assert.deepEqual(containerCapabilities(undefined).bounding, DEFAULT_CAPABILITIES));
+  test("add and drop, with or without CAP_ prefix", () => {
+    const c = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["NET_ADMIN"], dropCapabilities: ["CAP_NET_RAW", "chown"] } } } }).linux!.securityContext);
+    assert.ok(c.bounding.includes("CAP_NET_ADMIN"));
+    assert.ok(!c.bounding.includes("CAP_NET_RAW"));
+    assert.ok(!c.effective.includes("CAP_CHOWN"));
+    assert.deepEqual(c.inheritable, []);
+  });
+  test("drop ALL then add one", () => {
+    const c = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["SYS_ADMIN"], dropCapabilities: ["ALL"] } } } }).linux!.securityContext);
+    assert.deepEqual(c.bounding, ["CAP_SYS_ADMIN"]);
+  });
+  test("add ALL gives every capability; drop ALL gives none", () => {
+    assert.equal(containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["ALL"] } } } }).linux!.securityContext).bounding.length, 41);
+    assert.deepEqual(containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { dropCapabilities: ["ALL"] } } } }).linux!.securityContext).bounding, []);
+  });
+  test("unknown capability is InvalidArgument", () => {
+    rejects(() => containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["FLY"] } } } }).linux!.securityContext), /unknown capability "CAP_FLY"/);
+  });
+});
+
+describe("privileged, readonly rootfs, no_new_privs, masked and readonly paths", () => {
+  test("unprivileged defaults", () => {
+    const { spec } = buildSpec(input({}));
+    assert.deepEqual(spec.linux.maskedPaths, DEFAULT_MASKED_PATHS);
+    assert.ok(spec.linux.readonlyPaths!.includes("/proc/sys"));
+    assert.deepEqual(spec.linux.resources.devices, [{ allow: false, access: "rwm" }]);
+    assert.deepEqual(spec.mounts.find((m) => m.destination === "/sys")!.options!.at(-1), "ro");
+    assert.equal(spec.root.readonly, false);
+    assert.equal(spec.process.noNewPrivileges, false);
+  });
+  test("privileged: all caps, all devices, rw sysfs, no masked paths, unconfined", () => {
+    const { spec } = buildSpec(input(
+      { linux: { securityContext: { privileged: true, seccompProfilePath: "runtime/default" } } },
+      { sandbox: sandbox({ privileged: true }), devices: [{ containerPath: "/dev/kmsg", type: "c", major: 1, minor: 11, fileMode: 0o644, uid: 0, gid: 0, permissions: "rwm" }] },
+    ));
+    assert.equal(spec.process.capabilities.bounding.length, 41);
+    assert.deepEqual(spec.linux.resources.devices, [{ allow: true, access: "rwm" }]);
+    assert.equal(spec.linux.devices[0]!.path, "/dev/kmsg");
+    assert.equal(spec.mounts.find((m) => m.destination === "/sys")!.options!.at(-1), "rw");
+    assert.equal(spec.linux.maskedPaths, undefined);
+    assert.equal(spec.linux.seccomp, undefined);
+  });
+  test("privileged container in an unprivileged pod is refused", () => {
+    rejects(() => buildSpec(input({ linux: { securityContext: { privileged: true } } })), /privileged container needs a privileged pod/);
+  });
+  test("readonly rootfs makes the root and the pod's files read-only", () => {
+    const { spec } = buildSpec(input({ linux: { securityContext: { readonlyRootfs: true } } }));
+    assert.equal(spec.root.readonly, true);
+    assert.equal(spec.mounts.find((m) => m.destination === "/etc/hosts")!.options!.at(-1), "ro");
+  });
+  test("no_new_privs, custom masked and readonly paths", () => {
+    const { spec } = buildSpec(input({ linux: { securityContext: { noNewPrivs: true, maskedPaths: ["/bin/ls"], readonlyPaths: ["/tmp"] } } }));
+    assert.equal(spec.process.noNewPrivileges, true);
+    assert.deepEqual(spec.linux.maskedPaths, ["/bin/ls"]);
+    assert.deepEqual(spec.linux.readonlyPaths, ["/tmp"]);
+  });
+});
+
+describe("seccomp", () => {
+  const kinds: Array<[string, DeepPartial<ContainerConfig>, "none" | "default" | "file"]> = [
+    ["nil structured profile and no path is unconfined", {}, "none"],
+    ["structured RuntimeDefault", { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } }, "default"],
+    ["structured Unconfined", { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.Unconfined } } } }, "none"],
+    ["structured Localhost", { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "/p/block.json" } } } }, "file"],
+    ["deprecated runtime/default", { linux: { securityContext: { seccompProfilePath: "runtime/default" } } }, "default"],
+    ["deprecated docker/default", { linux: { securityContext: { seccompProfilePath: "docker/default" } } }, "default"],
+    ["deprecated unconfined", { linux: { securityContext: { seccompProfilePath: "unconfined" } } }, "none"],
+    ["deprecated localhost/<path>", { linux: { securityContext: { seccompProfilePath: "localhost//p/block.json" } } }, "file"],
+  ];
+  const file = JSON.stringify({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["sethostname"], action: "SCMP_ACT_ERRNO" }] });
+  for (const [name, cfg, want] of kinds) {
+    test(name, () => {
+      const i = input(cfg, { seccompFiles: { "/p/block.json": file } });
+      const { spec } = buildSpec(i);
+      if (want === "none") assert.equal(spec.linux.seccomp, undefined);
+      if (want === "default") {
+        assert.equal(spec.linux.seccomp!.defaultAction, "SCMP_ACT_ALLOW");
+        assert.ok(spec.linux.seccomp!.syscalls!.some((r) => r.names.includes("kexec_load") && r.action === "SCMP_ACT_ERRNO"));
+        assert.deepEqual(spec.linux.seccomp!.architectures, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+      }
+      if (want === "file") {
+        assert.equal(seccompFileNeeded(i.config), "/p/block.json");
+        assert.deepEqual(spec.linux.seccomp!.syscalls, [{ names: ["sethostname"], action: "SCMP_ACT_ERRNO" }]);
+      }
+    });
+  }
+  test("a path without localhost/ is InvalidArgument", () => {
+    rejects(() => buildSpec(input({ linux: { securityContext: { seccompProfilePath: "/p/block.json" } } })), /not one of "runtime\/default"/);
+  });
+  test("RuntimeDefault allows sethostname only with SYS_ADMIN", () => {
+    const blocked = (cfg: DeepPartial<ContainerConfig>) => buildSpec(input(cfg)).spec.linux.seccomp!.syscalls!.some((r) => r.names.includes("sethostname"));
+    assert.equal(blocked({ linux: { securityContext: { seccompProfilePath: "runtime/default" } } }), true);
+    assert.equal(blocked({ linux: { securityContext: { seccompProfilePath: "runtime/default", capabilities: { addCapabilities: ["SYS_ADMIN"] } } } }), false);
+  });
+});
+
+describe("AppArmor and SELinux on a host without them", () => {
+  test("a Localhost AppArmor profile is a clear error", () => {
+    rejects(() => buildSpec(input({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } } } })), /AppArmor is not enabled on this host/);
+    rejects(() => buildSpec(input({ linux: { securityContext: { apparmorProfile: "localhost/p" } } })), /AppArmor is not enabled/);
+  });
+  test("RuntimeDefault AppArmor is a no-op", () => {
+    assert.equal(buildSpec(input({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } })).spec.process.apparmorProfile, undefined);
+  });
+  test("SELinux options are a clear error", () => {
+    rejects(() => buildSpec(input({ linux: { securityContext: { selinuxOptions: { type: "spc_t" } } } })), /SELinux is not enabled on this host/);
+  });
+});
+
+describe("mounts", () => {
+  test("pod files, shm and user binds with propagation, sorted by depth", () => {
+    const { spec } = buildSpec(input({
+      mounts: [
+        { containerPath: "/data/sub", hostPath: "/h/sub", propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER },
+        { containerPath: "/data", hostPath: "/h/data", readonly: true },
+        { containerPath: "/shared", hostPath: "/h/shared", propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL },
+      ],
+    }));
+    const dests = spec.mounts.map((m) => m.destination);
+    assert.deepEqual(dests.slice(-3), ["/data", "/shared", "/data/sub"]);
+    assert.deepEqual(spec.mounts.find((m) => m.destination === "/data")!.options, ["rbind", "rprivate", "ro"]);
+    assert.deepEqual(spec.mounts.find((m) => m.destination === "/data/sub")!.options, ["rbind", "rslave", "rw"]);
+    assert.deepEqual(spec.mounts.find((m) => m.destination === "/shared")!.options, ["rbind", "rshared", "rw"]);
+    assert.equal(spec.linux.rootfsPropagation, "rshared");
+    assert.equal(spec.mounts.find((m) => m.destination === "/etc/resolv.conf")!.source, "/state/pod1/resolv.conf");
+    assert.equal(spec.mounts.find((m) => m.destination === "/etc/hostname")!.source, "/state/pod1/hostname");
+    assert.equal(spec.mounts.find((m) => m.destination === "/dev/shm")!.source, "/state/pod1/shm");
+  });
+  test("a user mount replaces the default at the same path", () => {
+    const { spec } = buildSpec(input({ mounts: [{ containerPath: "/etc/hosts", hostPath: "/mine/hosts" }] }));
+    const hosts = spec.mounts.filter((m) => m.destination === "/etc/hosts");
+    assert.equal(hosts.length, 1);
+    assert.equal(hosts[0]!.source, "/mine/hosts");
+  });
+  test("relative paths are refused", () => {
+    rejects(() => buildSpec(input({ mounts: [{ containerPath: "data", hostPath: "/h" }] })), /must be absolute/);
+    rejects(() => buildSpec(input({ mounts: [{ containerPath: "/data", hostPath: "h" }] })), /must be absolute/);
+  });
+  test("devices become nodes and cgroup allow rules", () => {
+    const { spec } = buildSpec(input({}, { devices: [{ containerPath: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0, permissions: "rw" }] }));
+    assert.deepEqual(spec.linux.devices, [{ path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 }]);
+    assert.deepEqual(spec.linux.resources.devices!.at(-1), { allow: true, type: "c", major: 10, minor: 229, access: "rw" });
+  });
+});
+
+describe("namespaces", () => {
+  const types = (i: SpecInput) => buildSpec(i).spec.linux.namespaces;
+  test("joins the pod's net, ipc and uts; private pid and mount", () => {
+    assert.deepEqual(types(input({})), [
+      { type: "mount" },
+      { type: "network", path: "/run/berth/netns/pod1" },
+      { type: "ipc", path: "/run/berth/ipcns/pod1" },
+      { type: "uts", path: "/run/berth/utsns/pod1" },
+      { type: "pid" },
+    ]);
+  });
+  test("pid POD joins the pod's pid namespace", () => {
+    const ns = types(input({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } } }, { sandbox: sandbox({ pidnsPath: "/proc/42/ns/pid", namespaceOptions: NamespaceOption.fromPartial({ pid: NamespaceMode.POD }) }) }));
+    assert.deepEqual(ns.find((n) => n.type === "pid"), { type: "pid", path: "/proc/42/ns/pid" });
+  });
+  test("pid POD (the proto default) in a pod without a shared namespace gets a private one", () => {
+    assert.deepEqual(types(input({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } } })).find((n) => n.type === "pid"), { type: "pid" });
+    const hostPod = sandbox({ namespaceOptions: NamespaceOption.fromPartial({ pid: NamespaceMode.NODE }) });
+    assert.equal(types(input({}, { sandbox: hostPod })).find((n) => n.type === "pid"), undefined);
+  });
+  test("pid NODE uses the host's; TARGET joins the target's", () => {
+    assert.equal(types(input({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.NODE } } } })).find((n) => n.type === "pid"), undefined);
+    const ns = types(input({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: "t" } } } }, { targetPidnsPath: "/proc/7/ns/pid" }));
+    assert.deepEqual(ns.find((n) => n.type === "pid"), { type: "pid", path: "/proc/7/ns/pid" });
+  });
+  test("host network pod: no network namespace entry", () => {
+    const ns = types(input({}, { sandbox: sandbox({ netnsPath: undefined, utsnsPath: undefined, namespaceOptions: NamespaceOption.fromPartial({ network: NamespaceMode.NODE }) }) }));
+    assert.equal(ns.find((n) => n.type === "network"), undefined);
+    assert.equal(ns.find((n) => n.type === "uts"), undefined);
+  });
+  test("cgroup v2 adds a cgroup namespace", () => {
+    assert.ok(types(input({}, { host: { ...HOST, cgroupVersion: 2 } })).some((n) => n.type === "cgroup"));
+  });
+});
+
+describe("resources and cgroup", () => {
+  test("cpu, memory (swap = limit), hugepages", () => {
+    const { spec } = buildSpec(input({ linux: { resources: { cpuShares: 512n, cpuQuota: 50000n, cpuPeriod: 100000n, cpusetCpus: "0", cpusetMems: "0", memoryLimitInBytes: 16777216n, hugepageLimits: [{ pageSize: "2MB", limit: 4194304n }] } } }));
+    assert.deepEqual(spec.linux.resources.cpu, { shares: 512, quota: 50000, period: 100000, cpus: "0", mems: "0" });
+    assert.deepEqual(spec.linux.resources.memory, { limit: 16777216, swap: 16777216 });
+    assert.deepEqual(spec.linux.resources.hugepageLimits, [{ pageSize: "2MB", limit: 4194304 }]);
+    assert.equal(spec.linux.cgroupsPath, "/berth-test-ctr/pod1/berth-c1");
+  });
+  test("unified needs cgroup v2", () => {
+    rejects(() => buildSpec(input({ linux: { resources: { unified: { "memory.high": "1000000" } } } })), /needs cgroup v2/);
+    const { spec } = buildSpec(input({ linux: { resources: { unified: { "memory.high": "1000000" } } } }, { host: { ...HOST, cgroupVersion: 2 } }));
+    assert.deepEqual(spec.linux.resources.unified, { "memory.high": "1000000" });
+  });
+  test("oom_score_adj is clamped to berthd's own when lowering is not permitted", () => {
+    assert.equal(effectiveOomScoreAdj(-998, { ownOomScoreAdj: 0, restrictOomScoreAdj: true }), 0);
+    assert.equal(effectiveOomScoreAdj(-998, { ownOomScoreAdj: -500, restrictOomScoreAdj: true }), -500);
+    assert.equal(effectiveOomScoreAdj(-998, { ownOomScoreAdj: 0, restrictOomScoreAdj: false }), -998);
+    assert.equal(effectiveOomScoreAdj(1000, { ownOomScoreAdj: 0, restrictOomScoreAdj: true }), 1000);
+    assert.equal(effectiveOomScoreAdj(5000, { ownOomScoreAdj: 0, restrictOomScoreAdj: true }), 1000);
+    const { spec } = buildSpec(input({ linux: { resources: { oomScoreAdj: -997n } } }, { host: { ...HOST, ownOomScoreAdj: 200 } }));
+    assert.equal(spec.process.oomScoreAdj, 200);
+  });
+  test("pod sysctls and annotations", () => {
+    const { spec } = buildSpec(input({ annotations: { a: "1" } }, { sandbox: sandbox({ sysctls: { "kernel.shm_rmid_forced": "1" } }) }));
+    assert.deepEqual(spec.linux.sysctl, { "kernel.shm_rmid_forced": "1" });
+    assert.equal(spec.annotations.a, "1");
+    assert.equal(spec.annotations["io.kubernetes.cri.sandbox-id"], "pod1");
+    assert.equal(spec.annotations["io.kubernetes.cri.container-name"], "ctr");
+  });
+});

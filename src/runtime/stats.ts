@@ -1,0 +1,188 @@
+// Container and pod stats: cgroup counters (v1 or v2), the writable layer's usage from the
+// snapshotter, and the pod's network interfaces read from /proc/<pid>/net/dev of a process
+// inside the pod's network namespace.
+import { readFile } from "node:fs/promises";
+import type {
+  ContainerStats,
+  ContainerStatsFilter,
+  CpuUsage,
+  MemoryUsage,
+  NetworkInterfaceUsage,
+  NetworkUsage,
+  PodSandboxStats,
+  PodSandboxStatsFilter,
+} from "../gen/api.js";
+import { NotFound } from "../errors.js";
+import type { Snapshots } from "../image/types.js";
+import type { CgroupStats, Cgroups } from "./cgroups.js";
+import type { ContainerRecord } from "./container-record.js";
+import type { SandboxLookup, SandboxRef } from "./types.js";
+
+/** What stats needs of the container layer. */
+export interface ContainerSource {
+  record(id: string): Promise<ContainerRecord>;
+  allContainers(): Promise<ContainerRecord[]>;
+  containersOf(sandboxId: string): ContainerRecord[];
+  infraOf(sandboxId: string): ContainerRecord | undefined;
+}
+
+/** Every pod id (the sandbox layer lists them). */
+export type SandboxIds = () => string[];
+
+const u64 = (v: bigint | number) => ({ value: BigInt(v) });
+
+export interface InterfaceCounters {
+  name: string;
+  rxBytes: bigint;
+  rxErrors: bigint;
+  txBytes: bigint;
+  txErrors: bigint;
+}
+
+/** Parses /proc/<pid>/net/dev. */
+export function parseNetDev(text: string): InterfaceCounters[] {
+  const out: InterfaceCounters[] = [];
+  for (const line of text.split("\n").slice(2)) {
+    const i = line.indexOf(":");
+    if (i < 0) continue;
+    const name = line.slice(0, i).trim();
+    const f = line.slice(i + 1).trim().split(/\s+/).map((x) => BigInt(/^\d+$/.test(x) ? x : "0"));
+    if (f.length < 16) continue;
+    out.push({ name, rxBytes: f[0]!, rxErrors: f[2]!, txBytes: f[8]!, txErrors: f[10]! });
+  }
+  return out;
+}
+
+export class StatsCollector {
+  /** The previous cpu sample per cgroup path, for usage_nano_cores. */
+  private readonly lastCpu = new Map<string, { at: bigint; usage: bigint }>();
+
+  constructor(
+    private readonly containers: ContainerSource,
+    private readonly cgroups: Cgroups,
+    private readonly snapshots: Snapshots,
+    private readonly sandboxes: SandboxLookup,
+    private readonly sandboxIds: SandboxIds,
+  ) {}
+
+  private cpu(key: string, s: CgroupStats): CpuUsage {
+    const prev = this.lastCpu.get(key);
+    // Samples of removed containers are dropped wholesale now and then rather than tracked.
+    if (this.lastCpu.size > 4096) this.lastCpu.clear();
+    this.lastCpu.set(key, { at: s.timestamp, usage: s.cpuUsageNs });
+    let nanoCores: bigint | undefined;
+    if (prev && s.timestamp > prev.at && s.cpuUsageNs >= prev.usage) {
+      nanoCores = ((s.cpuUsageNs - prev.usage) * 1_000_000_000n) / (s.timestamp - prev.at);
+    }
+    return { timestamp: s.timestamp, usageCoreNanoSeconds: u64(s.cpuUsageNs), usageNanoCores: nanoCores !== undefined ? u64(nanoCores) : undefined, psi: undefined };
+  }
+
+  private memory(s: CgroupStats): MemoryUsage {
+    return {
+      timestamp: s.timestamp,
+      workingSetBytes: u64(s.workingSetBytes),
+      availableBytes: s.memoryLimitBytes !== undefined ? u64(s.memoryLimitBytes > s.workingSetBytes ? s.memoryLimitBytes - s.workingSetBytes : 0n) : undefined,
+      usageBytes: u64(s.memoryUsageBytes),
+      rssBytes: u64(s.rssBytes),
+      pageFaults: u64(s.pageFaults),
+      majorPageFaults: u64(s.majorPageFaults),
+      psi: undefined,
+    };
+  }
+
+  private async one(r: ContainerRecord): Promise<ContainerStats> {
+    const [s, usage] = await Promise.all([
+      r.phase === "running" ? this.cgroups.stats(r.cgroupsPath) : Promise.resolve(undefined),
+      this.snapshots.usage(r.id).catch(() => undefined),
+    ]);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    return {
+      attributes: { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations },
+      cpu: s ? this.cpu(r.cgroupsPath, s) : { timestamp: now, usageCoreNanoSeconds: u64(0), usageNanoCores: u64(0), psi: undefined },
+      memory: s ? this.memory(s) : { timestamp: now, workingSetBytes: u64(0), availableBytes: undefined, usageBytes: u64(0), rssBytes: u64(0), pageFaults: u64(0), majorPageFaults: u64(0), psi: undefined },
+      writableLayer: usage ? { timestamp: now, fsId: { mountpoint: r.rootfs }, usedBytes: u64(usage.bytes), inodesUsed: u64(usage.inodes) } : undefined,
+      swap: undefined,
+      io: undefined,
+    };
+  }
+
+  async containerStats(id: string): Promise<ContainerStats> {
+    return this.one(await this.containers.record(id));
+  }
+
+  async listContainerStats(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]> {
+    const all = await this.containers.allContainers();
+    const picked = all.filter((r) =>
+      (!filter?.id || r.id.startsWith(filter.id)) &&
+      (!filter?.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
+      Object.entries(filter?.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v) &&
+      r.phase === "running");
+    return Promise.all(picked.map((r) => this.one(r)));
+  }
+
+  private async network(sandbox: SandboxRef, members: ContainerRecord[]): Promise<NetworkUsage | undefined> {
+    if (!sandbox.netnsPath) return undefined;
+    const infra = this.containers.infraOf(sandbox.id);
+    const pids = [infra, ...members].filter((r): r is ContainerRecord => r !== undefined && r.phase === "running" && r.pid > 0).map((r) => r.pid);
+    for (const pid of pids) {
+      const text = await readFile(`/proc/${pid}/net/dev`, "utf8").catch(() => undefined);
+      if (!text) continue;
+      const ifaces: NetworkInterfaceUsage[] = parseNetDev(text).filter((i) => i.name !== "lo").map((i) => ({
+        name: i.name, rxBytes: u64(i.rxBytes), rxErrors: u64(i.rxErrors), txBytes: u64(i.txBytes), txErrors: u64(i.txErrors),
+      }));
+      return { timestamp: BigInt(Date.now()) * 1_000_000n, defaultInterface: ifaces.find((i) => i.name === "eth0") ?? ifaces[0], interfaces: ifaces };
+    }
+    return undefined;
+  }
+
+  async podStats(sandboxId: string): Promise<PodSandboxStats> {
+    const sandbox = this.sandboxes.getSandbox(sandboxId);
+    if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
+    const members = this.containers.containersOf(sandbox.id);
+    const containers = await Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r)));
+    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
+    const infra = this.containers.infraOf(sandbox.id);
+    const cgs = (await Promise.all([...members, ...(infra ? [infra] : [])].filter((r) => r.phase === "running").map((r) => this.cgroups.stats(r.cgroupsPath).catch(() => undefined))))
+      .filter((x): x is CgroupStats => x !== undefined);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const total = (f: (c: CgroupStats) => bigint) => cgs.reduce((acc, c) => acc + f(c), 0n);
+    const summed: CgroupStats = {
+      timestamp: now,
+      cpuUsageNs: total((c) => c.cpuUsageNs),
+      memoryUsageBytes: total((c) => c.memoryUsageBytes),
+      workingSetBytes: total((c) => c.workingSetBytes),
+      rssBytes: total((c) => c.rssBytes),
+      pageFaults: total((c) => c.pageFaults),
+      majorPageFaults: total((c) => c.majorPageFaults),
+      oomKills: cgs.reduce((acc, c) => acc + c.oomKills, 0),
+      pids: cgs.reduce((acc, c) => acc + c.pids, 0),
+    };
+    const cpu = this.cpu(`pod:${sandbox.id}`, summed);
+    const memory = this.memory(summed);
+    const processCount = summed.pids;
+    return {
+      attributes: { id: sandbox.id, metadata: sandbox.metadata, labels: sandbox.labels, annotations: sandbox.annotations },
+      linux: {
+        cpu,
+        memory,
+        network: await this.network(sandbox, members),
+        process: { timestamp: now, processCount: u64(processCount) },
+        containers,
+        io: undefined,
+      },
+      windows: undefined,
+    };
+  }
+
+  async listPodStats(filter: PodSandboxStatsFilter | undefined): Promise<PodSandboxStats[]> {
+    const out: PodSandboxStats[] = [];
+    for (const id of this.sandboxIds()) {
+      if (filter?.id && !id.startsWith(filter.id)) continue;
+      const sb = this.sandboxes.getSandbox(id);
+      if (!sb || sb.state !== "ready") continue;
+      if (Object.entries(filter?.labelSelector ?? {}).some(([k, v]) => sb.labels[k] !== v)) continue;
+      out.push(await this.podStats(id));
+    }
+    return out;
+  }
+}
