@@ -97,3 +97,16 @@ export function firstLine(message: string): string {
   if (text.length <= 400) return text;
   return runcError ? `${text.slice(0, 390 - runcError.length)}... ${runcError}` : `${text.slice(0, 397)}...`;
 }
+
+/** critest -benchmark's data files (`--benchmarking-output-dir`): per operation, samples and median/p90 in ms. */
+export interface BenchmarkOp { op: string; samples: number; medianMs: number; p90Ms: number }
+
+export function benchmarkSummary(text: string): BenchmarkOp[] {
+  const data = JSON.parse(text) as { operationsNames?: string[]; datapoints?: Array<{ operationsDurationsNs?: number[] }> };
+  const names = data.operationsNames ?? [];
+  return names.map((op, i) => {
+    const ms = (data.datapoints ?? []).map((d) => d.operationsDurationsNs?.[i]).filter((v): v is number => typeof v === "number" && v > 0).map((v) => v / 1e6).sort((a, b) => a - b);
+    const at = (q: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]! : 0);
+    return { op, samples: ms.length, medianMs: ms.length ? (ms.length % 2 ? ms[(ms.length - 1) / 2]! : (ms[ms.length / 2 - 1]! + ms[ms.length / 2]!) / 2) : 0, p90Ms: at(0.9) };
+  });
+}

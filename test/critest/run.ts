@@ -13,7 +13,7 @@ import {
 } from "./host.js";
 import { buildAndPush } from "./images.js";
 import { startRegistry, type Registry } from "./registry.js";
-import { firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
+import { benchmarkSummary, firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
 import { startRuntime, type RuntimeName, type RuntimeUnderTest } from "./runtimes.js";
 import { connectCri } from "../../src/cri/client.js";
 
@@ -217,6 +217,7 @@ async function main(): Promise<number> {
         await writeFile(path.join(out, "summary.txt"), render(name, version, summary, leftovers));
       }
       process.stdout.write(render(name, version, summary, leftovers));
+      if (values.benchmark) process.stdout.write(await renderBenchmarks(name, path.join(dir, "benchmarks")));
     }
   } finally {
     await registry?.stop();
@@ -228,6 +229,15 @@ async function main(): Promise<number> {
   const unexpected = results.some((r) => r.critestExit === null || r.leftovers.length || r.summary.suiteFailures.length ||
     r.summary.specs.some((s) => s.state === "failed" && !isExpectedFailure(s.name)) || r.summary.passed + r.summary.failed === 0);
   return unexpected ? 1 : 0;
+}
+
+async function renderBenchmarks(runtime: string, dir: string): Promise<string> {
+  const lines = [`== critest -benchmark figures for ${runtime} (ms)`];
+  for (const f of (await readdir(dir).catch(() => [] as string[])).filter((x) => x.endsWith(".json")).sort()) {
+    const ops = benchmarkSummary(await readFile(path.join(dir, f), "utf8").catch(() => "{}"));
+    lines.push(`${f.replace(/_benchmark_data\.json$/, "")}: ${ops.map((o) => `${o.op} median ${o.medianMs.toFixed(1)} p90 ${o.p90Ms.toFixed(1)} (n=${o.samples})`).join("; ")}`);
+  }
+  return lines.join("\n") + "\n";
 }
 
 function render(runtime: string, version: string, s: Summary, leftovers: string[]): string {
