@@ -28,7 +28,8 @@ const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime be
   --benchmark-params FILE  critest's -benchmarking-params-file
   --out DIR        keep critest's output, its JSON report and the runtime's log there
   --keep           keep the run's temp dir (registry, runtime dirs) for debugging
-  --verbose        show critest's output as it runs`;
+  --verbose        show critest's output as it runs
+  --hold           run no critest: keep the registry and runtime up (for crictl) until Ctrl-C, then clean up`;
 
 function say(line: string): void {
   process.stdout.write(`[critest-harness] ${line}\n`);
@@ -154,6 +155,7 @@ async function main(): Promise<number> {
       out: { type: "string" },
       keep: { type: "boolean" },
       verbose: { type: "boolean" },
+      hold: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -194,6 +196,14 @@ async function main(): Promise<number> {
       say(`${name} serving on ${rt.endpoint} (log ${rt.logFile})`);
       let res;
       let critestLeft: string[] = [];
+      if (values.hold) {
+        say(`holding: ${name} on ${rt.endpoint}, registry ${registry.address}; Ctrl-C to stop and clean up`);
+        await new Promise<void>((resolve) => { const t = setInterval(() => { if (interrupted) { clearInterval(t); resolve(); } }, 200); });
+        await removeWhatCritestLeft(rt).then((notes) => notes.forEach(say));
+        await rt.stop();
+        for (const l of await sweep(rt, dir)) say(`LEFT BEHIND by ${name}: ${l}`);
+        break;
+      }
       try {
         res = await runCritest(critest, rt, {
           focus: values.focus ?? [], skip: values.skip ?? [], benchmark: !!values.benchmark,
