@@ -19,7 +19,7 @@ import { connectCri } from "../../src/cri/client.js";
 
 const CRITEST_PORTS = [12000, 12001, 12002, 12003];
 const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime berth|containerd ...] [--focus RE ...] [--skip RE ...]
-       [--benchmark] [--out DIR] [--keep] [--verbose]
+       [--benchmark] [--benchmark-params FILE] [--out DIR] [--keep] [--verbose] [--hold]
   --critest PATH   the critest binary (cri-tools v1.26.1 or v1.29.0, built from source: see test/critest/README.md)
   --runtime NAME   berth (default) or containerd (the baseline); repeat to run both against one registry
   --focus/--skip   passed to critest as --ginkgo.focus/--ginkgo.skip
@@ -176,6 +176,8 @@ async function main(): Promise<number> {
   const hadContainerdRun = await stat("/run/containerd").then(() => true, () => false);
   let registry: Registry | undefined;
   const results: RunResult[] = [];
+  // A runtime whose host state was not swept yet (an error cut its run short): swept in the finally below.
+  let unswept: { rt: RuntimeUnderTest; dir: string } | undefined;
   try {
     registry = await startRegistry(runDir);
     say(`registry on ${registry.address}`);
@@ -193,6 +195,7 @@ async function main(): Promise<number> {
       const dir = path.join(runDir, name);
       await mkdir(dir, { recursive: true });
       const rt = await startRuntime(name, dir, registry.address);
+      unswept = { rt, dir };
       say(`${name} serving on ${rt.endpoint} (log ${rt.logFile})`);
       let res;
       let critestLeft: string[] = [];
@@ -201,6 +204,7 @@ async function main(): Promise<number> {
         await new Promise<void>((resolve) => { const t = setInterval(() => { if (interrupted) { clearInterval(t); resolve(); } }, 200); });
         await removeWhatCritestLeft(rt).then((notes) => notes.forEach(say));
         await rt.stop();
+        unswept = undefined;
         for (const l of await sweep(rt, dir)) say(`LEFT BEHIND by ${name}: ${l}`);
         break;
       }
@@ -214,6 +218,7 @@ async function main(): Promise<number> {
         await rt.stop();
       }
       for (const n of critestLeft) say(n);
+      unswept = undefined;
       const leftovers = await sweep(rt, dir);
       const reportText = await readFile(res.report, "utf8").catch(() => "");
       if (!reportText) say(`critest wrote no report (exit ${res.exit}); its output: ${res.log}`);
@@ -230,6 +235,10 @@ async function main(): Promise<number> {
       if (values.benchmark) process.stdout.write(await renderBenchmarks(name, path.join(dir, "benchmarks")));
     }
   } finally {
+    if (unswept) {
+      await unswept.rt.stop();
+      for (const l of await sweep(unswept.rt, unswept.dir)) say(`LEFT BEHIND by ${unswept.rt.name}: ${l}`);
+    }
     await registry?.stop();
     if (!hadContainerdRun) await rm("/run/containerd", { recursive: true, force: true }); // containerd's shim sockets live there
     if (values.keep) say(`kept ${runDir}`);
