@@ -16,6 +16,8 @@ import { startRegistry, type Registry } from "./registry.js";
 import { benchmarkSummary, firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
 import { startRuntime, type RuntimeName, type RuntimeUnderTest } from "./runtimes.js";
 import { connectCri } from "../../src/cri/client.js";
+import { writeCritestSection } from "../../bench/report.js";
+import { REPO } from "../harness/berthd.js";
 
 const CRITEST_PORTS = [12000, 12001, 12002, 12003];
 const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime berth|containerd ...] [--focus RE ...] [--skip RE ...]
@@ -176,6 +178,7 @@ async function main(): Promise<number> {
   const hadContainerdRun = await stat("/run/containerd").then(() => true, () => false);
   let registry: Registry | undefined;
   const results: RunResult[] = [];
+  const benchmarks = new Map<string, BenchmarkFigures>();
   // A runtime whose host state was not swept yet (an error cut its run short): swept in the finally below.
   let unswept: { rt: RuntimeUnderTest; dir: string } | undefined;
   try {
@@ -232,7 +235,14 @@ async function main(): Promise<number> {
         await writeFile(path.join(out, "summary.txt"), render(name, version, summary, leftovers));
       }
       process.stdout.write(render(name, version, summary, leftovers));
-      if (values.benchmark) process.stdout.write(await renderBenchmarks(name, path.join(dir, "benchmarks")));
+      if (values.benchmark) {
+        process.stdout.write(await renderBenchmarks(name, path.join(dir, "benchmarks")));
+        benchmarks.set(name, await collectBenchmarks(path.join(dir, "benchmarks")));
+      }
+    }
+    if (values.benchmark && benchmarks.size) {
+      await writeCritestSection(path.join(REPO, "bench/REPORT.md"), benchmarkMarkdown(version, benchmarks));
+      say("critest -benchmark figures written to bench/REPORT.md");
     }
   } finally {
     if (unswept) {
@@ -248,6 +258,36 @@ async function main(): Promise<number> {
   const unexpected = results.some((r) => r.critestExit === null || r.leftovers.length || r.summary.suiteFailures.length ||
     r.summary.specs.some((s) => s.state === "failed" && !isExpectedFailure(s.name)) || r.summary.passed + r.summary.failed === 0);
   return unexpected ? 1 : 0;
+}
+
+type BenchmarkFigures = Map<string, { medianMs: number; p90Ms: number; samples: number }>;
+
+/** "<benchmark file>: <operation>" -> figures, for one runtime's run. */
+async function collectBenchmarks(dir: string): Promise<BenchmarkFigures> {
+  const out: BenchmarkFigures = new Map();
+  for (const f of (await readdir(dir).catch(() => [] as string[])).filter((x) => x.endsWith(".json")).sort()) {
+    for (const o of benchmarkSummary(await readFile(path.join(dir, f), "utf8").catch(() => "{}"))) {
+      out.set(`${f.replace(/_benchmark_data\.json$/, "")}: ${o.op}`, o);
+    }
+  }
+  return out;
+}
+
+/** A table with one row per operation and a median / p90 column per runtime. */
+function benchmarkMarkdown(version: string, byRuntime: Map<string, BenchmarkFigures>): string {
+  const runtimes = [...byRuntime.keys()];
+  const ops = [...new Set(runtimes.flatMap((r) => [...byRuntime.get(r)!.keys()]))];
+  const cell = (r: string, op: string) => {
+    const f = byRuntime.get(r)!.get(op);
+    return f && f.samples ? `${f.medianMs.toFixed(1)} / ${f.p90Ms.toFixed(1)}` : "n/a";
+  };
+  return [
+    `${version}, run by \`make critest CRITEST_FLAGS=--benchmark\` on ${new Date().toISOString().slice(0, 10)}; median / p90 in ms.`,
+    "",
+    `| operation | ${runtimes.join(" | ")} |`,
+    `| --- | ${runtimes.map(() => "---").join(" | ")} |`,
+    ...ops.map((op) => `| ${op} | ${runtimes.map((r) => cell(r, op)).join(" | ")} |`),
+  ].join("\n");
 }
 
 async function renderBenchmarks(runtime: string, dir: string): Promise<string> {
