@@ -72,6 +72,10 @@ test: deps-test build
 fuzz: deps-test build
 	node dist/test/fuzz/fuzz.js
 
+# 8 clients cycling pods and containers for SOAK_SECONDS (default 300): errors, leaks, berthd RSS.
+soak: deps-test build
+	node dist/test/soak/soak.js
+
 # critest (cri-tools) against berth; test/critest/README.md. CRITEST_RUNTIME=containerd runs the baseline,
 # CRITEST_OUT=dir keeps the logs and reports, CRITEST_FLAGS passes more (--focus RE, --skip RE, --benchmark, --verbose).
 critest-bin:

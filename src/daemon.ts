@@ -17,6 +17,8 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { faultTarget } from "./runtime/faults.js";
+import { recoverContainers } from "./runtime/recovery.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
@@ -68,6 +70,8 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   await mkdir(config.root, { recursive: true, mode: 0o700 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
+  const fault = faultTarget();
+  if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
   const lockPath = `${socket}.lock`;
   await acquireLock(lockPath, socket);
 
@@ -93,6 +97,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
     await containers.init();
+    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));

@@ -51,6 +51,14 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
   };
 }
 
+/** Aborted when the caller is gone (cancelled, deadline passed): for work that must outlive it and know it. */
+export function callerGone(call: { cancelled: boolean; once(event: "cancelled", fn: () => void): unknown }): AbortSignal {
+  const gone = new AbortController();
+  if (call.cancelled) gone.abort();
+  else call.once("cancelled", () => gone.abort());
+  return gone.signal;
+}
+
 function elapsedMs(started: bigint): number {
   return Number((process.hrtime.bigint() - started) / 1000n) / 1000;
 }

@@ -9,6 +9,7 @@ import { FailedPrecondition, InvalidArgument, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
+import { faultPoint } from "../runtime/faults.js";
 import { credentialsFor } from "./auth.js";
 import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
@@ -239,13 +240,16 @@ export class LocalImageStore implements ImageStore {
       }));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
+      await faultPoint("PullImage.after-layers");
       for (const [digest, bytes, what] of blobs) await this.content.put(digest, bytes, what);
+      await faultPoint("PullImage.after-blobs");
       const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       await this.commit(id, config, {
         tag: ref.tag ? `${name}:${ref.tag}` : undefined,
         digest: `${name}@${topDigest}`,
         size, manifestDigest, indexDigest, chainIds: chain,
       });
+      await faultPoint("PullImage.after-record");
     } catch (err) {
       throw wrap(`pulling image ${formatReference(ref)}`, err);
     } finally {

@@ -79,6 +79,7 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
   await mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 });
   const errLog = await open(o.conmonLogFile, "a", 0o600);
   let sub;
+  let closed = Promise.resolve();
   try {
     // node's spawn (not execa): conmon needs extra pipe fds and a detached session, nothing buffered.
     sub = spawn(o.conmon, conmonArgs(o), {
@@ -89,11 +90,12 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
       detached: true,
     });
   } finally {
-    await errLog.close();
+    closed = errLog.close();
   }
   const syncPipe = sub.stdio[3] as unknown as Readable;
   const startPipe = sub.stdio[4] as unknown as Writable;
-  const message = await new Promise<string>((resolve, reject) => {
+  // Listeners go on before any await: a child that exits first has its unread pipes drained by node, 'end' included.
+  const reported = new Promise<string>((resolve, reject) => {
     let text = "";
     const timer = setTimeout(() => finish(new Internal(`conmon for ${o.id} did not report within ${o.timeoutMs ?? 60_000} ms`)), o.timeoutMs ?? 60_000);
     const finish = (err?: Error) => {
@@ -113,6 +115,10 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
     startPipe.on("error", () => undefined);
     startPipe.end("0");
   });
+  // Handled now, awaited below: a rejection while the log closes must not count as unhandled.
+  reported.catch(() => undefined);
+  await closed;
+  const message = await reported;
   sub.unref();
   const parsed = parseSyncMessage(message);
   if (parsed === undefined || parsed.pid <= 0) {
@@ -240,6 +246,7 @@ export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult
   if (o.timeoutSec > 0) args.push("--timeout", String(o.timeoutSec));
   const errLog = await open(path.join(o.execDir, "conmon.log"), "a", 0o600);
   let sub;
+  let closed = Promise.resolve();
   try {
     sub = spawn(o.conmon, args, {
       cwd: o.execDir,
@@ -247,16 +254,21 @@ export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult
       env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3" },
     });
   } finally {
-    await errLog.close();
+    closed = errLog.close();
   }
   const syncPipe = sub.stdio[3] as unknown as Readable;
-  const text = await new Promise<string>((resolve, reject) => {
+  // Before any await (see startConmon): else a fast exec loses its exit code and the call hangs.
+  const reading = new Promise<string>((resolve, reject) => {
     let buf = "";
     syncPipe.on("data", (d: Buffer) => (buf += d.toString("utf8")));
     syncPipe.once("end", () => resolve(buf));
     syncPipe.once("error", reject);
     sub.once("error", (e) => reject(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
   });
+  // Handled now, awaited below: a rejection while the log closes must not count as unhandled.
+  reading.catch(() => undefined);
+  await closed;
+  const text = await reading;
   const line = text.split("\n").find((l) => l.trim() !== "");
   let msg: { exit_code?: number; data?: number; message?: string } | undefined;
   try {

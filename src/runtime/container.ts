@@ -28,6 +28,8 @@ import { execProcess, OciRuntime } from "./runc.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readUserDb } from "./user.js";
+import { faultPoint } from "./faults.js";
+import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 
@@ -154,6 +156,7 @@ export class ContainerManager implements PodContainers {
   async create(sandboxId: string, config: ContainerConfig): Promise<string> {
     if (!config.metadata?.name) throw new InvalidArgument("container config has no metadata.name");
     if (!config.image?.image) throw new InvalidArgument("container config has no image");
+    validateContainerConfig(config, { root: this.deps.config.root, state: this.deps.config.state });
     const sandbox = this.deps.sandboxes.getSandbox(sandboxId);
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
     if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);
@@ -190,6 +193,7 @@ export class ContainerManager implements PodContainers {
         throw wrap(`prepare rootfs of image ${image.id}`, err);
       });
       undo.push(() => this.deps.snapshots.remove(id));
+      await faultPoint("CreateContainer.after-snapshot");
 
       const sc = config.linux?.securityContext;
       const seccompPath = seccompFileNeeded(config);
@@ -248,6 +252,7 @@ export class ContainerManager implements PodContainers {
       // The record is written before conmon starts so a crash here leaves something to clean up.
       await this.save(record);
       undo.push(() => this.store.delete(id));
+      await faultPoint("CreateContainer.after-record");
 
       const pidFile = path.join(bundle, "pidfile");
       undo.push(() => rt.delete(id, true));
@@ -272,10 +277,12 @@ export class ContainerManager implements PodContainers {
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
+      await faultPoint("CreateContainer.after-conmon");
       record.pid = started2.containerPid;
       record.conmonPid = started2.conmonPid;
       await this.save(record);
       this.records.set(id, record);
+      await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
     } catch (err) {
@@ -368,9 +375,11 @@ export class ContainerManager implements PodContainers {
         await this.markExited(r, 128, "StartError", (err as Error).message, nowNs());
         throw wrap(`start container ${r.id}`, err);
       }
+      await faultPoint("StartContainer.after-runc-start");
       r.phase = "running";
       r.startedAt = startedAt;
       await this.save(r);
+      await faultPoint("StartContainer.after-record");
     });
   }
 
@@ -386,12 +395,14 @@ export class ContainerManager implements PodContainers {
     const rt = await this.runtime(r.handler);
     if (r.phase === "running" && timeoutSec > 0) {
       await rt.kill(r.id, r.stopSignal);
+      await faultPoint("StopContainer.after-signal");
       if (await this.waitExit(r, timeoutSec * 1000)) {
         await this.refresh(r);
         return;
       }
     }
     await rt.kill(r.id, "SIGKILL", true);
+    await faultPoint("StopContainer.after-kill");
     if (!(await this.waitExit(r, 10_000))) {
       const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
       if (alive) throw new DeadlineExceeded(`container ${r.id} did not exit 10 s after SIGKILL`);
@@ -419,6 +430,7 @@ export class ContainerManager implements PodContainers {
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
     await rt.delete(r.id, true);
+    await faultPoint("RemoveContainer.after-runc-delete");
     // conmon lingers briefly after the exit to flush the log; do not leave it behind.
     for (let i = 0; i < 50 && (await isConmon(r.conmonPid)); i++) await sleep(20);
     if (await isConmon(r.conmonPid)) {
@@ -429,13 +441,17 @@ export class ContainerManager implements PodContainers {
       }
     }
     await this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal"));
+    await faultPoint("RemoveContainer.after-cgroup");
     await this.deps.snapshots.remove(r.id).catch((err) => {
       throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
     });
+    await faultPoint("RemoveContainer.after-snapshot");
     await rm(r.bundle, { recursive: true, force: true });
     await rm(r.exitFile, { force: true });
     await unlink(r.socketLink).catch(() => undefined);
+    await faultPoint("RemoveContainer.after-files");
     await this.store.delete(r.id);
+    await faultPoint("RemoveContainer.after-record-delete");
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
     this.log.info({ id: r.id }, "container removed");
@@ -625,6 +641,23 @@ export class ContainerManager implements PodContainers {
       await this.save(r);
     });
     return r;
+  }
+
+  // ---- Start-up recovery (recovery.ts) ------------------------------------------------------
+
+  /** Every record, infra containers included. */
+  recoveryRecords(): ContainerRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** Sets what runc showed after a crash: a container started before its record said so, or one that is gone. */
+  async recoverPhase(id: string, phase: "running" | "lost", at: bigint, message = ""): Promise<void> {
+    const r = this.records.get(id);
+    if (!r || r.phase === "exited") return;
+    if (phase === "lost") return this.markExited(r, 255, "Error", message, at);
+    r.phase = "running";
+    r.startedAt = at;
+    await this.save(r);
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {
