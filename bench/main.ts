@@ -8,7 +8,7 @@ import { execa } from "execa";
 import { removeEverything, sweepHost } from "./cleanup.js";
 import { BENCH_SRC, buildBenchImages, type BenchImages } from "./images.js";
 import { newGroup, newRow, type Group } from "./measure.js";
-import { procsMentioning } from "./procs.js";
+import { procsMentioning, pssKiB } from "./procs.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { renderReport, type Environment } from "./report.js";
 import { startBerth, startContainerd, type RuntimeUnderTest } from "./runtimes.js";
@@ -19,6 +19,8 @@ const TMP_PREFIX = "berth-bench-";
 const WORKLOADS = ["pull", "pods", "containers", "concurrent", "scale"] as const;
 
 const started = Date.now();
+// Other work on the machine skews figures: the report shows the load average around the run.
+const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(" ");
 const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
 
 function usage(): string {
@@ -53,6 +55,7 @@ async function environment(durationS: number, plan: string): Promise<Environment
     },
     durationS,
     plan,
+    load: `${loadAtStart} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} at the end`,
   };
 }
 
@@ -168,6 +171,14 @@ async function main(): Promise<number> {
       await new Promise(() => undefined); // until the signal handler cleans up and exits
     }
     const ctx: Ctx = { rts, images, plan, aborted: () => interrupted, log };
+    // The daemons' own PSS between workloads: how much each keeps after the work is undone.
+    const daemonMemory = newGroup("Daemon memory between workloads", "PSS of the daemon process alone (no monitors), read once after each workload has removed everything it made", []);
+    const checkpoint = async (label: string) => {
+      const row = newRow(`mem-daemon-${daemonMemory.rows.length}`, label, "MiB");
+      for (const rt of rts) row.samples[rt.name].push((await pssKiB(rt.pid)) / 1024);
+      daemonMemory.rows.push(row);
+    };
+    await checkpoint("idle, right after start");
 
     const guard = async (name: string, fn: () => Promise<Group | Group[]>) => {
       if (!only.has(name as (typeof WORKLOADS)[number]) || interrupted) return;
@@ -175,6 +186,7 @@ async function main(): Promise<number> {
       try {
         const g = await fn();
         groups.push(...(Array.isArray(g) ? g : [g]));
+        await checkpoint(`after the ${name} workload`);
       } catch (err) {
         if (interrupted) return;
         log(`workload ${name} aborted: ${String(err)}`);
@@ -190,6 +202,7 @@ async function main(): Promise<number> {
     await guard("containers", () => containerWorkload(ctx));
     await guard("concurrent", () => concurrentWorkload(ctx));
     await guard("scale", () => scaleWorkload(ctx));
+    groups.push(daemonMemory);
   } finally {
     // On Ctrl-C the signal handler has started this already; wait for it either way.
     await cleanup();

@@ -26,6 +26,9 @@ import { openCgroups } from "./runtime/cgroups.js";
 import { ContainerManager } from "./runtime/container.js";
 import { PauseContainers } from "./runtime/infra.js";
 import { StatsCollector } from "./runtime/stats.js";
+import { streamingHandlers } from "./cri/streaming.js";
+import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
+import { StreamServer } from "./stream/server.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -100,10 +103,21 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
+    // Streaming: the URLs Exec, Attach and PortForward hand out, and the processes behind them.
+    const streams = new StreamServer({
+      address: config.stream.address,
+      port: config.stream.port,
+      idleTimeoutMs: parseDuration(config.stream.idle_timeout),
+      tlsCert: config.stream.tls_cert,
+      tlsKey: config.stream.tls_key,
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    await streams.start();
+    cleanups.push(() => streams.stop());
     server = createGrpcServer(
       {
         ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
         ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
+        ...streamingHandlers(streams, log),
       },
       { ...imageHandlers(images, log) },
       log,

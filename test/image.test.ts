@@ -297,6 +297,11 @@ describe("mirrors", () => {
     const s = (await d.cri.image.imageStatus({ image: { image: "docker.io/library/busybox:1.36" } })).image!;
     assert.deepEqual(s.repoTags, ["docker.io/library/busybox:1.36"]);
   });
+
+  test("an image no mirror has, with the upstream unreachable here, is NOT_FOUND naming both", async () => {
+    await assert.rejects(d.cri.image.pullImage({ image: { image: "busybox:no-such-tag" } }), (err: { code: number; details: string }) =>
+      err.code === status.NOT_FOUND && /mirrors failed/.test(err.details) && /no-such-tag/.test(err.details));
+  });
 });
 
 describe("crash safety", () => {

@@ -2,7 +2,8 @@
 // auth, redirects, retries with backoff, and a no-progress timeout on every response.
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
-import { DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
+import { status } from "@grpc/grpc-js";
+import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { parseChallenges, type Credentials } from "./auth.js";
 import { MANIFEST_ACCEPT } from "./manifest.js";
@@ -255,6 +256,7 @@ export class RepositorySession {
   /** Fetches a manifest by tag or digest from the first endpoint that has it. */
   async manifest(reference: string): Promise<FetchedManifest> {
     const errors: string[] = [];
+    let mirrorsSaidNotFound = false;
     const list = this.chosen ? [this.chosen, ...this.endpoints.filter((e) => e !== this.chosen)] : this.endpoints;
     for (const ep of list) {
       try {
@@ -267,9 +269,13 @@ export class RepositorySession {
         return { bytes, contentType: res.headers["content-type"], headerDigest: typeof digestHeader === "string" ? digestHeader : undefined };
       } catch (err) {
         if (!ep.mirror) {
-          if (errors.length > 0) throw wrap(`mirrors failed (${errors.join("; ")}); upstream`, err);
-          throw err;
+          if (errors.length === 0) throw err;
+          const wrapped = wrap(`mirrors failed (${errors.join("; ")}); upstream`, err);
+          // A mirror that answered "no such manifest" outranks an upstream that cannot be reached.
+          if (mirrorsSaidNotFound && codeOf(err) === status.INTERNAL) throw new NotFound(wrapped.message, { cause: err });
+          throw wrapped;
         }
+        if (err instanceof NotFound) mirrorsSaidNotFound = true;
         errors.push(`${ep.base}: ${(err as Error).message}`);
         this.log.info({ mirror: ep.base, ref: reference, err: (err as Error).message }, "mirror failed; trying the next endpoint");
       }

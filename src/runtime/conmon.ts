@@ -282,10 +282,28 @@ export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult
     throw new Internal(`exec in ${o.id}: conmon reported no exit code${log ? `: ${lastLines(log)}` : ""}`);
   }
   if (code === -1) {
-    if (/timed out/i.test(msg?.message ?? "")) return { exitCode: -1, timedOut: true };
+    if (/timed out/i.test(msg?.message ?? "")) {
+      // conmon answers once it has sent SIGKILL; the caller's next exec must not still see the process.
+      const pid = await readPid(o.pidFile);
+      if (pid) await killAndWaitGone(pid, 2000);
+      return { exitCode: -1, timedOut: true };
+    }
     throw new Internal(`exec in ${o.id}: ${msg?.message || "the runtime could not start the process"}`);
   }
   return { exitCode: code, timedOut: false };
+}
+
+/** SIGKILLs pid until it is gone (reaped), for at most `ms`. */
+async function killAndWaitGone(pid: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      return; // ESRCH: gone
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /**

@@ -6,7 +6,7 @@ import { MountPropagation, Signal, signalToJSON, type Device, type Mount } from 
 import { FailedPrecondition, InvalidArgument, isErrno } from "../errors.js";
 import type { CgroupDriverName } from "./cgroups.js";
 import { detectCgroupVersion } from "./cgroups.js";
-import type { HostFacts, ResolvedDevice } from "./spec.js";
+import { ALL_CAPABILITIES, type HostFacts, type ResolvedDevice } from "./spec.js";
 
 async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
@@ -20,7 +20,16 @@ export async function gatherHostFacts(restrictOomScoreAdj: boolean, _driver: Cgr
   const swapAccounting = cgroupVersion === 1
     ? await exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
     : true;
-  return { cgroupVersion, ownOomScoreAdj: Number.isInteger(own) ? own : 0, restrictOomScoreAdj, apparmor, selinux, swapAccounting };
+  const capabilities = boundingCapabilities(await readFile("/proc/self/status", "utf8").catch(() => ""));
+  return { cgroupVersion, ownOomScoreAdj: Number.isInteger(own) ? own : 0, restrictOomScoreAdj, apparmor, selinux, swapAccounting, capabilities };
+}
+
+/** The capability names set in a /proc/<pid>/status CapBnd mask (ALL_CAPABILITIES is in bit order). */
+export function boundingCapabilities(status: string): string[] | undefined {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status);
+  if (!m) return undefined;
+  const mask = BigInt(`0x${m[1]}`);
+  return ALL_CAPABILITIES.filter((_c, bit) => ((mask >> BigInt(bit)) & 1n) === 1n);
 }
 
 function majorMinor(rdev: number): { major: number; minor: number } {

@@ -50,19 +50,6 @@ export interface ExecSyncResult {
   exitCode: number;
 }
 
-/** Where a container's stdio can be reached (for the streaming server). */
-export interface AttachInfo {
-  id: string;
-  pid: number;
-  tty: boolean;
-  stdin: boolean;
-  /** conmon's attach socket (SOCK_SEQPACKET). */
-  attachSocket: string;
-  /** conmon's control fifo (resize: "1 <h> <w>\n"). */
-  ctlPath: string;
-  logPath: string;
-}
-
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
@@ -104,7 +91,8 @@ export class ContainerManager implements PodContainers {
     this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
     this.bundles = path.join(c.state, "containers");
     this.exitDir = path.join(c.state, "exits");
-    this.socketDir = path.join(c.state, "sock");
+    // conmon links <socketDir>/<id> to the bundle and cuts link names that reach 107 bytes: keep it short.
+    this.socketDir = path.join(c.state, "s");
     this.log = deps.log.child({ layer: "containers" });
   }
 
@@ -623,11 +611,6 @@ export class ContainerManager implements PodContainers {
     } finally {
       await rm(execDir, { recursive: true, force: true });
     }
-  }
-
-  async attachInfo(id: string): Promise<AttachInfo> {
-    const r = await this.record(id);
-    return { id: r.id, pid: r.pid, tty: r.tty, stdin: r.stdin, attachSocket: path.join(r.socketLink, "attach"), ctlPath: path.join(r.bundle, "ctl"), logPath: r.logPath };
   }
 
   // ---- Infra (pause) containers -----------------------------------------------------------

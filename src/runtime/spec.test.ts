@@ -7,6 +7,7 @@ import type { ImageRunConfig } from "../image/types.js";
 import { buildSpec, containerArgs, containerCapabilities, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, effectiveOomScoreAdj, seccompFileNeeded, type HostFacts, type SpecInput } from "./spec.js";
 import type { SandboxRef } from "./types.js";
 import { parseGroup, parsePasswd } from "./user.js";
+import { boundingCapabilities } from "./container-host.js";
 
 type DeepPartial<T> = T extends bigint | string | number | boolean | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
 
@@ -167,6 +168,17 @@ describe("capabilities", () => {
   test("add ALL gives every capability; drop ALL gives none", () => {
     assert.equal(containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["ALL"] } } } }).linux!.securityContext).bounding.length, 41);
     assert.deepEqual(containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { dropCapabilities: ["ALL"] } } } }).linux!.securityContext).bounding, []);
+  });
+  test("privileged and add ALL are limited to berthd's own bounding set (no CAP_SYS_RESOURCE here)", () => {
+    const host = boundingCapabilities("Name:\tberthd\nCapBnd:\t000001fffeffffff\n")!;
+    assert.equal(host.length, 40);
+    assert.ok(!host.includes("CAP_SYS_RESOURCE"));
+    const priv = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { privileged: true } } }).linux!.securityContext, host);
+    assert.deepEqual(priv.bounding, host);
+    const all = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["ALL", "SYS_RESOURCE"] } } } }).linux!.securityContext, host);
+    assert.ok(!all.permitted.includes("CAP_SYS_RESOURCE"));
+    assert.equal(all.permitted.length, 40);
+    assert.equal(boundingCapabilities("no caps line"), undefined);
   });
   test("unknown capability is InvalidArgument", () => {
     rejects(() => containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["FLY"] } } } }).linux!.securityContext), /unknown capability "CAP_FLY"/);

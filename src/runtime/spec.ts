@@ -101,6 +101,8 @@ export interface HostFacts {
   /** memory.memsw.* exists (cgroup v1) or memory.swap.max (v2): the swap limit can be set. */
   swapAccounting: boolean;
   arch?: string;
+  /** The capabilities in berthd's own bounding set; a container can hold no others (runc fails on the rest). */
+  capabilities?: readonly string[];
 }
 
 /** A device node resolved on the host (the caller stats the CRI device paths). */
@@ -206,9 +208,13 @@ function capName(c: string): string {
   return up.startsWith("CAP_") ? up : `CAP_${up}`;
 }
 
-/** Default set, then add ALL / drop ALL, then single adds, then single drops. */
-export function containerCapabilities(sc: LinuxContainerSecurityContext | undefined): OciCapabilities {
-  if (sc?.privileged) return capSet([...ALL_CAPABILITIES], []);
+/**
+ * Default set, then add ALL / drop ALL, then single adds, then single drops; all of it limited
+ * to what berthd itself may hand out (privileged and ALL mean "every capability berthd has").
+ */
+export function containerCapabilities(sc: LinuxContainerSecurityContext | undefined, hostCaps: readonly string[] = ALL_CAPABILITIES): OciCapabilities {
+  const held = (caps: string[]) => caps.filter((c) => hostCaps.includes(c));
+  if (sc?.privileged) return capSet(held([...ALL_CAPABILITIES]), []);
   const add = (sc?.capabilities?.addCapabilities ?? []).map(capName);
   const drop = (sc?.capabilities?.dropCapabilities ?? []).map(capName);
   let caps = [...DEFAULT_CAPABILITIES];
@@ -224,6 +230,7 @@ export function containerCapabilities(sc: LinuxContainerSecurityContext | undefi
     if (!ALL_CAPABILITIES.includes(c)) throw new InvalidArgument(`unknown capability "${c}" in drop_capabilities`);
     caps = caps.filter((x) => x !== c);
   }
+  caps = held(caps);
   const ambient = (sc?.capabilities?.addAmbientCapabilities ?? []).map(capName).filter((c) => caps.includes(c));
   return capSet(caps, ambient);
 }
@@ -334,7 +341,7 @@ export function buildSpec(input: SpecInput): SpecResult {
     input.userDb,
   );
 
-  const capabilities = containerCapabilities(sc);
+  const capabilities = containerCapabilities(sc, host.capabilities);
   const seccomp = seccompChoice(sc?.seccomp, sc?.seccompProfilePath ?? "", privileged);
   let seccompSpec: OciSeccomp | undefined;
   if (seccomp.kind === "runtime-default") seccompSpec = defaultSeccompProfile(capabilities.bounding, host.arch);
