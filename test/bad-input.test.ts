@@ -135,6 +135,15 @@ describe("bad CRI input", () => {
     assert.deepEqual(await mountsUnder(d.dir), []);
   });
 
+  test("streaming RPCs: bad requests get INVALID_ARGUMENT or NOT_FOUND, no URL", async () => {
+    await assert.rejects(d.cri.runtime.exec({ containerId: "", cmd: ["sh"], stdout: true }), refused(status.INVALID_ARGUMENT, /must be set/));
+    await assert.rejects(d.cri.runtime.exec({ containerId: "abc", cmd: [], stdout: true }), refused(status.INVALID_ARGUMENT, /cmd/));
+    await assert.rejects(d.cri.runtime.exec({ containerId: "abc", cmd: ["sh"] }), refused(status.INVALID_ARGUMENT, /stdin, stdout or stderr/));
+    await assert.rejects(d.cri.runtime.exec({ containerId: "abc", cmd: ["sh"], tty: true, stdout: true, stderr: true }), refused(status.INVALID_ARGUMENT, /tty and stderr/));
+    await assert.rejects(d.cri.runtime.attach({ containerId: "abc", stdout: true }), (e: GrpcErr) => e.code === status.NOT_FOUND || e.code === status.INVALID_ARGUMENT);
+    await assert.rejects(d.cri.runtime.portForward({ podSandboxId: "abc", port: [70000] }), refused(status.INVALID_ARGUMENT, /out of range/));
+  });
+
   test("malformed and oversized messages: a clear status, berthd keeps serving", async () => {
     const Ctor = makeGenericClientConstructor({
       RunPodSandbox: {
