@@ -20,6 +20,7 @@ import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
+import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { conmonExec, isConmon, reopenLog, splitCriLog, startConmon } from "./conmon.js";
 import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
@@ -162,9 +163,7 @@ export class ContainerManager implements PodContainers {
     if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);
     const m = sandbox.metadata;
     const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
-    if (config.logPath && (path.isAbsolute(config.logPath) || config.logPath.split("/").includes(".."))) {
-      throw new InvalidArgument(`log_path "${config.logPath}" must be relative to the pod's log_directory, without ".."`);
-    }
+    if (config.logPath) logPathParts(config.logPath);
     const taken = this.names.get(name);
     if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
     const id = randomBytes(32).toString("hex");
@@ -223,7 +222,7 @@ export class ContainerManager implements PodContainers {
 
       const logPath = kind === "infra"
         ? path.join(bundle, "infra.log")
-        : sandbox.logDirectory && config.logPath ? path.join(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
+        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
       const record: ContainerRecord = {
         id, sandboxId: sandbox.id, kind, name,
         metadata: config.metadata!,
@@ -581,6 +580,9 @@ export class ContainerManager implements PodContainers {
     const r = this.find(id);
     await this.refresh(r);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running: its log cannot be reopened`);
+    const logDir = this.deps.sandboxes.getSandbox(r.sandboxId)?.logDirectory;
+    const rel = logDir ? path.relative(logDir, r.logPath) : "";
+    if (logDir && rel !== "" && !rel.startsWith("..")) await prepareLogReopen(logDir, rel);
     await reopenLog(r.bundle).catch((err) => {
       throw wrap(`reopen log of container ${r.id}`, err);
     });

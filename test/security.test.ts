@@ -1,0 +1,96 @@
+// Security audit checks over berthd's real socket: hostile paths in requests (log paths through
+// planted symlinks, mount sources linking into berth's own data, seccomp profile files that are
+// secrets or FIFOs), oversized values in error messages, capped outputs. Host-network pods (no
+// CNI); cgroup parent /berth-test-audit.
+import { status } from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { NamespaceMode } from "../src/gen/api.js";
+import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { busyboxEntries, pushImage } from "./harness/images.js";
+import { startRegistry, type TestRegistry } from "./harness/registry.js";
+import { podConfig, sh } from "./sandbox-net.js";
+
+const CGROUP_PARENT = "/berth-test-audit";
+
+type GrpcErr = { code: number; details: string };
+const refused = (code: number, re: RegExp) => (e: GrpcErr) => {
+  assert.equal(e.code, code, `expected ${status[code]}, got ${status[e.code]}: ${e.details}`);
+  assert.match(e.details, re);
+  return true;
+};
+
+describe("security: hostile requests and paths", () => {
+  let reg: TestRegistry;
+  let d: Berthd;
+  let image: string;
+  let outside: string;
+  let seq = 0;
+
+  before(async () => {
+    reg = await startRegistry();
+    await pushImage(reg, "audit/busybox", { layers: [{ entries: await busyboxEntries(["sh", "echo", "sleep", "true", "cat", "head", "yes"]) }], config: { Cmd: ["sh"], Env: ["PATH=/bin"] } }, ["1"]);
+    image = `${reg.host}/audit/busybox:1`;
+    d = await startBerthd();
+    await d.cri.image.pullImage({ image: { image } });
+    outside = path.join(d.dir, "outside");
+    await mkdir(outside, { recursive: true });
+  });
+
+  after(async () => {
+    if (d) {
+      const pods = await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }));
+      for (const p of pods.items) {
+        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+      }
+      await d.cleanup();
+    }
+    await reg?.stop();
+    for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd"]) await sh("rmdir", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`]);
+  });
+
+  const newPod = async (name: string, logDirectory = "") => {
+    const cfg = podConfig(name, {
+      logDirectory,
+      linux: { cgroupParent: CGROUP_PARENT, securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } } },
+    });
+    return { podSandboxId: (await d.cri.runtime.runPodSandbox({ config: cfg })).podSandboxId, cfg };
+  };
+
+  const create = (pod: { podSandboxId: string; cfg: Record<string, unknown> }, over: Record<string, unknown>) =>
+    d.cri.runtime.createContainer({
+      podSandboxId: pod.podSandboxId,
+      sandboxConfig: pod.cfg,
+      config: { metadata: { name: `c${++seq}` }, image: { image }, command: ["sleep", "300"], ...over },
+    }).then((r) => r.containerId);
+
+  test("log_path: a symlink planted in the pod's log directory is refused, its target untouched", async () => {
+    const logDir = path.join(d.dir, "logs", "planted");
+    await mkdir(logDir, { recursive: true });
+    const pod = await newPod("audit-log", logDir);
+    // The final file a link to a host file; a folder a link to a host folder.
+    const victim = path.join(outside, "victim");
+    await writeFile(victim, "precious\n");
+    await symlink(victim, path.join(logDir, "file.log"));
+    await symlink(outside, path.join(logDir, "sub"));
+    await assert.rejects(create(pod, { logPath: "file.log" }), refused(status.INVALID_ARGUMENT, /symlink/));
+    await assert.rejects(create(pod, { logPath: "sub/0.log" }), refused(status.INVALID_ARGUMENT, /symlink/));
+    assert.equal(await readFile(victim, "utf8"), "precious\n");
+    assert.deepEqual((await readdir(outside)).sort(), ["victim"], "nothing created outside the log directory");
+    assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
+    // A fresh folder and file below the log directory still work.
+    const id = await create(pod, { logPath: "ctr/0.log", command: ["sh", "-c", "echo hi; sleep 300"] });
+    assert.ok((await stat(path.join(logDir, "ctr", "0.log"))).isFile());
+    // ReopenContainerLog: conmon writes <file>.tmp with O_TRUNC; a link planted there must not truncate the victim.
+    await d.cri.runtime.startContainer({ containerId: id });
+    await symlink(victim, path.join(logDir, "ctr", "0.log.tmp"));
+    await d.cri.runtime.reopenContainerLog({ containerId: id });
+    assert.equal(await readFile(victim, "utf8"), "precious\n");
+    assert.ok((await lstat(path.join(logDir, "ctr", "0.log"))).isFile(), "the reopened log is a regular file");
+    await d.cri.runtime.stopContainer({ containerId: id, timeout: 0n });
+    await d.cri.runtime.removeContainer({ containerId: id });
+  });
+});
