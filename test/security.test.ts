@@ -93,4 +93,20 @@ describe("security: hostile requests and paths", () => {
     await d.cri.runtime.stopContainer({ containerId: id, timeout: 0n });
     await d.cri.runtime.removeContainer({ containerId: id });
   });
+
+  test("mount host_path: a symlink leading into berth's root or state is refused, nothing created there", async () => {
+    const pod = await newPod("audit-mount");
+    await symlink(d.root, path.join(outside, "to-root"));
+    await symlink(path.join(d.state, "containers"), path.join(outside, "to-state"));
+    const rootBefore = await readdir(d.root, { recursive: true });
+    for (const hostPath of [path.join(outside, "to-root"), path.join(outside, "to-root", "image"), path.join(outside, "to-root", "new-dir"), path.join(outside, "to-state")]) {
+      await assert.rejects(create(pod, { mounts: [{ containerPath: "/steal", hostPath }] }), refused(status.INVALID_ARGUMENT, /inside berth's own data/), hostPath);
+    }
+    assert.deepEqual(await readdir(d.root, { recursive: true }), rootBefore, "no mount point created under berth's root");
+    assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
+    // A plain host folder still mounts.
+    await mkdir(path.join(outside, "data"), { recursive: true });
+    const id = await create(pod, { mounts: [{ containerPath: "/data", hostPath: path.join(outside, "data") }] });
+    await d.cri.runtime.removeContainer({ containerId: id });
+  });
 });

@@ -13,7 +13,7 @@ export interface BerthDirs {
   state: string;
 }
 
-function inside(p: string, dir: string): boolean {
+export function inside(p: string, dir: string): boolean {
   const rel = path.relative(dir, p);
   return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
 }

@@ -23,7 +23,7 @@ import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { conmonExec, isConmon, reopenLog, splitCriLog, startConmon } from "./conmon.js";
-import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
+import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
@@ -209,6 +209,7 @@ export class ContainerManager implements PodContainers {
         if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
         targetPidnsPath = `/proc/${target.pid}/ns/pid`;
       }
+      await checkMountSourcesResolved(config.mounts, { root: this.deps.config.root, state: this.deps.config.state });
       await prepareMountSources(config.mounts);
       const devices = [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])];
       const userDb = await readUserDb(rootfs);
