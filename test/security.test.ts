@@ -109,4 +109,24 @@ describe("security: hostile requests and paths", () => {
     const id = await create(pod, { mounts: [{ containerPath: "/data", hostPath: path.join(outside, "data") }] });
     await d.cri.runtime.removeContainer({ containerId: id });
   });
+
+  test("seccomp Localhost profile: a secret file's bytes never come back, a FIFO does not hang berthd", async () => {
+    const pod = await newPod("audit-seccomp");
+    const secret = path.join(outside, "shadow");
+    await writeFile(secret, "root:$6$SECRETHASH:19000:0:99999:7:::\n", { mode: 0o600 });
+    for (const sc of [{ seccompProfilePath: `localhost/${secret}` }, { seccomp: { profileType: 2, localhostRef: secret } }]) {
+      await assert.rejects(create(pod, { linux: { securityContext: sc } }), (e: GrpcErr) => {
+        assert.equal(e.code, status.INVALID_ARGUMENT, e.details);
+        assert.doesNotMatch(e.details, /SECRET|root:/, "the file's content is not in the status");
+        return true;
+      });
+    }
+    assert.doesNotMatch(d.logs(), /SECRETHASH/, "nor in berthd's log");
+    const fifo = path.join(outside, "profile.fifo");
+    await sh("mkfifo", [fifo]);
+    const t0 = Date.now();
+    await assert.rejects(create(pod, { linux: { securityContext: { seccompProfilePath: `localhost/${fifo}` } } }), refused(status.INVALID_ARGUMENT, /not a regular file/));
+    assert.ok(Date.now() - t0 < 10_000, "answered without waiting for a writer");
+    assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
+  });
 });

@@ -28,6 +28,7 @@ import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
+import { readSeccompProfileFile } from "./seccomp.js";
 import { readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
@@ -198,9 +199,7 @@ export class ContainerManager implements PodContainers {
       const seccompPath = seccompFileNeeded(config);
       const seccompFiles: Record<string, string> = {};
       if (seccompPath) {
-        seccompFiles[seccompPath] = await readFile(seccompPath, "utf8").catch((err) => {
-          throw new InvalidArgument(`seccomp profile ${seccompPath}: ${(err as Error).message}`);
-        });
+        seccompFiles[seccompPath] = await readSeccompProfileFile(seccompPath);
       }
       let targetPidnsPath: string | undefined;
       const nsOpts = sc?.namespaceOptions;
