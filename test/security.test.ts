@@ -129,4 +129,24 @@ describe("security: hostile requests and paths", () => {
     assert.ok(Date.now() - t0 < 10_000, "answered without waiting for a writer");
     assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
   });
+
+  test("a 4 MiB field quoted by a check is capped in the status and in berthd's log", async () => {
+    const big = "x".repeat(4 << 20);
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ["hostname", () => d.cri.runtime.runPodSandbox({ config: podConfig("audit-big", { hostname: `a${big}` }) })],
+      ["sysctl", () => d.cri.runtime.runPodSandbox({ config: podConfig("audit-big", { linux: { sysctls: { [`net.${big}/`]: "1" } } }) })],
+      ["sysctl value", () => d.cri.runtime.runPodSandbox({ config: podConfig("audit-big", { linux: { sysctls: { "net.ipv4.ping_group_range": big } } }) })],
+      ["cgroup parent", () => d.cri.runtime.runPodSandbox({ config: podConfig("audit-big", { linux: { cgroupParent: big } }) })],
+      ["image", () => d.cri.image.pullImage({ image: { image: `${reg.host}/${"a".repeat(4 << 20)}` } })],
+    ];
+    for (const [what, call] of cases) {
+      await assert.rejects(call(), (e: GrpcErr) => {
+        assert.equal(e.code, status.INVALID_ARGUMENT, `${what}: ${e.details.slice(0, 200)}`);
+        assert.ok(e.details.length <= 5000, `${what}: status message is ${e.details.length} characters`);
+        return true;
+      });
+    }
+    const longest = Math.max(...d.logs().split("\n").map((l) => l.length));
+    assert.ok(longest < 16_384, `berthd logged a ${longest}-character line`);
+  });
 });
