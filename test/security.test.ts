@@ -149,4 +149,18 @@ describe("security: hostile requests and paths", () => {
     const longest = Math.max(...d.logs().split("\n").map((l) => l.length));
     assert.ok(longest < 16_384, `berthd logged a ${longest}-character line`);
   });
+
+  test("ExecSync output is capped to fit a 16 MiB response, read back with bounded memory", async () => {
+    const pod = await newPod("audit-exec");
+    const id = await create(pod, {});
+    await d.cri.runtime.startContainer({ containerId: id });
+    const r = await d.cri.runtime.execSync({ containerId: id, cmd: ["sh", "-c", "head -c 20000000 /dev/zero; echo done >&2"], timeout: 60n });
+    assert.equal(r.stdout.length, 16 * 1024 * 1024 - 4096);
+    assert.equal(r.stderr.length, 0, "stdout used the whole budget");
+    const both = await d.cri.runtime.execSync({ containerId: id, cmd: ["sh", "-c", "head -c 1000 /dev/zero; echo done >&2"], timeout: 60n });
+    assert.equal(both.stdout.length, 1000);
+    assert.equal(both.stderr.toString(), "done\n");
+    await d.cri.runtime.stopContainer({ containerId: id, timeout: 0n });
+    await d.cri.runtime.removeContainer({ containerId: id });
+  });
 });

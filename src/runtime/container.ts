@@ -22,7 +22,8 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { conmonExec, isConmon, reopenLog, splitCriLog, startConmon } from "./conmon.js";
+import { conmonExec, isConmon, reopenLog, startConmon } from "./conmon.js";
+import { readExecOutput } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
@@ -608,7 +609,7 @@ export class ContainerManager implements PodContainers {
         id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
       });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      const out = splitCriLog(await readFile(logPath).catch(() => Buffer.alloc(0)), EXEC_OUTPUT_CAP);
+      const out = await readExecOutput(logPath, EXEC_OUTPUT_CAP);
       return { stdout: out.stdout, stderr: out.stderr, exitCode: res.exitCode };
     } finally {
       await rm(execDir, { recursive: true, force: true });
