@@ -23,6 +23,8 @@ function refused(logDir: string, rel: string, why: string): InvalidArgument {
 
 /** Creates the folders below logDir (never through a symlink); returns the file's absolute path. */
 async function prepareParents(logDir: string, parts: string[]): Promise<string> {
+  // The log directory itself comes from kubelet, which normally creates it; below it nothing is trusted.
+  await mkdir(logDir, { recursive: true, mode: 0o755 });
   let cur = logDir;
   for (const p of parts.slice(0, -1)) {
     cur = path.join(cur, p);
