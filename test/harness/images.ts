@@ -190,24 +190,28 @@ function request(method: string, url: string, headers: Record<string, string>, b
 }
 
 class Pusher {
-  private token: string | undefined;
+  private authorization: string | undefined;
   constructor(private readonly reg: TestRegistry, private readonly repo: string) {}
 
   private async call(method: string, url: string, headers: Record<string, string>, body?: Buffer): Promise<Reply> {
     for (let round = 0; round < 2; round++) {
-      const h = this.token ? { ...headers, authorization: `Bearer ${this.token}` } : headers;
+      const h = this.authorization ? { ...headers, authorization: this.authorization } : headers;
       const r = await request(method, url, h, body);
       if (r.status !== 401 || round > 0 || !this.reg.pushAuth) return r;
+      const basic = Buffer.from(`${this.reg.pushAuth.username}:${this.reg.pushAuth.password}`).toString("base64");
       const challenge = String(r.headers["www-authenticate"] ?? "");
+      if (/^basic\b/i.test(challenge)) {
+        this.authorization = `Basic ${basic}`;
+        continue;
+      }
       const realm = /realm="([^"]+)"/.exec(challenge)?.[1];
       const service = /service="([^"]+)"/.exec(challenge)?.[1] ?? "";
       if (!realm) return r;
       const u = new URL(realm);
       u.searchParams.set("service", service);
       u.searchParams.set("scope", `repository:${this.repo}:pull,push`);
-      const basic = Buffer.from(`${this.reg.pushAuth.username}:${this.reg.pushAuth.password}`).toString("base64");
       const t = await request("GET", u.toString(), { authorization: `Basic ${basic}` });
-      this.token = (JSON.parse(t.body.toString()) as { token: string }).token;
+      this.authorization = `Bearer ${(JSON.parse(t.body.toString()) as { token: string }).token}`;
     }
     throw new Error("unreachable");
   }

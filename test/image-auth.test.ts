@@ -1,0 +1,67 @@
+// Registry authentication end to end: a real docker-registry behind htpasswd Basic auth or
+// behind the harness's token server, pulled from through berthd's real gRPC socket with the
+// AuthConfig fields kubelet sends (username/password, auth, identity_token, registry_token).
+import { status } from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { pushImage, type PushedImage } from "./harness/images.js";
+import { startRegistry, type TestRegistry } from "./harness/registry.js";
+
+type GrpcErr = { code: number; details: string };
+
+/** Asserts a rejection with `code` whose details match `re` and contain none of `secrets`. */
+function refused(code: status, re: RegExp, secrets: string[] = []) {
+  return (e: GrpcErr) => {
+    assert.equal(e.code, code, e.details);
+    assert.match(e.details, re);
+    for (const s of secrets) assert.ok(!e.details.includes(s), `the error does not carry the secret: ${e.details}`);
+    return true;
+  };
+}
+
+describe("htpasswd (Basic auth) registry", () => {
+  const password = "b4sic-Secret-pw";
+  let reg: TestRegistry;
+  let d: Berthd;
+  let img: PushedImage;
+  before(async () => {
+    reg = await startRegistry({ htpasswd: { carol: password } });
+    img = await pushImage(reg, "basic/app", { layers: [{ entries: [{ path: "b", content: "basic" }] }] });
+    d = await startBerthd();
+  });
+  after(async () => {
+    await d?.cleanup();
+    await reg?.stop();
+  });
+
+  test("the registry really demands Basic auth", async () => {
+    const res = await fetch(`${reg.url}/v2/`);
+    assert.equal(res.status, 401);
+    assert.match(res.headers.get("www-authenticate") ?? "", /^Basic realm="berth-test-realm"/);
+  });
+
+  test("no credentials: UNAUTHENTICATED saying a username and password are needed", async () => {
+    await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` } }),
+      refused(status.UNAUTHENTICATED, /requires a username and password \(Basic auth\) and none were given/));
+  });
+
+  test("wrong password: UNAUTHENTICATED naming the rejection, the password in no message or log", async () => {
+    const wrong = "not-the-Right-one";
+    await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` }, auth: { username: "carol", password: wrong } }),
+      refused(status.UNAUTHENTICATED, /rejected the credentials/, [wrong, password]));
+    await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` }, auth: { username: "mallory", password } }),
+      refused(status.UNAUTHENTICATED, /rejected the credentials/, [password]));
+    assert.ok(!d.logs().includes(wrong) && !d.logs().includes(password), "no secret in berthd's log");
+  });
+
+  test("right credentials pull, as username/password and as base64 auth", async () => {
+    assert.equal((await d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` }, auth: { username: "carol", password } })).imageRef, img.id);
+    await d.cri.image.removeImage({ image: { image: img.id } });
+    const auth = Buffer.from(`carol:${password}`).toString("base64");
+    assert.equal((await d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` }, auth: { auth, serverAddress: `http://${reg.host}` } })).imageRef, img.id);
+    const logs = d.logs();
+    assert.ok(!logs.includes(password) && !logs.includes(auth), "no secret in berthd's log");
+    await d.cri.image.removeImage({ image: { image: img.id } });
+  });
+});
