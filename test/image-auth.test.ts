@@ -65,3 +65,56 @@ describe("htpasswd (Basic auth) registry", () => {
     await d.cri.image.removeImage({ image: { image: img.id } });
   });
 });
+
+describe("token registry: identity_token and registry_token", () => {
+  const refreshToken = `rt-${"d4ve".repeat(6)}`;
+  let reg: TestRegistry;
+  let d: Berthd;
+  let img: PushedImage;
+  const image = () => ({ image: `${reg.host}/tok/app` });
+  before(async () => {
+    reg = await startRegistry({ tokenAuth: { users: { dave: { password: "dave-pw-unused", repos: ["tok/app"] } }, refreshTokens: { [refreshToken]: "dave" } } });
+    img = await pushImage(reg, "tok/app", { layers: [{ entries: [{ path: "t", content: "tokens" }] }] });
+    d = await startBerthd();
+  });
+  after(async () => {
+    await d?.cleanup();
+    await reg?.stop();
+  });
+
+  test("identity_token: an OAuth2 refresh-token POST to the realm gets the pull token", async () => {
+    const n = reg.tokenRequests.length;
+    assert.equal((await d.cri.image.pullImage({ image: image(), auth: { identityToken: refreshToken } })).imageRef, img.id);
+    const seen = reg.tokenRequests.slice(n);
+    assert.ok(seen.length > 0 && seen.every((t) => t.grant === "refresh_token" && t.user === "dave" && t.granted), JSON.stringify(seen));
+    assert.ok(seen.some((t) => t.scope === "repository:tok/app:pull"));
+    assert.ok(!d.logs().includes(refreshToken), "the identity token is in no log line");
+    await d.cri.image.removeImage({ image: { image: img.id } });
+  });
+
+  test("a wrong identity_token is UNAUTHENTICATED naming the token server's refusal", async () => {
+    const wrong = `rt-${"bad0".repeat(6)}`;
+    await assert.rejects(d.cri.image.pullImage({ image: image(), auth: { identityToken: wrong } }),
+      refused(status.UNAUTHENTICATED, /token server .* refused a token for the identity token: HTTP 400 \(invalid_grant/, [wrong]));
+    assert.ok(!d.logs().includes(wrong));
+  });
+
+  test("registry_token: used directly as the Bearer token, the token server never asked", async () => {
+    const token = reg.issueToken("dave", "repository:tok/app:pull");
+    const n = reg.tokenRequests.length;
+    assert.equal((await d.cri.image.pullImage({ image: image(), auth: { registryToken: token } })).imageRef, img.id);
+    assert.deepEqual(reg.tokenRequests.slice(n), [], "no token request: the given token was used as it is");
+    assert.ok(!d.logs().includes(token), "the registry token is in no log line");
+    await d.cri.image.removeImage({ image: { image: img.id } });
+  });
+
+  test("a registry_token the registry refuses (garbage, or scoped to another repository) is UNAUTHENTICATED", async () => {
+    const n = reg.tokenRequests.length;
+    for (const wrong of ["not-a-jwt-at-all", reg.issueToken("dave", "repository:other/app:pull")]) {
+      await assert.rejects(d.cri.image.pullImage({ image: image(), auth: { registryToken: wrong } }),
+        refused(status.UNAUTHENTICATED, /the registry rejected the credentials/, [wrong]));
+      assert.ok(!d.logs().includes(wrong));
+    }
+    assert.deepEqual(reg.tokenRequests.slice(n), []);
+  });
+});

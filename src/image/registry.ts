@@ -110,8 +110,11 @@ async function readCapped(res: IncomingMessage, cap: number, what: string): Prom
 async function errorText(res: IncomingMessage): Promise<string> {
   const body = await readCapped(res, 64 * 1024, "error body").catch(() => Buffer.alloc(0));
   try {
-    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: string; message?: string }> };
+    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: string; message?: string }>; error?: string; error_description?: string; details?: string };
     if (Array.isArray(doc.errors) && doc.errors.length > 0) return doc.errors.map((e) => `${e.code ?? ""} ${e.message ?? ""}`.trim()).join("; ");
+    // Token servers answer in OAuth2's words (RFC 6749 5.2) or docker's {"details": …}.
+    if (typeof doc.error === "string") return doc.error_description ? `${doc.error}: ${doc.error_description}` : doc.error;
+    if (typeof doc.details === "string") return doc.details;
   } catch { /* not JSON */ }
   return body.toString("utf8").slice(0, 200).trim();
 }
