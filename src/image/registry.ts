@@ -6,7 +6,7 @@ import { status } from "@grpc/grpc-js";
 import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { parseChallenges, type Credentials } from "./auth.js";
-import { MANIFEST_ACCEPT } from "./manifest.js";
+import { MANIFEST_ACCEPT, MT } from "./manifest.js";
 import { isLoopbackRegistry, registryHost, type Reference } from "./reference.js";
 
 export interface RegistryOptions {
@@ -134,6 +134,21 @@ export async function withRetries<T>(what: string, log: Logger, fn: () => Promis
       await new Promise((r) => setTimeout(r, delay));
     }
   }
+}
+
+/**
+ * Refuses a Docker schema 1 manifest before any digest check: its Docker-Content-Digest covers the
+ * payload without the signatures, so a digest comparison would misreport it as corrupt.
+ */
+function refuseSchema1(bytes: Buffer, contentType: string | undefined, url: string): void {
+  const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  let v1 = type === MT.dockerSchema1 || type === MT.dockerSchema1Signed;
+  if (!v1) {
+    try {
+      v1 = (JSON.parse(bytes.toString("utf8")) as { schemaVersion?: unknown } | null)?.schemaVersion === 1;
+    } catch { /* not JSON: parseManifest says so */ }
+  }
+  if (v1) throw new FailedPrecondition(`${url}: the image uses a Docker schema 1 manifest, which berth does not support (deprecated since 2017): rebuild or re-push it with a current tool`);
 }
 
 export interface FetchedManifest {
@@ -267,6 +282,7 @@ export class RepositorySession {
         const res = await this.request(ep, "GET", `manifests/${reference}`, MANIFEST_ACCEPT);
         watchProgress(res, this.opts.progressTimeoutMs, `${ep.base}/v2/${this.ref.path}/manifests/${reference}`);
         const bytes = await readCapped(res, 4 << 20, "manifest");
+        refuseSchema1(bytes, res.headers["content-type"], `${ep.base}/v2/${this.ref.path}/manifests/${reference}`);
         const digestHeader = res.headers["docker-content-digest"];
         this.chosen ??= ep;
         return { bytes, contentType: res.headers["content-type"], headerDigest: typeof digestHeader === "string" ? digestHeader : undefined };
