@@ -3,6 +3,8 @@
 // AuthConfig fields kubelet sends (username/password, auth, identity_token, registry_token).
 import { status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { startBerthd, type Berthd } from "./harness/berthd.js";
 import { pushImage, type PushedImage } from "./harness/images.js";
@@ -116,5 +118,100 @@ describe("token registry: identity_token and registry_token", () => {
       assert.ok(!d.logs().includes(wrong));
     }
     assert.deepEqual(reg.tokenRequests.slice(n), []);
+  });
+});
+
+/** An HTTP server on `address` that records every request's path and Authorization header. */
+async function startRecorder(address: string, handle: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  const seen: Array<{ method: string; url: string; authorization: string | undefined }> = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization });
+    handle(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, address, r));
+  return {
+    host: `${address}:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
+type Recorder = Awaited<ReturnType<typeof startRecorder>>;
+
+/** Forwards a request to `target`, headers (Authorization included) as they came unless `headers` replaces them. */
+function forward(target: string, req: http.IncomingMessage, res: http.ServerResponse, headers = req.headers): void {
+  const up = http.request(`${target}${req.url}`, { method: req.method, headers: { ...headers, host: new URL(target).host } }, (ur) => {
+    res.writeHead(ur.statusCode ?? 502, ur.headers);
+    ur.pipe(res);
+  });
+  up.on("error", () => res.destroy());
+  req.pipe(up);
+}
+
+describe("credentials stay with their registry: mirrors and redirects to another host", () => {
+  const password = "m1rror-Never-sees-this";
+  let reg: TestRegistry;
+  let img: PushedImage;
+  let mirror: Recorder;
+  let front: Recorder;
+  let blobHost: Recorder;
+  let mirrorMode: "404" | "401" = "404";
+  let d: Berthd;
+  before(async () => {
+    reg = await startRegistry({ htpasswd: { carol: password } });
+    img = await pushImage(reg, "basic/app", { layers: [{ entries: [{ path: "m", content: "mirrored?" }] }] });
+    // A mirror that has nothing (404) or wants its own login (401): either way berth falls back to the upstream.
+    mirror = await startRecorder("127.0.0.1", (req, res) => {
+      if (mirrorMode === "401") {
+        res.writeHead(401, { "www-authenticate": 'Basic realm="mirror"', "content-type": "application/json" });
+        return res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "mirror login" }] }));
+      }
+      if (req.url === "/v2/") return res.end("{}");
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "mirror has nothing" }] }));
+    });
+    // Blob storage on another host (127.0.0.2): it fetches the blob from the registry with its own login.
+    const own = `Basic ${Buffer.from(`${reg.pushAuth!.username}:${reg.pushAuth!.password}`).toString("base64")}`;
+    blobHost = await startRecorder("127.0.0.2", (req, res) => forward(reg.url, req, res, { authorization: own }));
+    // The registry berth is given: the real one, except that blob GETs are redirected to the blob host, as
+    // registries backed by object storage do (docker-registry's filesystem driver cannot redirect).
+    front = await startRecorder("127.0.0.1", (req, res) => {
+      if (req.method === "GET" && /\/blobs\/sha256:/.test(req.url ?? "") && req.headers.authorization) {
+        res.writeHead(307, { location: `http://${blobHost.host}${req.url}` });
+        return res.end();
+      }
+      forward(reg.url, req, res);
+    });
+    d = await startBerthd({ config: `[image.mirrors]\n"${reg.host}" = ["http://${mirror.host}"]\n` });
+  });
+  after(async () => {
+    await d?.cleanup();
+    for (const s of [front, blobHost, mirror]) await s?.close();
+    await reg?.stop();
+  });
+
+  for (const mode of ["404", "401"] as const) {
+    test(`a mirror answering ${mode} is asked without the upstream's credentials; the upstream gets them`, async () => {
+      mirrorMode = mode;
+      mirror.seen.length = 0;
+      const r = await d.cri.image.pullImage({ image: { image: `${reg.host}/basic/app` }, auth: { username: "carol", password, serverAddress: reg.host } });
+      assert.equal(r.imageRef, img.id);
+      assert.ok(mirror.seen.length > 0, "the mirror was tried first");
+      assert.deepEqual(mirror.seen.filter((s) => s.authorization !== undefined), [], "no Authorization header ever reached the mirror");
+      assert.ok(!d.logs().includes(password));
+      await d.cri.image.removeImage({ image: { image: img.id } });
+    });
+  }
+
+  test("a blob redirect to another host is followed without the Authorization header", async () => {
+    const r = await d.cri.image.pullImage({ image: { image: `${front.host}/basic/app` }, auth: { username: "carol", password } });
+    assert.equal(r.imageRef, img.id);
+    const blobs = blobHost.seen.filter((s) => /\/blobs\//.test(s.url));
+    assert.equal(blobs.length, 2, `the config and the layer came from the blob host: ${JSON.stringify(blobHost.seen.map((s) => s.url))}`);
+    assert.deepEqual(blobHost.seen.filter((s) => s.authorization !== undefined), [], "no Authorization header reached the other host");
+    assert.ok(front.seen.some((s) => /\/manifests\//.test(s.url) && s.authorization?.startsWith("Basic ")), "the registry itself got the credentials");
+    await d.cri.image.removeImage({ image: { image: img.id } });
   });
 });
