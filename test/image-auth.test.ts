@@ -215,3 +215,47 @@ describe("credentials stay with their registry: mirrors and redirects to another
     await d.cri.image.removeImage({ image: { image: img.id } });
   });
 });
+
+describe("unreachable registries", () => {
+  let d: Berthd;
+  before(async () => {
+    d = await startBerthd();
+  });
+  after(async () => {
+    await d?.cleanup();
+  });
+
+  test("connection refused is UNAVAILABLE naming the host, after the retries", async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const s = http.createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    await assert.rejects(d.cri.image.pullImage({ image: { image: `127.0.0.1:${port}/gone/app:1` } }),
+      refused(status.UNAVAILABLE, new RegExp(`cannot reach http://127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`)));
+    assert.match(d.logs(), /retrying registry request/);
+  });
+
+  test("a host that does not resolve is UNAVAILABLE naming the host", async () => {
+    await assert.rejects(d.cri.image.pullImage({ image: { image: "no-such-registry.invalid/app:1" } }),
+      refused(status.UNAVAILABLE, /cannot resolve the registry host "no-such-registry\.invalid" \(E[A-Z_]+\)/));
+  });
+
+  test("a token realm that cannot be reached is UNAVAILABLE naming the token host", async () => {
+    const realm = await startRecorder("127.0.0.1", (_req, res) => res.end());
+    const closedRealm = `http://${realm.host}/token`;
+    await realm.close();
+    const reg = await startRecorder("127.0.0.1", (_req, res) => {
+      res.writeHead(401, { "www-authenticate": `Bearer realm="${closedRealm}",service="s"`, "content-type": "application/json" });
+      res.end("{}");
+    });
+    try {
+      await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/app:1` } }),
+        refused(status.UNAVAILABLE, new RegExp(`cannot reach http://${realm.host}: connect ECONNREFUSED`)));
+    } finally {
+      await reg.close();
+    }
+  });
+});

@@ -3,7 +3,7 @@
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import { status } from "@grpc/grpc-js";
-import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
+import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, Unavailable, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { parseChallenges, type Credentials } from "./auth.js";
 import { MANIFEST_ACCEPT, MT } from "./manifest.js";
@@ -52,6 +52,21 @@ export function watchProgress(res: IncomingMessage, ms: number, url: string): vo
   res.once("end", () => clearTimeout(timer));
 }
 
+/**
+ * A host berth cannot resolve or connect to is UNAVAILABLE naming the host (the errno stays the
+ * cause, so withRetries still retries it); any other error passes through unchanged.
+ */
+export function unreachable(u: URL, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code ?? "";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL" || code === "EAI_NONAME") {
+    return new Unavailable(`cannot resolve the registry host "${u.hostname}" (${code}): check the image name and the host's DNS`, { cause: err });
+  }
+  if (["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "ECONNABORTED", "EPIPE"].includes(code)) {
+    return new Unavailable(`cannot reach ${u.protocol === "https:" ? "https" : "http"}://${u.host}: ${(err as Error).message}`, { cause: err });
+  }
+  return err;
+}
+
 interface RawRequest {
   method: string;
   url: string;
@@ -75,7 +90,7 @@ async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: strin
         resolve(res);
       });
       r.setTimeout(req.timeoutMs, () => r.destroy(new DeadlineExceeded(`no response from ${u.origin}${u.pathname} for ${Math.round(req.timeoutMs / 1000)}s (image.pull_progress_timeout)`)));
-      r.once("error", reject);
+      r.once("error", (err) => reject(unreachable(u, err)));
       r.end(req.body);
     });
     const status = res.statusCode ?? 0;
@@ -291,7 +306,7 @@ export class RepositorySession {
           if (errors.length === 0) throw err;
           const wrapped = wrap(`mirrors failed (${errors.join("; ")}); upstream`, err);
           // A mirror that answered "no such manifest" outranks an upstream that cannot be reached.
-          if (mirrorsSaidNotFound && codeOf(err) === status.INTERNAL) throw new NotFound(wrapped.message, { cause: err });
+          if (mirrorsSaidNotFound && (codeOf(err) === status.INTERNAL || codeOf(err) === status.UNAVAILABLE)) throw new NotFound(wrapped.message, { cause: err });
           throw wrapped;
         }
         if (err instanceof NotFound) mirrorsSaidNotFound = true;
