@@ -259,3 +259,49 @@ describe("unreachable registries", () => {
     }
   });
 });
+
+describe("a registry with a private CA (image.ca_files)", () => {
+  let reg: TestRegistry;
+  let img: PushedImage;
+  const berthds: Berthd[] = [];
+  before(async () => {
+    reg = await startRegistry({ tls: true });
+    img = await pushImage(reg, "tls/app", { layers: [{ entries: [{ path: "s", content: "secure" }] }] });
+  });
+  after(async () => {
+    for (const d of berthds) await d.cleanup();
+    await reg?.stop();
+  });
+  // berth reaches loopback registries over http, so the https registry is named as an explicit https mirror.
+  const start = async (caFiles: string[]) => {
+    const d = await startBerthd({ config: `[image]\nca_files = ${JSON.stringify(caFiles)}\n[image.mirrors]\n"registry.example" = ["${reg.url}"]\n` });
+    berthds.push(d);
+    return d;
+  };
+  const image = { image: "registry.example/tls/app" };
+
+  test("the registry really serves https only", async () => {
+    assert.match(reg.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const plain = await fetch(`http://${reg.host}/v2/`);
+    assert.equal(plain.status, 400);
+    assert.match(await plain.text(), /HTTP request to an HTTPS server/);
+  });
+
+  test("without its CA, the certificate is refused with a message pointing at image.ca_files", async () => {
+    const d = await start([]);
+    await assert.rejects(d.cri.image.pullImage({ image }), (e: GrpcErr) => {
+      assert.match(e.details, new RegExp(`TLS certificate of 127\\.0\\.0\\.1:\\d+ is not trusted .*image\\.ca_files`));
+      return true;
+    });
+  });
+
+  test("with the CA in image.ca_files, the pull verifies the certificate and succeeds", async () => {
+    const d = await start([reg.caFile!]);
+    assert.equal((await d.cri.image.pullImage({ image })).imageRef, img.id);
+  });
+
+  test("an unreadable CA file is FAILED_PRECONDITION naming it", async () => {
+    const d = await start(["/nonexistent/berth-ca.pem"]);
+    await assert.rejects(d.cri.image.pullImage({ image }), refused(status.FAILED_PRECONDITION, /image\.ca_files: cannot read \/nonexistent\/berth-ca\.pem/));
+  });
+});

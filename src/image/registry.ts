@@ -1,7 +1,9 @@
 // A client for the OCI distribution API: mirrors then the upstream host, Bearer and Basic
 // auth, redirects, retries with backoff, and a no-progress timeout on every response.
+import { readFile } from "node:fs/promises";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
+import tls from "node:tls";
 import { status } from "@grpc/grpc-js";
 import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, Unavailable, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -16,12 +18,31 @@ export interface RegistryOptions {
   progressTimeoutMs: number;
   log: Logger;
   userAgent: string;
+  /** Extra PEM CA bundles trusted (besides the system's) for https registries, mirrors and token realms: image.ca_files. */
+  caFiles?: string[];
 }
 
 const MAX_REDIRECTS = 10;
 const RETRIES = 4;
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+
+const caAgents = new Map<string, Promise<https.Agent>>();
+
+/** The https agent trusting the system CAs plus `caFiles`, built once per list of files. */
+function httpsAgentFor(caFiles: string[] | undefined): Promise<https.Agent> {
+  if (!caFiles || caFiles.length === 0) return Promise.resolve(httpsAgent);
+  const key = caFiles.join("\0");
+  let agent = caAgents.get(key);
+  if (!agent) {
+    agent = Promise.all(caFiles.map((f) => readFile(f, "utf8").catch((err: Error) => {
+      throw new FailedPrecondition(`image.ca_files: cannot read ${f}: ${err.message}`);
+    }))).then((pems) => new https.Agent({ keepAlive: true, maxSockets: 16, ca: [...tls.rootCertificates, ...pems] }));
+    agent.catch(() => caAgents.delete(key));
+    caAgents.set(key, agent);
+  }
+  return agent;
+}
 
 /** Errors worth another attempt: resets, refused connections, 5xx and 429. */
 export class RetryableError extends Error {}
@@ -52,12 +73,18 @@ export function watchProgress(res: IncomingMessage, ms: number, url: string): vo
   res.once("end", () => clearTimeout(timer));
 }
 
+const TLS_TRUST_ERRORS = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
 /**
  * A host berth cannot resolve or connect to is UNAVAILABLE naming the host (the errno stays the
- * cause, so withRetries still retries it); any other error passes through unchanged.
+ * cause, so withRetries still retries it); a certificate berth does not trust is FAILED_PRECONDITION
+ * pointing at image.ca_files; any other error passes through unchanged.
  */
-export function unreachable(u: URL, err: unknown): unknown {
+export function connectError(u: URL, err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException)?.code ?? "";
+  if (TLS_TRUST_ERRORS.test(code)) {
+    return new FailedPrecondition(`the TLS certificate of ${u.host} is not trusted (${(err as Error).message}): add the CA that signed it to image.ca_files`, { cause: err });
+  }
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL" || code === "EAI_NONAME") {
     return new Unavailable(`cannot resolve the registry host "${u.hostname}" (${code}): check the image name and the host's DNS`, { cause: err });
   }
@@ -73,6 +100,8 @@ interface RawRequest {
   headers: Record<string, string>;
   body?: string;
   timeoutMs: number;
+  /** The agent for https URLs (system CAs plus image.ca_files). */
+  tlsAgent: https.Agent;
 }
 
 /** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the host. */
@@ -84,13 +113,13 @@ async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: strin
     const u = new URL(url);
     const mod = u.protocol === "https:" ? https : http;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? httpsAgent : httpAgent }, (res) => {
+      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? req.tlsAgent : httpAgent }, (res) => {
         // From here the body's own no-progress watch (watchProgress) takes over.
         r.setTimeout(0);
         resolve(res);
       });
       r.setTimeout(req.timeoutMs, () => r.destroy(new DeadlineExceeded(`no response from ${u.origin}${u.pathname} for ${Math.round(req.timeoutMs / 1000)}s (image.pull_progress_timeout)`)));
-      r.once("error", (err) => reject(unreachable(u, err)));
+      r.once("error", (err) => reject(connectError(u, err)));
       r.end(req.body);
     });
     const status = res.statusCode ?? 0;
@@ -198,7 +227,7 @@ export class RepositorySession {
         const headers: Record<string, string> = { "user-agent": this.opts.userAgent };
         if (accept) headers.accept = accept;
         if (ep.authorization) headers.authorization = ep.authorization;
-        const { res } = await send({ method, url, headers, timeoutMs: this.opts.progressTimeoutMs });
+        const { res } = await send({ method, url, headers, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
         const status = res.statusCode ?? 0;
         if (status === 401 && round === 0) {
           const challenge = res.headers["www-authenticate"];
@@ -258,7 +287,7 @@ export class RepositorySession {
     }
     const who = creds?.username ? ` for user "${creds.username}"` : creds?.identityToken ? " for the identity token" : " (anonymous)";
     return withRetries(`token ${u.origin}${u.pathname}`, this.log, async () => {
-      const { res } = await send({ method, url: u.toString(), headers, body, timeoutMs: this.opts.progressTimeoutMs });
+      const { res } = await send({ method, url: u.toString(), headers, body, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
       const status = res.statusCode ?? 0;
       if (status >= 500) throw new RetryableError(`token server ${u.origin}${u.pathname}: HTTP ${status}`);
       if (status < 200 || status >= 300) {
@@ -275,7 +304,7 @@ export class RepositorySession {
   /** Pings /v2/ on an endpoint to learn its auth challenge before the first real request. */
   private async ping(ep: Endpoint): Promise<void> {
     if (ep.authorization) return;
-    const { res } = await send({ method: "GET", url: `${ep.base}/v2/`, headers: { "user-agent": this.opts.userAgent }, timeoutMs: this.opts.progressTimeoutMs });
+    const { res } = await send({ method: "GET", url: `${ep.base}/v2/`, headers: { "user-agent": this.opts.userAgent }, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
     res.resume();
     const status = res.statusCode ?? 0;
     if (status === 401) {

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -25,13 +26,18 @@ export interface RegistryOptions {
   tokenAuth?: { users: Record<string, TokenUser>; anonymousPull?: string[]; refreshTokens?: Record<string, string> };
   /** Turn on htpasswd Basic auth with these users (name -> password); docker-registry 2.8 allows it over plain http. */
   htpasswd?: Record<string, string>;
+  /** Serve https with a certificate for IP 127.0.0.1 signed by a throwaway test CA (`caFile`). */
+  tls?: boolean;
 }
 
 export interface TestRegistry {
   /** "127.0.0.1:<port>": use as the domain in references. */
   host: string;
-  /** "http://127.0.0.1:<port>" */
+  /** "http://127.0.0.1:<port>" ("https://…" with tls). */
   url: string;
+  /** With tls: the test CA's PEM file and text (trust it to reach the registry). */
+  caFile?: string;
+  ca?: string;
   dir: string;
   /** Token server, when token auth is on. */
   tokenUrl?: string;
@@ -58,12 +64,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitHttp(url: string, proc: ChildProcess, logs: () => string): Promise<void> {
+async function waitHttp(url: string, proc: ChildProcess, logs: () => string, ca?: string): Promise<void> {
   const until = Date.now() + 15_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${logs()}`);
     const ok = await new Promise<boolean>((resolve) => {
-      http.get(url, (res) => {
+      (ca ? https : http).get(url, { ca }, (res) => {
         res.resume();
         resolve(true);
       }).on("error", () => resolve(false));
@@ -214,6 +220,18 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     token = await startTokenServer(mint, auth, seen);
     authYaml = `auth:\n  token:\n    realm: ${token.url}\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: ${certFile}\n`;
   }
+  let tlsYaml = "";
+  let ca: { file: string; pem: string } | undefined;
+  if (opts.tls) {
+    const f = (n: string) => path.join(dir, n);
+    await execa("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=berth-test-ca"]);
+    await execa("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", f("tls.key"), "-out", f("tls.csr"), "-subj", "/CN=127.0.0.1"]);
+    await writeFile(f("san.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    await execa("openssl", ["x509", "-req", "-in", f("tls.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("tls.pem"), "-days", "2", "-extfile", f("san.ext")]);
+    ca = { file: f("ca.pem"), pem: await readFile(f("ca.pem"), "utf8") };
+    tlsYaml = `  tls:\n    certificate: ${f("tls.pem")}\n    key: ${f("tls.key")}`;
+  }
+  const scheme = opts.tls ? "https" : "http";
   const config = path.join(dir, "config.yml");
   await writeFile(config, [
     "version: 0.1",
@@ -229,6 +247,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     "http:",
     `  addr: ${host}`,
     `  secret: ${randomBytes(16).toString("hex")}`,
+    tlsYaml,
     authYaml,
   ].join("\n"));
   let out = "";
@@ -237,7 +256,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   proc.stderr!.on("data", (d: Buffer) => (out = (out + d.toString()).slice(-20000)));
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   try {
-    await waitHttp(`http://${host}/v2/`, proc, () => out);
+    await waitHttp(`${scheme}://${host}/v2/`, proc, () => out, ca?.pem);
   } catch (err) {
     proc.kill("SIGKILL");
     await token?.close();
@@ -246,7 +265,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   }
   return {
     host,
-    url: `http://${host}`,
+    url: `${scheme}://${host}`,
+    caFile: ca?.file,
+    ca: ca?.pem,
     dir,
     tokenUrl: token?.url,
     tokenRequests: seen,
