@@ -43,7 +43,12 @@ async function spawnDaemon(cmd: string, args: string[], logFile: string): Promis
   const log = await open(logFile, "a");
   // Own process group: a terminal's Ctrl-C reaches only the harness, which still needs the
   // daemon to remove pods through the CRI before stopping it.
-  const proc = spawn(cmd, args, { stdio: ["ignore", log.fd, log.fd], detached: true });
+  const proc = spawn(cmd, args, {
+    stdio: ["ignore", log.fd, log.fd],
+    detached: true,
+    // The node running the benchmark is the one bin/berthd's `env node` finds.
+    env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}` },
+  });
   await log.close();
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
   return {
@@ -120,7 +125,8 @@ export async function startBerth(o: StartOptions, berthd: string): Promise<Runti
   const configFile = path.join(dir, "berth.toml");
   await writeFile(configFile, berthConfig({ root, state, socket, cniConfDir, runcRoot, registryHost: o.registryHost, pauseImage: o.pauseImage }));
   const logFile = path.join(dir, "berthd.log");
-  const d = await spawnDaemon(process.execPath, [berthd, "--config", configFile], logFile);
+  // bin/berthd runs as an executable, as an operator runs it: its shebang carries berthd's node flags.
+  const d = await spawnDaemon(berthd, ["--config", configFile], logFile);
   let cri: CriClient | undefined;
   await waitForSocket("berthd", socket, d, logFile, () => (cri ??= connectCri(socket)));
   return {

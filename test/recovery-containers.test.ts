@@ -138,7 +138,8 @@ describe("container recovery after kill -9", () => {
       const expect: Record<string, ContainerState | undefined> = {
         "CreateContainer.after-snapshot": undefined,
         "CreateContainer.after-record": undefined,
-        "CreateContainer.after-conmon": undefined,
+        // runc create is done: recovery adopts the container from its pid files.
+        "CreateContainer.after-conmon": ContainerState.CONTAINER_CREATED,
         "CreateContainer.after-created": ContainerState.CONTAINER_CREATED,
         "StartContainer.after-runc-start": ContainerState.CONTAINER_RUNNING,
         "StartContainer.after-record": ContainerState.CONTAINER_RUNNING,

@@ -153,21 +153,17 @@ export class CniNetwork implements PodNetwork {
   async setUp(att: Attachment, caps: CapabilityArgs): Promise<AttachResult> {
     const config = await this.requireConfig();
     const list: ListConf = { cniVersion: config.cniVersion, name: config.name, plugins: config.plugins, disableCheck: config.disableCheck };
-    try {
-      await this.addList(LOOPBACK, att, "lo", {});
-    } catch (err) {
-      throw wrap("attach loopback", err);
-    }
-    let result: unknown;
-    try {
-      result = await this.addList(list, att, IFNAME, caps);
-    } catch (err) {
-      // Undo what the first plugins of the chain did, with exactly the config they saw.
-      await this.delList(list, att, IFNAME, caps, undefined).catch((delErr) =>
+    // Loopback and the configured chain touch different interfaces: attached side by side.
+    const [lo, chain] = await Promise.allSettled([this.addList(LOOPBACK, att, "lo", {}), this.addList(list, att, IFNAME, caps)]);
+    if (lo.status === "rejected" || chain.status === "rejected") {
+      // Undo what the chain did (all or part of it), with exactly the config it saw.
+      await this.delList(list, att, IFNAME, caps, chain.status === "fulfilled" ? chain.value : undefined).catch((delErr) =>
         this.log.warn({ containerId: att.containerId, err: String(delErr) }, "CNI DEL after a failed ADD failed"),
       );
-      throw wrap(`attach to CNI network "${list.name}" (${config.file})`, err);
+      if (lo.status === "rejected") throw wrap("attach loopback", lo.reason);
+      throw wrap(`attach to CNI network "${list.name}" (${config.file})`, (chain as PromiseRejectedResult).reason);
     }
+    const result = chain.value;
     await faultPoint("RunPodSandbox.after-cni-add");
     const entry: CacheEntry = { kind: "berth-cni-cache-v1", containerId: att.containerId, ifName: IFNAME, config: list, caps, result };
     try {

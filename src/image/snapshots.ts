@@ -76,22 +76,28 @@ export class OverlaySnapshots implements Snapshots {
         const missing = image.chainIds.filter((c) => !this.layers.get(c));
         if (missing.length > 0) throw new FailedPrecondition(`image ${image.id} is missing layers ${missing.join(", ")}: pull it again`);
         this.layers.hold(`snapshot:${key}`, image.chainIds);
-        rec = { key, imageId, chainIds: image.chainIds, created: Date.now() };
-        try {
-          await this.records.put(key, rec);
-        } catch (err) {
+        const fresh: SnapshotRecord = { key, imageId, chainIds: image.chainIds, created: Date.now() };
+        // A mount whose record a crash kept from being written is removed by load(): mount while recording.
+        const [saved, mounted] = await Promise.allSettled([this.records.put(key, fresh), this.mount(fresh, true)]);
+        if (saved.status === "rejected" || mounted.status === "rejected") {
+          if (mounted.status === "fulfilled") await unmount(mounted.value).catch(() => undefined);
+          await rm(this.paths(key).base, { recursive: true, force: true }).catch(() => undefined);
+          if (saved.status === "fulfilled") await this.records.delete(key).catch(() => undefined);
           await this.layers.release(`snapshot:${key}`);
-          throw wrap(`recording snapshot ${key}`, err);
+          if (saved.status === "rejected") throw wrap(`recording snapshot ${key}`, saved.reason);
+          throw (mounted as PromiseRejectedResult).reason;
         }
-        this.known.set(key, rec);
+        this.known.set(key, fresh);
+        return { rootfs: mounted.value };
       }
       return { rootfs: await this.mount(rec) };
     });
   }
 
-  private async mount(rec: SnapshotRecord): Promise<string> {
+  /** Mounts the snapshot's rootfs; `fresh`: the snapshot was just made, so nothing is mounted there yet. */
+  private async mount(rec: SnapshotRecord, fresh = false): Promise<string> {
     const p = this.paths(rec.key);
-    if (await isMountpoint(p.rootfs)) return p.rootfs;
+    if (!fresh && (await isMountpoint(p.rootfs))) return p.rootfs;
     const lower: string[] = [];
     for (const c of [...rec.chainIds].reverse()) {
       const layer = this.layers.get(c);
@@ -99,9 +105,12 @@ export class OverlaySnapshots implements Snapshots {
       lower.push(this.layers.relPath(layer));
     }
     if (lower.length === 0) lower.push(LayerStore.EMPTY);
-    await mkdir(p.upper, { recursive: true, mode: 0o755 });
-    await mkdir(p.work, { recursive: true, mode: 0o700 });
-    await mkdir(p.rootfs, { recursive: true, mode: 0o755 });
+    await mkdir(p.base, { recursive: true, mode: 0o755 });
+    await Promise.all([
+      mkdir(p.upper, { recursive: true, mode: 0o755 }),
+      mkdir(p.work, { recursive: true, mode: 0o700 }),
+      mkdir(p.rootfs, { recursive: true, mode: 0o755 }),
+    ]);
     try {
       await mountOverlay({ lower, cwd: this.layers.dir, upper: p.upper, work: p.work, target: p.rootfs });
     } catch (err) {

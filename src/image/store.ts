@@ -178,6 +178,7 @@ export class LocalImageStore implements ImageStore {
     const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), {
       insecureRegistries: this.config.image.insecure_registries,
       mirrors: this.config.image.mirrors,
+      caFiles: this.config.image.ca_files,
       progressTimeoutMs: this.progressTimeoutMs,
       log: this.log,
       userAgent: this.userAgent,

@@ -1,7 +1,9 @@
 // ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
 // snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
-// Update, ReopenLog and ExecSync go to runc / conmon; state comes from conmon's exit file, so
-// it stays right across berthd restarts. Records live in the crash-safe store.
+// Update and ExecSync go to runc, ReopenLog to conmon; state comes from conmon's exit file, so
+// it stays right across berthd restarts. Records live in the crash-safe store. The exit dir is
+// watched, so List and Status answer from memory; a periodic sweep catches what a watch misses
+// (a conmon killed before it could write the exit file, an inotify overflow).
 import { randomBytes } from "node:crypto";
 import { watch, type FSWatcher } from "node:fs";
 import { access, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
@@ -9,10 +11,12 @@ import path from "node:path";
 import {
   ContainerState,
   ContainerStatus,
+  NamespaceMode,
   type Container,
   type ContainerConfig,
   type ContainerFilter,
   type LinuxContainerResources,
+  type NamespaceOption,
 } from "../gen/api.js";
 import { handlerRoot, type Config } from "../config.js";
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
@@ -22,8 +26,8 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { conmonExec, isConmon, reopenLog, startConmon } from "./conmon.js";
-import { readExecOutput } from "./exec-output.js";
+import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
+import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
@@ -35,6 +39,10 @@ import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+/** After an exec'd process exits, how long its output is still read (a background child may hold the pipes). */
+const EXEC_DRAIN_GRACE_MS = 200;
+/** How often running containers are checked for a conmon that died without an exit file. */
+const SWEEP_INTERVAL_MS = 5_000;
 
 export interface ContainerManagerDeps {
   config: Config;
@@ -85,7 +93,10 @@ export class ContainerManager implements PodContainers {
   private readonly runtimes = new Map<string, OciRuntime>();
   private host!: HostFacts;
   private watcher: FSWatcher | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private readonly exitWaiters = new Map<string, Set<() => void>>();
+  /** Exit-file reads in progress, one per container. */
+  private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private conmonPath = "";
 
@@ -112,18 +123,58 @@ export class ContainerManager implements PodContainers {
         this.log.error({ file: id }, "container record names another id; ignored");
         continue;
       }
+      if (r.phase !== "exited" && r.conmonPid === 0) {
+        // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
+        r.conmonPid = (await readPid(path.join(r.bundle, "conmon.pid"))) ?? 0;
+        r.pid = (await readPid(path.join(r.bundle, "pidfile"))) ?? 0;
+      }
       this.records.set(id, r);
       this.names.set(r.name, id);
     }
     this.watcher = watch(this.exitDir, (_event, file) => {
-      if (file) for (const w of this.exitWaiters.get(String(file)) ?? []) w();
+      if (!file) return;
+      const name = String(file);
+      for (const w of this.exitWaiters.get(name) ?? []) w();
+      const r = this.records.get(name);
+      if (r && r.phase !== "exited") void this.settle(r);
     });
-    this.watcher.on("error", () => undefined);
+    this.watcher.on("error", (err) => this.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
+    // Exits that happened while berthd was down (the watch is up first, so none slips between).
+    await this.sweep();
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
     this.log.info({ containers: this.records.size }, "container records loaded");
   }
 
   close(): void {
     this.watcher?.close();
+    clearInterval(this.sweeper);
+  }
+
+  /**
+   * Brings a record up to date from its exit file, under the container's lock so it never
+   * races Stop or Remove (a removed record is not written back).
+   */
+  private settle(r: ContainerRecord): Promise<void> {
+    let p = this.settling.get(r.id);
+    if (!p) {
+      p = this.lock
+        .run(r.id, async () => {
+          if (this.records.get(r.id) === r) await this.refresh(r);
+        })
+        .catch((err) => this.log.warn({ id: r.id, err: String(err) }, "reading the container's exit state"))
+        .finally(() => this.settling.delete(r.id));
+      this.settling.set(r.id, p);
+    }
+    return p;
+  }
+
+  /** Settles every live container whose exit file exists or whose conmon is gone. */
+  private async sweep(): Promise<void> {
+    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
+    await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
+      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await isConmon(r.conmonPid)))) await this.settle(r);
+    }));
   }
 
   /** The OCI runtime for a handler name ("" = the default). */
@@ -190,28 +241,21 @@ export class ContainerManager implements PodContainers {
     try {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
       undo.push(() => rm(bundle, { recursive: true, force: true }));
-      const { rootfs } = await this.deps.snapshots.prepare(id, image.id).catch((err) => {
-        throw wrap(`prepare rootfs of image ${image.id}`, err);
-      });
+      // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
-      await faultPoint("CreateContainer.after-snapshot");
-
       const sc = config.linux?.securityContext;
-      const seccompPath = seccompFileNeeded(config);
-      const seccompFiles: Record<string, string> = {};
-      if (seccompPath) {
-        seccompFiles[seccompPath] = await readSeccompProfileFile(seccompPath);
-      }
-      let targetPidnsPath: string | undefined;
-      const nsOpts = sc?.namespaceOptions;
-      if (nsOpts?.pid === 3 /* TARGET */) {
-        const target = this.find(nsOpts.targetId);
-        if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
-        targetPidnsPath = `/proc/${target.pid}/ns/pid`;
-      }
+      // Sources are resolved (symlinks followed) before anything is created for them.
       await checkMountSourcesResolved(config.mounts, { root: this.deps.config.root, state: this.deps.config.state });
-      await prepareMountSources(config.mounts);
-      const devices = [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])];
+      // The rootfs mount and what the spec needs from the host do not depend on each other.
+      const [{ rootfs }, seccompFiles, targetPidnsPath, devices] = await Promise.all([
+        this.deps.snapshots.prepare(id, image.id).catch((err) => {
+          throw wrap(`prepare rootfs of image ${image.id}`, err);
+        }),
+        this.seccompFiles(config),
+        this.targetPidns(sc?.namespaceOptions),
+        prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+      ]);
+      await faultPoint("CreateContainer.after-snapshot");
       const userDb = await readUserDb(rootfs);
       const imageName = image.repoTags[0] ?? config.image!.image;
       const { spec, user } = buildSpec({
@@ -219,7 +263,6 @@ export class ContainerManager implements PodContainers {
         devices, seccompFiles, targetPidnsPath,
       });
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
-      await writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600);
 
       const logPath = kind === "infra"
         ? path.join(bundle, "infra.log")
@@ -250,8 +293,8 @@ export class ContainerManager implements PodContainers {
         process: spec.process,
       };
       // The record is written before conmon starts so a crash here leaves something to clean up.
-      await this.save(record);
       undo.push(() => this.store.delete(id));
+      await Promise.all([writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600), this.save(record)]);
       await faultPoint("CreateContainer.after-record");
 
       const pidFile = path.join(bundle, "pidfile");
@@ -278,9 +321,9 @@ export class ContainerManager implements PodContainers {
         throw wrap("create container (conmon + runc create)", err);
       });
       await faultPoint("CreateContainer.after-conmon");
+      // Not saved here: Start saves them, and init reads them back from the pid files after a crash.
       record.pid = started2.containerPid;
       record.conmonPid = started2.conmonPid;
-      await this.save(record);
       this.records.set(id, record);
       await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
@@ -294,12 +337,26 @@ export class ContainerManager implements PodContainers {
     }
   }
 
+  private async seccompFiles(config: ContainerConfig): Promise<Record<string, string>> {
+    const seccompPath = seccompFileNeeded(config);
+    if (!seccompPath) return {};
+    return { [seccompPath]: await readSeccompProfileFile(seccompPath) };
+  }
+
+  /** /proc/<pid>/ns/pid of the target container, for namespace_options.pid = TARGET. */
+  private async targetPidns(nsOpts: NamespaceOption | undefined): Promise<string | undefined> {
+    if (nsOpts?.pid !== NamespaceMode.TARGET) return undefined;
+    const target = this.find(nsOpts.targetId);
+    if ((await this.refresh(target)).phase !== "running") throw new FailedPrecondition(`target container ${target.id} is not running`);
+    return `/proc/${target.pid}/ns/pid`;
+  }
+
   // ---- State ------------------------------------------------------------------------------
 
   /** Updates a record from conmon's exit file (and OOM evidence); persists a change. */
-  private async refresh(r: ContainerRecord, exitNames?: Set<string>): Promise<ContainerRecord> {
+  private async refresh(r: ContainerRecord): Promise<ContainerRecord> {
     if (r.phase === "exited") return r;
-    const present = exitNames ? exitNames.has(r.id) : await exists(r.exitFile);
+    const present = await exists(r.exitFile);
     if (!present) {
       if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) {
         // conmon is gone without an exit file: the container's fate is unknown.
@@ -308,18 +365,20 @@ export class ContainerManager implements PodContainers {
       }
       return r;
     }
-    let code = 255;
-    let finished = nowNs();
+    let code: number;
+    let finished: bigint;
     try {
       const [text, st] = await Promise.all([readFile(r.exitFile, "utf8"), stat(r.exitFile)]);
-      const n = Number.parseInt(text.trim(), 10);
-      if (Number.isInteger(n)) code = n;
+      code = Number.parseInt(text.trim(), 10);
+      // Seen between conmon creating the file and writing it: the next event brings the code.
+      if (!Number.isInteger(code)) return r;
       finished = BigInt(Math.round(st.mtimeMs * 1000)) * 1000n;
     } catch (err) {
       if (!isErrno(err, "ENOENT")) throw err;
       return r;
     }
-    const oom = (await exists(path.join(r.bundle, "oom"))) || (await this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)) > 0;
+    const [oomFile, oomKills] = await Promise.all([exists(path.join(r.bundle, "oom")), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
+    const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
     return r;
@@ -337,23 +396,23 @@ export class ContainerManager implements PodContainers {
 
   /** Waits up to `ms` for the container's exit file. */
   private async waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
-    if (await exists(r.exitFile)) return true;
     const base = path.basename(r.exitFile);
     let wake!: () => void;
     const set = this.exitWaiters.get(base) ?? new Set();
     this.exitWaiters.set(base, set);
     const until = Date.now() + ms;
     try {
-      while (Date.now() < until) {
+      for (;;) {
+        // Listening before looking: a file written in between still wakes this wait.
         const woke = new Promise<void>((res) => {
           wake = res;
           set.add(wake);
         });
+        if (await exists(r.exitFile)) return true;
+        if (Date.now() >= until) return false;
         await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
         set.delete(wake);
-        if (await exists(r.exitFile)) return true;
       }
-      return await exists(r.exitFile);
     } finally {
       set.delete(wake);
       if (set.size === 0) this.exitWaiters.delete(base);
@@ -365,7 +424,7 @@ export class ContainerManager implements PodContainers {
   async start(id: string): Promise<void> {
     const r = this.find(id);
     await this.lock.run(r.id, async () => {
-      await this.refresh(r);
+      // The exit watch keeps the phase current; a container killed just now makes runc start fail (StartError).
       if (r.phase !== "created") throw new FailedPrecondition(`container ${r.id} is ${r.phase}, not created: it cannot be started`);
       const rt = await this.runtime(r.handler);
       const startedAt = nowNs();
@@ -429,10 +488,30 @@ export class ContainerManager implements PodContainers {
     await this.refresh(r);
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
-    await rt.delete(r.id, true);
+    // conmon lingers briefly after the exit to flush the log: wait for it while runc deletes.
+    await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
     await faultPoint("RemoveContainer.after-runc-delete");
-    // conmon lingers briefly after the exit to flush the log; do not leave it behind.
-    for (let i = 0; i < 50 && (await isConmon(r.conmonPid)); i++) await sleep(20);
+    // Nothing of the container runs any more: its leftovers go in parallel.
+    await Promise.all([
+      this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal")),
+      this.deps.snapshots.remove(r.id).catch((err) => {
+        throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
+      }),
+      rm(r.bundle, { recursive: true, force: true }),
+      rm(r.exitFile, { force: true }),
+      unlink(r.socketLink).catch(() => undefined),
+    ]);
+    await faultPoint("RemoveContainer.after-files");
+    await this.store.delete(r.id);
+    await faultPoint("RemoveContainer.after-record-delete");
+    this.records.delete(r.id);
+    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.log.info({ id: r.id }, "container removed");
+  }
+
+  /** Waits up to 1 s for the container's conmon to exit, then kills it. */
+  private async conmonGone(r: ContainerRecord): Promise<void> {
+    for (let i = 0; i < 200 && (await isConmon(r.conmonPid)); i++) await sleep(5);
     if (await isConmon(r.conmonPid)) {
       try {
         process.kill(r.conmonPid, "SIGKILL");
@@ -440,21 +519,6 @@ export class ContainerManager implements PodContainers {
         // gone
       }
     }
-    await this.deps.cgroups.remove(r.cgroupsPath).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "cgroup removal"));
-    await faultPoint("RemoveContainer.after-cgroup");
-    await this.deps.snapshots.remove(r.id).catch((err) => {
-      throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
-    });
-    await faultPoint("RemoveContainer.after-snapshot");
-    await rm(r.bundle, { recursive: true, force: true });
-    await rm(r.exitFile, { force: true });
-    await unlink(r.socketLink).catch(() => undefined);
-    await faultPoint("RemoveContainer.after-files");
-    await this.store.delete(r.id);
-    await faultPoint("RemoveContainer.after-record-delete");
-    this.records.delete(r.id);
-    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
-    this.log.info({ id: r.id }, "container removed");
   }
 
   async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {
@@ -475,7 +539,6 @@ export class ContainerManager implements PodContainers {
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const r = this.find(id);
-    await this.refresh(r);
     const status = ContainerStatus.fromPartial({
       id: r.id,
       metadata: r.metadata,
@@ -516,14 +579,12 @@ export class ContainerManager implements PodContainers {
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
-    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
     const out: Container[] = [];
     for (const r of this.records.values()) {
       if (r.kind !== "container") continue;
       if (filter?.id && !r.id.startsWith(filter.id)) continue;
       if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
       if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
-      await this.refresh(r, exitNames);
       if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
       out.push({
         id: r.id,
@@ -546,15 +607,13 @@ export class ContainerManager implements PodContainers {
     return [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
   }
 
-  /** Every CRI container record, refreshed. */
+  /** Every CRI container record (kept current by the exit watch). */
   async allContainers(): Promise<ContainerRecord[]> {
-    const out: ContainerRecord[] = [];
-    for (const r of this.records.values()) if (r.kind === "container") out.push(await this.refresh(r));
-    return out;
+    return [...this.records.values()].filter((r) => r.kind === "container");
   }
 
   async record(id: string): Promise<ContainerRecord> {
-    return this.refresh(this.find(id));
+    return this.find(id);
   }
 
   // ---- Update / Reopen log / Exec -------------------------------------------------------
@@ -595,24 +654,18 @@ export class ContainerManager implements PodContainers {
   async execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
     if (cmd.length === 0) throw new InvalidArgument("exec cmd is empty");
     const r = this.find(id);
-    await this.refresh(r);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running (${r.phase}): cannot exec in it`);
     const rt = await this.runtime(r.handler);
-    const execDir = path.join(r.bundle, "exec", randomBytes(6).toString("hex"));
-    const processFile = path.join(execDir, "process.json");
-    const logPath = path.join(execDir, "output.log");
+    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
+    const processFile = `${base}.json`;
+    const pidFile = `${base}.pid`;
     try {
-      await mkdir(execDir, { recursive: true, mode: 0o700 });
       await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await conmonExec({
-        conmon: this.conmonPath, runtimePath: rt.binary, runtimeArgs: rt.globalArgs(), systemdCgroup: rt.systemdCgroup,
-        id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
-      });
+      const res = await rt.execSync(r.id, { processFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, pidFile, drainGraceMs: EXEC_DRAIN_GRACE_MS });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      const out = await readExecOutput(logPath, EXEC_OUTPUT_CAP);
-      return { stdout: out.stdout, stderr: out.stderr, exitCode: res.exitCode };
+      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
     } finally {
-      await rm(execDir, { recursive: true, force: true });
+      await Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]);
     }
   }
 

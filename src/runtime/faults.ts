@@ -35,8 +35,6 @@ export const FAULT_POINTS = [
   "StopContainer.after-signal",
   "StopContainer.after-kill",
   "RemoveContainer.after-runc-delete",
-  "RemoveContainer.after-cgroup",
-  "RemoveContainer.after-snapshot",
   "RemoveContainer.after-files",
   "RemoveContainer.after-record-delete",
   "PullImage.after-layer-unpack",

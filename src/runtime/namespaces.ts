@@ -73,8 +73,12 @@ export async function unmount(target: string): Promise<void> {
 
 /** Unpins every namespace under `dir` and removes the dir. Idempotent. */
 export async function unpinNamespaces(dir: string): Promise<void> {
-  for (const m of await mountsUnder(dir)) await unmount(m.target);
-  for (const kind of ["net", "ipc", "uts"]) await unmount(path.join(dir, kind));
+  // Deepest first, all in one umount run; what it could not unmount is detached one by one.
+  const targets = (await mountsUnder(dir)).map((m) => m.target).sort((a, b) => b.length - a.length);
+  if (targets.length > 0) {
+    const r = await execa("umount", targets, { reject: false, timeout: TIMEOUT_MS });
+    if (r.failed) for (const t of targets) await unmount(t);
+  }
   await rm(dir, { recursive: true, force: true });
 }
 

@@ -322,19 +322,17 @@ export class SandboxManager implements SandboxLookup {
         this.pods.set(id, rec);
         await faultPoint("RunPodSandbox.after-record");
 
-        step = "create pod dir";
-        await mkdir(podDir, { recursive: true, mode: 0o711 });
-
-        step = "pin namespaces";
+        step = "create pod dir and pin namespaces";
         const kinds: PinnedKind[] = [];
         if (!hostNetwork) kinds.push("net", "uts");
         if (!hostIpc) kinds.push("ipc");
-        const pins = await pinNamespaces(rec.nsDir, kinds, hostname);
+        const [, pins] = await Promise.all([mkdir(podDir, { recursive: true, mode: 0o711 }), pinNamespaces(rec.nsDir, kinds, hostname)]);
         rec.netnsPath = pins.net;
         rec.ipcnsPath = pins.ipc;
         rec.utsnsPath = pins.uts;
         await faultPoint("RunPodSandbox.after-netns");
 
+        // Before the network: a sysctl may change how the interfaces CNI makes behave.
         for (const s of sysctls) {
           step = `set sysctl ${s.key}=${s.value}`;
           await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value);

@@ -100,7 +100,8 @@ export function containerdHostsToml(registry: string): string {
 async function launch(name: RuntimeName, dir: string, cmd: string, args: string[], socket: string, network: NetworkSpec): Promise<RuntimeUnderTest> {
   const logFile = path.join(dir, `${name}.log`);
   const log = await open(logFile, "a");
-  const proc = spawn(cmd, args, { stdio: ["ignore", log.fd, log.fd] });
+  // bin/berthd runs as an executable (its shebang carries berthd's node flags), with this node first on PATH.
+  const proc = spawn(cmd, args, { stdio: ["ignore", log.fd, log.fd], env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}` } });
   let exited = false;
   const done = new Promise<void>((resolve) => proc.once("exit", () => { exited = true; resolve(); }));
   let stopping: Promise<void> | undefined;
@@ -136,7 +137,7 @@ export async function startRuntime(name: RuntimeName, dir: string, registry: str
   if (name === "berth") {
     const configFile = path.join(dir, "berth.toml");
     await writeFile(configFile, berthConfig(dir, registry));
-    return launch(name, dir, process.execPath, [BERTHD, "--config", configFile], path.join(dir, "berth.sock"), network);
+    return launch(name, dir, BERTHD, ["--config", configFile], path.join(dir, "berth.sock"), network);
   }
   for (const host of MIRRORED_REGISTRIES) {
     await mkdir(path.join(dir, "certs.d", host), { recursive: true });

@@ -8,6 +8,8 @@ import { connectCri, type CriClient } from "../../src/cri/client.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const BERTHD = path.join(REPO, "bin/berthd");
+/** bin/berthd runs as an executable (its shebang carries berthd's node flags), with this node first on PATH. */
+export const BERTHD_ENV: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}` };
 
 export interface Berthd {
   dir: string;
@@ -63,8 +65,8 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
     await writeFile(configFile, base + (opts.config ?? ""));
   }
   let out = "";
-  const proc = spawn(process.execPath, [BERTHD, "--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
-    env: { ...process.env, ...opts.env },
+  const proc = spawn(BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
+    env: { ...BERTHD_ENV, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -101,7 +103,7 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
 /** Runs berthd to completion with these args (for --help, config errors and the like). */
 export function runBerthd(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [BERTHD, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(BERTHD, args, { env: { ...BERTHD_ENV, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
