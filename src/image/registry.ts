@@ -104,11 +104,11 @@ interface RawRequest {
   tlsAgent: https.Agent;
 }
 
-/** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the host. */
+/** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the origin (scheme and host). */
 async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: string }> {
   let url = req.url;
   let headers = { ...req.headers };
-  const origin = new URL(url).host;
+  const origin = new URL(url).origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const u = new URL(url);
     const mod = u.protocol === "https:" ? https : http;
@@ -126,7 +126,7 @@ async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: strin
     if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
       res.resume();
       url = new URL(res.headers.location, url).toString();
-      if (new URL(url).host !== origin) {
+      if (new URL(url).origin !== origin) {
         const { authorization: _drop, ...rest } = headers;
         headers = rest;
       }
