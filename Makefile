@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl gcc libc6-dev procps
+RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils gcc libc6-dev
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps apache2-utils
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
@@ -17,7 +17,7 @@ define apt_ensure
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 endef
 
-.PHONY: deps deps-test deps-bench build gen run test bench critest critest-bin soak fuzz clean cni-default
+.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak fuzz clean cni-default
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
@@ -37,7 +37,15 @@ src/gen/api.ts: proto/api.proto $(PROTOC_GEN)
 
 gen: src/gen/api.ts
 
-build: deps src/gen/api.ts
+# The N-API addon (src/native): plain cc against the installed Node headers, no node-gyp download.
+NODE_INCLUDE ?= $(shell node -p "require('path').resolve(process.execPath, '../../include/node')")
+dist/native/berth_native.node: src/native/berth_native.c
+	@mkdir -p dist/native
+	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -DNODE_GYP_MODULE_NAME=berth_native -I$(NODE_INCLUDE) -o $@ $<
+
+native: dist/native/berth_native.node
+
+build: deps src/gen/api.ts native
 	$(TSC) -p .
 
 # Installs the default bridge network (berth0, 10.88.0.0/16) when the CNI conf dir has none.
@@ -63,6 +71,10 @@ test: deps-test build
 # Random and malformed requests against a real berthd (bounded: FUZZ_CASES, reproducible: FUZZ_SEED).
 fuzz: deps-test build
 	node dist/test/fuzz/fuzz.js
+
+# 8 clients cycling pods and containers for SOAK_SECONDS (default 300): errors, leaks, berthd RSS.
+soak: deps-test build
+	node dist/test/soak/soak.js
 
 # critest (cri-tools) against berth; test/critest/README.md. CRITEST_RUNTIME=containerd runs the baseline,
 # CRITEST_OUT=dir keeps the logs and reports, CRITEST_FLAGS passes more (--focus RE, --skip RE, --benchmark, --verbose).

@@ -38,6 +38,8 @@ export interface Config {
     pause_image: string;
     insecure_registries: string[];
     mirrors: Record<string, string[]>;
+    /** Extra PEM CA bundles trusted for https registries, mirrors and token servers (private CAs). */
+    ca_files: string[];
     pull_progress_timeout: string;
     max_concurrent_downloads: number;
   };
@@ -76,6 +78,7 @@ export function defaultConfig(): Config {
       pause_image: "registry.k8s.io/pause:3.10",
       insecure_registries: [],
       mirrors: {},
+      ca_files: [],
       pull_progress_timeout: "5m",
       max_concurrent_downloads: 3,
     },
@@ -113,6 +116,7 @@ const SCHEMA: Table = {
     pause_image: "string",
     insecure_registries: "string[]",
     mirrors: { mapOf: "string[]" },
+    ca_files: "string[]",
     pull_progress_timeout: "duration",
     max_concurrent_downloads: "number",
   },

@@ -17,6 +17,8 @@ import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import { faultTarget } from "./runtime/faults.js";
+import { recoverContainers } from "./runtime/recovery.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
@@ -24,6 +26,9 @@ import { openCgroups } from "./runtime/cgroups.js";
 import { ContainerManager } from "./runtime/container.js";
 import { PauseContainers } from "./runtime/infra.js";
 import { StatsCollector } from "./runtime/stats.js";
+import { streamingHandlers } from "./cri/streaming.js";
+import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
+import { StreamServer } from "./stream/server.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -65,6 +70,8 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   await mkdir(config.root, { recursive: true, mode: 0o700 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
+  const fault = faultTarget();
+  if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
   const lockPath = `${socket}.lock`;
   await acquireLock(lockPath, socket);
 
@@ -90,15 +97,27 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
     await containers.init();
+    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
+    // Streaming: the URLs Exec, Attach and PortForward hand out, and the processes behind them.
+    const streams = new StreamServer({
+      address: config.stream.address,
+      port: config.stream.port,
+      idleTimeoutMs: parseDuration(config.stream.idle_timeout),
+      tlsCert: config.stream.tls_cert,
+      tlsKey: config.stream.tls_key,
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    await streams.start();
+    cleanups.push(() => streams.stop());
     server = createGrpcServer(
       {
         ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
         ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
+        ...streamingHandlers(streams, log),
       },
       { ...imageHandlers(images, log) },
       log,

@@ -36,6 +36,9 @@ export class Unauthenticated extends BerthError {
 export class ResourceExhausted extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) { super(status.RESOURCE_EXHAUSTED, message, options); }
 }
+export class Unavailable extends BerthError {
+  constructor(message: string, options?: { cause?: unknown }) { super(status.UNAVAILABLE, message, options); }
+}
 export class Internal extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) { super(status.INTERNAL, message, options); }
 }

@@ -2,10 +2,11 @@
 // to loopback), detaching it, checking it. The result of every ADD is cached per
 // attachment under <root>/cni/results, so DEL and CHECK get the config and result the
 // ADD used even when the conf dir changed since.
-import { mkdir, readFile, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { FailedPrecondition, isErrno, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
+import { faultPoint } from "../runtime/faults.js";
 import { decodeRecord, encodeRecord, writeFileAtomic } from "../store/records.js";
 import { formatCniArgs, pluginInput, SUPPORTED_VERSIONS, versionAtLeast, type CapabilityArgs, type NetworkConfList, type PluginConf } from "./config.js";
 import { invokePlugin, type CniCommand } from "./invoke.js";
@@ -34,6 +35,10 @@ export interface PodNetwork {
   tearDown(att: Attachment): Promise<void>;
   check(att: Attachment): Promise<void>;
   condition(): Promise<NetworkCondition>;
+  /** True while an ADD's result is cached for this attachment: a completed DEL removes it. */
+  hasAttachment(containerId: string): Promise<boolean>;
+  /** Every attachment with a cached result (for recovery: attachments whose pod is gone); `foreign` lists files that are not berth's. */
+  cachedAttachments(): Promise<{ attachments: Array<{ containerId: string; result: unknown }>; foreign: string[] }>;
 }
 
 type ListConf = Pick<NetworkConfList, "cniVersion" | "name" | "plugins" | "disableCheck">;
@@ -159,6 +164,7 @@ export class CniNetwork implements PodNetwork {
       throw wrap(`attach to CNI network "${list.name}" (${config.file})`, (chain as PromiseRejectedResult).reason);
     }
     const result = chain.value;
+    await faultPoint("RunPodSandbox.after-cni-add");
     const entry: CacheEntry = { kind: "berth-cni-cache-v1", containerId: att.containerId, ifName: IFNAME, config: list, caps, result };
     try {
       await writeFileAtomic(this.cacheFile(att.containerId, IFNAME), encodeRecord(entry));
@@ -186,6 +192,35 @@ export class CniNetwork implements PodNetwork {
     await unlink(this.cacheFile(att.containerId, IFNAME)).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
     });
+  }
+
+  async hasAttachment(containerId: string): Promise<boolean> {
+    return readFile(this.cacheFile(containerId, IFNAME)).then(() => true, (err) => {
+      if (isErrno(err, "ENOENT")) return false;
+      throw err;
+    });
+  }
+
+  async cachedAttachments(): Promise<{ attachments: Array<{ containerId: string; result: unknown }>; foreign: string[] }> {
+    const attachments: Array<{ containerId: string; result: unknown }> = [];
+    const foreign: string[] = [];
+    const suffix = `-${IFNAME}.json`;
+    for (const name of (await readdir(this.cacheDir).catch(() => [] as string[])).sort()) {
+      const file = path.join(this.cacheDir, name);
+      if (name.startsWith(".tmp-")) {
+        // A cache write a crash cut short (writeFileAtomic's temp file).
+        await unlink(file).catch(() => undefined);
+        continue;
+      }
+      const containerId = name.endsWith(suffix) ? name.slice(0, -suffix.length) : "";
+      if (!/^[A-Za-z0-9_.-]+$/.test(containerId)) {
+        foreign.push(file);
+        continue;
+      }
+      const cached = await this.readCache(containerId);
+      attachments.push({ containerId, result: cached?.result });
+    }
+    return { attachments, foreign };
   }
 
   async check(att: Attachment): Promise<void> {

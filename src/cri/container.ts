@@ -3,6 +3,7 @@
 import type { Container, ContainerConfig, ContainerFilter, ContainerStatus, LinuxContainerResources, RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
+import { validateResources } from "../runtime/container-validate.js";
 import { unary } from "./rpc.js";
 
 /** What the CRI front needs of the container back-end. */
@@ -45,6 +46,7 @@ export function containerHandlers(c: Containers, log: Logger): Pick<RuntimeServi
     containerStatus: unary(log, "ContainerStatus", async (req) => c.status(need(req.containerId), req.verbose)),
     listContainers: unary(log, "ListContainers", async (req) => ({ containers: await c.list(req.filter) })),
     updateContainerResources: unary(log, "UpdateContainerResources", async (req) => {
+      if (req.linux) validateResources(req.linux);
       await c.updateResources(need(req.containerId), req.linux, req.annotations ?? {});
       return {};
     }),

@@ -11,6 +11,13 @@ export function malformedRequest(err: unknown): unknown {
 }
 import type { Logger } from "../log.js";
 
+/** Longest error message sent or logged: a check that quotes a 16 MiB field must not echo it whole. */
+export const MAX_ERROR_MESSAGE = 4096;
+
+export function capMessage(text: string): string {
+  return text.length > MAX_ERROR_MESSAGE ? `${text.slice(0, MAX_ERROR_MESSAGE)}… (${text.length - MAX_ERROR_MESSAGE} more characters)` : text;
+}
+
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -25,9 +32,9 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
       },
       (err: unknown) => {
         const code = codeOf(err);
-        const message = err instanceof BerthError ? err.message : causeChain(err);
+        const message = capMessage(err instanceof BerthError ? err.message : causeChain(err));
         const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
-        log[level]({ method, ms: elapsedMs(started), code: status[code], err: causeChain(err) }, "rpc failed");
+        log[level]({ method, ms: elapsedMs(started), code: status[code], err: capMessage(causeChain(err)) }, "rpc failed");
         callback({ code, details: message, message } as never, null);
       },
     );
@@ -44,11 +51,20 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
       () => call.end(),
       (err: unknown) => {
         const code = codeOf(err);
-        log.warn({ method, code: status[code], err: causeChain(err) }, "stream failed");
-        call.destroy(Object.assign(new Error(causeChain(err)), { code, details: causeChain(err) }));
+        const message = capMessage(causeChain(err));
+        log.warn({ method, code: status[code], err: message }, "stream failed");
+        call.destroy(Object.assign(new Error(message), { code, details: message }));
       },
     );
   };
+}
+
+/** Aborted when the caller is gone (cancelled, deadline passed): for work that must outlive it and know it. */
+export function callerGone(call: { cancelled: boolean; once(event: "cancelled", fn: () => void): unknown }): AbortSignal {
+  const gone = new AbortController();
+  if (call.cancelled) gone.abort();
+  else call.once("cancelled", () => gone.abort());
+  return gone.signal;
 }
 
 function elapsedMs(started: bigint): number {

@@ -3,11 +3,11 @@ import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxStat
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
-import { unary } from "./rpc.js";
+import { callerGone, unary } from "./rpc.js";
 
 /** What the CRI front needs of the pod sandbox back-end. */
 export interface PodSandboxes {
-  run(config: PodSandboxConfig | undefined, runtimeHandler: string): Promise<string>;
+  run(config: PodSandboxConfig | undefined, runtimeHandler: string, callerGone?: AbortSignal): Promise<string>;
   stop(id: string): Promise<void>;
   remove(id: string): Promise<void>;
   get(id: string): SandboxRecord;
@@ -67,7 +67,7 @@ function toListItem(rec: SandboxRecord): PodSandbox {
 
 export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
   return {
-    runPodSandbox: unary(log, "RunPodSandbox", async (req) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler) })),
+    runPodSandbox: unary(log, "RunPodSandbox", async (req, call) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler, callerGone(call)) })),
 
     stopPodSandbox: unary(log, "StopPodSandbox", async (req) => {
       await pods.stop(req.podSandboxId);
@@ -94,7 +94,10 @@ export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeSe
       const f = req.filter;
       const filter: SandboxFilter = {};
       if (f?.id) filter.id = f.id;
-      if (f?.state) filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+      if (f?.state) {
+        if (f.state.state !== PodSandboxState.SANDBOX_READY && f.state.state !== PodSandboxState.SANDBOX_NOTREADY) throw new InvalidArgument(`filter.state.state ${f.state.state} is not SANDBOX_READY or SANDBOX_NOTREADY`);
+        filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+      }
       if (f && Object.keys(f.labelSelector).length) filter.labelSelector = f.labelSelector;
       return { items: pods.list(filter).map(toListItem) };
     }),

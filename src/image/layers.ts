@@ -14,6 +14,7 @@ import { InvalidArgument, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
+import { faultPoint } from "../runtime/faults.js";
 import { DigestMismatch } from "./content.js";
 import type { Compression } from "./manifest.js";
 import { readTar } from "./tar.js";
@@ -237,7 +238,9 @@ export class LayerStore {
       }
       const gotDiff = `sha256:${diff.digest("hex")}`;
       if (gotDiff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${gotDiff} does not match the config's diff ID ${diffId}; nothing was stored`);
+      await faultPoint("PullImage.after-layer-unpack");
       await rename(tmp, path.join(this.dir, String(id)));
+      await faultPoint("PullImage.after-layer-dir");
       const rec: LayerRecord = { chainId, diffId, id, bytes: result.bytes, inodes: result.inodes };
       try {
         await this.records.put(hex(chainId), rec);
@@ -246,6 +249,7 @@ export class LayerStore {
         throw err;
       }
       this.byChain.set(chainId, rec);
+      await faultPoint("PullImage.after-layer-record");
       this.log.debug({ chainId, digest: source.digest, ms: Date.now() - started, bytes: result.bytes }, "layer unpacked");
       return rec;
     } catch (err) {

@@ -1,12 +1,14 @@
 // A client for the OCI distribution API: mirrors then the upstream host, Bearer and Basic
 // auth, redirects, retries with backoff, and a no-progress timeout on every response.
+import { readFile } from "node:fs/promises";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
+import tls from "node:tls";
 import { status } from "@grpc/grpc-js";
-import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, wrap } from "../errors.js";
+import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, Unavailable, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { parseChallenges, type Credentials } from "./auth.js";
-import { MANIFEST_ACCEPT } from "./manifest.js";
+import { MANIFEST_ACCEPT, MT } from "./manifest.js";
 import { isLoopbackRegistry, registryHost, type Reference } from "./reference.js";
 
 export interface RegistryOptions {
@@ -16,12 +18,31 @@ export interface RegistryOptions {
   progressTimeoutMs: number;
   log: Logger;
   userAgent: string;
+  /** Extra PEM CA bundles trusted (besides the system's) for https registries, mirrors and token realms: image.ca_files. */
+  caFiles?: string[];
 }
 
 const MAX_REDIRECTS = 10;
 const RETRIES = 4;
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+
+const caAgents = new Map<string, Promise<https.Agent>>();
+
+/** The https agent trusting the system CAs plus `caFiles`, built once per list of files. */
+function httpsAgentFor(caFiles: string[] | undefined): Promise<https.Agent> {
+  if (!caFiles || caFiles.length === 0) return Promise.resolve(httpsAgent);
+  const key = caFiles.join("\0");
+  let agent = caAgents.get(key);
+  if (!agent) {
+    agent = Promise.all(caFiles.map((f) => readFile(f, "utf8").catch((err: Error) => {
+      throw new FailedPrecondition(`image.ca_files: cannot read ${f}: ${err.message}`);
+    }))).then((pems) => new https.Agent({ keepAlive: true, maxSockets: 16, ca: [...tls.rootCertificates, ...pems] }));
+    agent.catch(() => caAgents.delete(key));
+    caAgents.set(key, agent);
+  }
+  return agent;
+}
 
 /** Errors worth another attempt: resets, refused connections, 5xx and 429. */
 export class RetryableError extends Error {}
@@ -52,37 +73,60 @@ export function watchProgress(res: IncomingMessage, ms: number, url: string): vo
   res.once("end", () => clearTimeout(timer));
 }
 
+const TLS_TRUST_ERRORS = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/**
+ * A host berth cannot resolve or connect to is UNAVAILABLE naming the host (the errno stays the
+ * cause, so withRetries still retries it); a certificate berth does not trust is FAILED_PRECONDITION
+ * pointing at image.ca_files; any other error passes through unchanged.
+ */
+export function connectError(u: URL, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code ?? "";
+  if (TLS_TRUST_ERRORS.test(code)) {
+    return new FailedPrecondition(`the TLS certificate of ${u.host} is not trusted (${(err as Error).message}): add the CA that signed it to image.ca_files`, { cause: err });
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL" || code === "EAI_NONAME") {
+    return new Unavailable(`cannot resolve the registry host "${u.hostname}" (${code}): check the image name and the host's DNS`, { cause: err });
+  }
+  if (["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "ECONNABORTED", "EPIPE"].includes(code)) {
+    return new Unavailable(`cannot reach ${u.protocol === "https:" ? "https" : "http"}://${u.host}: ${(err as Error).message}`, { cause: err });
+  }
+  return err;
+}
+
 interface RawRequest {
   method: string;
   url: string;
   headers: Record<string, string>;
   body?: string;
   timeoutMs: number;
+  /** The agent for https URLs (system CAs plus image.ca_files). */
+  tlsAgent: https.Agent;
 }
 
-/** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the host. */
+/** One HTTP exchange with redirects followed; Authorization is dropped when a redirect leaves the origin (scheme and host). */
 async function send(req: RawRequest): Promise<{ res: IncomingMessage; url: string }> {
   let url = req.url;
   let headers = { ...req.headers };
-  const origin = new URL(url).host;
+  const origin = new URL(url).origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const u = new URL(url);
     const mod = u.protocol === "https:" ? https : http;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? httpsAgent : httpAgent }, (res) => {
+      const r = mod.request(u, { method: req.method, headers, agent: u.protocol === "https:" ? req.tlsAgent : httpAgent }, (res) => {
         // From here the body's own no-progress watch (watchProgress) takes over.
         r.setTimeout(0);
         resolve(res);
       });
       r.setTimeout(req.timeoutMs, () => r.destroy(new DeadlineExceeded(`no response from ${u.origin}${u.pathname} for ${Math.round(req.timeoutMs / 1000)}s (image.pull_progress_timeout)`)));
-      r.once("error", reject);
+      r.once("error", (err) => reject(connectError(u, err)));
       r.end(req.body);
     });
     const status = res.statusCode ?? 0;
     if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
       res.resume();
       url = new URL(res.headers.location, url).toString();
-      if (new URL(url).host !== origin) {
+      if (new URL(url).origin !== origin) {
         const { authorization: _drop, ...rest } = headers;
         headers = rest;
       }
@@ -110,8 +154,11 @@ async function readCapped(res: IncomingMessage, cap: number, what: string): Prom
 async function errorText(res: IncomingMessage): Promise<string> {
   const body = await readCapped(res, 64 * 1024, "error body").catch(() => Buffer.alloc(0));
   try {
-    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: string; message?: string }> };
+    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: string; message?: string }>; error?: string; error_description?: string; details?: string };
     if (Array.isArray(doc.errors) && doc.errors.length > 0) return doc.errors.map((e) => `${e.code ?? ""} ${e.message ?? ""}`.trim()).join("; ");
+    // Token servers answer in OAuth2's words (RFC 6749 5.2) or docker's {"details": …}.
+    if (typeof doc.error === "string") return doc.error_description ? `${doc.error}: ${doc.error_description}` : doc.error;
+    if (typeof doc.details === "string") return doc.details;
   } catch { /* not JSON */ }
   return body.toString("utf8").slice(0, 200).trim();
 }
@@ -131,6 +178,21 @@ export async function withRetries<T>(what: string, log: Logger, fn: () => Promis
       await new Promise((r) => setTimeout(r, delay));
     }
   }
+}
+
+/**
+ * Refuses a Docker schema 1 manifest before any digest check: its Docker-Content-Digest covers the
+ * payload without the signatures, so a digest comparison would misreport it as corrupt.
+ */
+function refuseSchema1(bytes: Buffer, contentType: string | undefined, url: string): void {
+  const type = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  let v1 = type === MT.dockerSchema1 || type === MT.dockerSchema1Signed;
+  if (!v1) {
+    try {
+      v1 = (JSON.parse(bytes.toString("utf8")) as { schemaVersion?: unknown } | null)?.schemaVersion === 1;
+    } catch { /* not JSON: parseManifest says so */ }
+  }
+  if (v1) throw new FailedPrecondition(`${url}: the image uses a Docker schema 1 manifest, which berth does not support (deprecated since 2017): rebuild or re-push it with a current tool`);
 }
 
 export interface FetchedManifest {
@@ -165,7 +227,7 @@ export class RepositorySession {
         const headers: Record<string, string> = { "user-agent": this.opts.userAgent };
         if (accept) headers.accept = accept;
         if (ep.authorization) headers.authorization = ep.authorization;
-        const { res } = await send({ method, url, headers, timeoutMs: this.opts.progressTimeoutMs });
+        const { res } = await send({ method, url, headers, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
         const status = res.statusCode ?? 0;
         if (status === 401 && round === 0) {
           const challenge = res.headers["www-authenticate"];
@@ -225,7 +287,7 @@ export class RepositorySession {
     }
     const who = creds?.username ? ` for user "${creds.username}"` : creds?.identityToken ? " for the identity token" : " (anonymous)";
     return withRetries(`token ${u.origin}${u.pathname}`, this.log, async () => {
-      const { res } = await send({ method, url: u.toString(), headers, body, timeoutMs: this.opts.progressTimeoutMs });
+      const { res } = await send({ method, url: u.toString(), headers, body, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
       const status = res.statusCode ?? 0;
       if (status >= 500) throw new RetryableError(`token server ${u.origin}${u.pathname}: HTTP ${status}`);
       if (status < 200 || status >= 300) {
@@ -242,7 +304,7 @@ export class RepositorySession {
   /** Pings /v2/ on an endpoint to learn its auth challenge before the first real request. */
   private async ping(ep: Endpoint): Promise<void> {
     if (ep.authorization) return;
-    const { res } = await send({ method: "GET", url: `${ep.base}/v2/`, headers: { "user-agent": this.opts.userAgent }, timeoutMs: this.opts.progressTimeoutMs });
+    const { res } = await send({ method: "GET", url: `${ep.base}/v2/`, headers: { "user-agent": this.opts.userAgent }, timeoutMs: this.opts.progressTimeoutMs, tlsAgent: await httpsAgentFor(this.opts.caFiles) });
     res.resume();
     const status = res.statusCode ?? 0;
     if (status === 401) {
@@ -264,6 +326,7 @@ export class RepositorySession {
         const res = await this.request(ep, "GET", `manifests/${reference}`, MANIFEST_ACCEPT);
         watchProgress(res, this.opts.progressTimeoutMs, `${ep.base}/v2/${this.ref.path}/manifests/${reference}`);
         const bytes = await readCapped(res, 4 << 20, "manifest");
+        refuseSchema1(bytes, res.headers["content-type"], `${ep.base}/v2/${this.ref.path}/manifests/${reference}`);
         const digestHeader = res.headers["docker-content-digest"];
         this.chosen ??= ep;
         return { bytes, contentType: res.headers["content-type"], headerDigest: typeof digestHeader === "string" ? digestHeader : undefined };
@@ -272,7 +335,7 @@ export class RepositorySession {
           if (errors.length === 0) throw err;
           const wrapped = wrap(`mirrors failed (${errors.join("; ")}); upstream`, err);
           // A mirror that answered "no such manifest" outranks an upstream that cannot be reached.
-          if (mirrorsSaidNotFound && codeOf(err) === status.INTERNAL) throw new NotFound(wrapped.message, { cause: err });
+          if (mirrorsSaidNotFound && (codeOf(err) === status.INTERNAL || codeOf(err) === status.UNAVAILABLE)) throw new NotFound(wrapped.message, { cause: err });
           throw wrapped;
         }
         if (err instanceof NotFound) mirrorsSaidNotFound = true;

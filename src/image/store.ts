@@ -9,6 +9,7 @@ import { FailedPrecondition, InvalidArgument, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
+import { faultPoint } from "../runtime/faults.js";
 import { credentialsFor } from "./auth.js";
 import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
@@ -177,6 +178,7 @@ export class LocalImageStore implements ImageStore {
     const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), {
       insecureRegistries: this.config.image.insecure_registries,
       mirrors: this.config.image.mirrors,
+      caFiles: this.config.image.ca_files,
       progressTimeoutMs: this.progressTimeoutMs,
       log: this.log,
       userAgent: this.userAgent,
@@ -239,13 +241,16 @@ export class LocalImageStore implements ImageStore {
       }));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
+      await faultPoint("PullImage.after-layers");
       await Promise.all(blobs.map(([digest, bytes, what]) => this.content.put(digest, bytes, what)));
+      await faultPoint("PullImage.after-blobs");
       const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       await this.commit(id, config, {
         tag: ref.tag ? `${name}:${ref.tag}` : undefined,
         digest: `${name}@${topDigest}`,
         size, manifestDigest, indexDigest, chainIds: chain,
       });
+      await faultPoint("PullImage.after-record");
     } catch (err) {
       throw wrap(`pulling image ${formatReference(ref)}`, err);
     } finally {

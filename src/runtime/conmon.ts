@@ -81,6 +81,7 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
     mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 }),
   ]);
   let sub;
+  let closed = Promise.resolve();
   try {
     // node's spawn (not execa): conmon needs extra pipe fds and a detached session, nothing buffered.
     sub = spawn(o.conmon, conmonArgs(o), {
@@ -91,11 +92,12 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
       detached: true,
     });
   } finally {
-    await errLog.close();
+    closed = errLog.close();
   }
   const syncPipe = sub.stdio[3] as unknown as Readable;
   const startPipe = sub.stdio[4] as unknown as Writable;
-  const message = await new Promise<string>((resolve, reject) => {
+  // Listeners go on before any await: a child that exits first has its unread pipes drained by node, 'end' included.
+  const reported = new Promise<string>((resolve, reject) => {
     let text = "";
     const timer = setTimeout(() => finish(new Internal(`conmon for ${o.id} did not report within ${o.timeoutMs ?? 60_000} ms`)), o.timeoutMs ?? 60_000);
     const finish = (err?: Error) => {
@@ -115,6 +117,10 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
     startPipe.on("error", () => undefined);
     startPipe.end("0");
   });
+  // Handled now, awaited below: a rejection while the log closes must not count as unhandled.
+  reported.catch(() => undefined);
+  await closed;
+  const message = await reported;
   sub.unref();
   const parsed = parseSyncMessage(message);
   if (parsed === undefined || parsed.pid <= 0) {

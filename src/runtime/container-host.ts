@@ -1,12 +1,13 @@
 // What CreateContainer learns from the host before the (pure) spec is generated: host facts,
 // device nodes, bind-mount sources (created when missing, propagation checked) and seccomp files.
-import { lstat, mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { MountPropagation, Signal, signalToJSON, type Device, type Mount } from "../gen/api.js";
 import { FailedPrecondition, InvalidArgument, isErrno } from "../errors.js";
 import type { CgroupDriverName } from "./cgroups.js";
 import { detectCgroupVersion } from "./cgroups.js";
 import { ALL_CAPABILITIES, type HostFacts, type ResolvedDevice } from "./spec.js";
+import { inside, type BerthDirs } from "./container-validate.js";
 
 async function exists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
@@ -119,6 +120,35 @@ async function mountInfo(): Promise<MountInfo[]> {
     const sep = f.indexOf("-");
     return { mountPoint: f[4]!.replace(/\\040/g, " "), optional: f.slice(6, sep) };
   });
+}
+
+/** Where p lands once every symlink is followed: its deepest existing ancestor resolved, the rest appended. */
+async function resolvedHostPath(p: string): Promise<string> {
+  const rest: string[] = [];
+  for (let cur = path.resolve(p); ; cur = path.dirname(cur)) {
+    try {
+      return path.join(await realpath(cur), ...rest.reverse());
+    } catch (err) {
+      if (!isErrno(err, "ENOENT") && !isErrno(err, "ENOTDIR") || cur === "/") throw err;
+      rest.push(path.basename(cur));
+    }
+  }
+}
+
+/**
+ * The lexical check of validateContainerConfig sees "/tmp/x", not that /tmp/x links to berth's
+ * root: runc follows links in a bind source, so every source is resolved before it is created or used.
+ */
+export async function checkMountSourcesResolved(mounts: Mount[], dirs: BerthDirs): Promise<void> {
+  const guarded: string[] = [];
+  for (const d of [dirs.root, dirs.state]) guarded.push(path.resolve(d), await resolvedHostPath(d));
+  for (const m of mounts) {
+    if (!m.hostPath.startsWith("/")) continue;
+    const real = await resolvedHostPath(m.hostPath);
+    if (guarded.some((g) => inside(real, g))) {
+      throw new InvalidArgument(`mount host_path "${m.hostPath.slice(0, 300)}" resolves to ${real.slice(0, 300)}, inside berth's own data (${dirs.root}, ${dirs.state})`);
+    }
+  }
 }
 
 /**

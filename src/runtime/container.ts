@@ -24,14 +24,19 @@ import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
+import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
-import { gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
+import { fitExecResponse } from "./exec-output.js";
+import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
+import { readSeccompProfileFile } from "./seccomp.js";
 import { readUserDb } from "./user.js";
+import { faultPoint } from "./faults.js";
+import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** After an exec'd process exits, how long its output is still read (a background child may hold the pipes). */
@@ -54,19 +59,6 @@ export interface ExecSyncResult {
   stdout: Buffer;
   stderr: Buffer;
   exitCode: number;
-}
-
-/** Where a container's stdio can be reached (for the streaming server). */
-export interface AttachInfo {
-  id: string;
-  pid: number;
-  tty: boolean;
-  stdin: boolean;
-  /** conmon's attach socket (SOCK_SEQPACKET). */
-  attachSocket: string;
-  /** conmon's control fifo (resize: "1 <h> <w>\n"). */
-  ctlPath: string;
-  logPath: string;
 }
 
 function nowNs(): bigint {
@@ -113,7 +105,8 @@ export class ContainerManager implements PodContainers {
     this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
     this.bundles = path.join(c.state, "containers");
     this.exitDir = path.join(c.state, "exits");
-    this.socketDir = path.join(c.state, "sock");
+    // conmon links <socketDir>/<id> to the bundle and cuts link names that reach 107 bytes: keep it short.
+    this.socketDir = path.join(c.state, "s");
     this.log = deps.log.child({ layer: "containers" });
   }
 
@@ -217,14 +210,13 @@ export class ContainerManager implements PodContainers {
   async create(sandboxId: string, config: ContainerConfig): Promise<string> {
     if (!config.metadata?.name) throw new InvalidArgument("container config has no metadata.name");
     if (!config.image?.image) throw new InvalidArgument("container config has no image");
+    validateContainerConfig(config, { root: this.deps.config.root, state: this.deps.config.state });
     const sandbox = this.deps.sandboxes.getSandbox(sandboxId);
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
     if (sandbox.state !== "ready") throw new FailedPrecondition(`pod sandbox ${sandbox.id} is not ready: cannot create container "${config.metadata.name}" in it`);
     const m = sandbox.metadata;
     const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
-    if (config.logPath && (path.isAbsolute(config.logPath) || config.logPath.split("/").includes(".."))) {
-      throw new InvalidArgument(`log_path "${config.logPath}" must be relative to the pod's log_directory, without ".."`);
-    }
+    if (config.logPath) logPathParts(config.logPath);
     const taken = this.names.get(name);
     if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
     const id = randomBytes(32).toString("hex");
@@ -252,6 +244,8 @@ export class ContainerManager implements PodContainers {
       // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
       const sc = config.linux?.securityContext;
+      // Sources are resolved (symlinks followed) before anything is created for them.
+      await checkMountSourcesResolved(config.mounts, { root: this.deps.config.root, state: this.deps.config.state });
       // The rootfs mount and what the spec needs from the host do not depend on each other.
       const [{ rootfs }, seccompFiles, targetPidnsPath, devices] = await Promise.all([
         this.deps.snapshots.prepare(id, image.id).catch((err) => {
@@ -261,6 +255,7 @@ export class ContainerManager implements PodContainers {
         this.targetPidns(sc?.namespaceOptions),
         prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
       ]);
+      await faultPoint("CreateContainer.after-snapshot");
       const userDb = await readUserDb(rootfs);
       const imageName = image.repoTags[0] ?? config.image!.image;
       const { spec, user } = buildSpec({
@@ -271,7 +266,7 @@ export class ContainerManager implements PodContainers {
 
       const logPath = kind === "infra"
         ? path.join(bundle, "infra.log")
-        : sandbox.logDirectory && config.logPath ? path.join(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
+        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
       const record: ContainerRecord = {
         id, sandboxId: sandbox.id, kind, name,
         metadata: config.metadata!,
@@ -300,6 +295,7 @@ export class ContainerManager implements PodContainers {
       // The record is written before conmon starts so a crash here leaves something to clean up.
       undo.push(() => this.store.delete(id));
       await Promise.all([writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600), this.save(record)]);
+      await faultPoint("CreateContainer.after-record");
 
       const pidFile = path.join(bundle, "pidfile");
       undo.push(() => rt.delete(id, true));
@@ -324,10 +320,12 @@ export class ContainerManager implements PodContainers {
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
+      await faultPoint("CreateContainer.after-conmon");
       // Not saved here: Start saves them, and init reads them back from the pid files after a crash.
       record.pid = started2.containerPid;
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
+      await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
     } catch (err) {
@@ -342,10 +340,7 @@ export class ContainerManager implements PodContainers {
   private async seccompFiles(config: ContainerConfig): Promise<Record<string, string>> {
     const seccompPath = seccompFileNeeded(config);
     if (!seccompPath) return {};
-    const text = await readFile(seccompPath, "utf8").catch((err) => {
-      throw new InvalidArgument(`seccomp profile ${seccompPath}: ${(err as Error).message}`);
-    });
-    return { [seccompPath]: text };
+    return { [seccompPath]: await readSeccompProfileFile(seccompPath) };
   }
 
   /** /proc/<pid>/ns/pid of the target container, for namespace_options.pid = TARGET. */
@@ -439,9 +434,11 @@ export class ContainerManager implements PodContainers {
         await this.markExited(r, 128, "StartError", (err as Error).message, nowNs());
         throw wrap(`start container ${r.id}`, err);
       }
+      await faultPoint("StartContainer.after-runc-start");
       r.phase = "running";
       r.startedAt = startedAt;
       await this.save(r);
+      await faultPoint("StartContainer.after-record");
     });
   }
 
@@ -457,12 +454,14 @@ export class ContainerManager implements PodContainers {
     const rt = await this.runtime(r.handler);
     if (r.phase === "running" && timeoutSec > 0) {
       await rt.kill(r.id, r.stopSignal);
+      await faultPoint("StopContainer.after-signal");
       if (await this.waitExit(r, timeoutSec * 1000)) {
         await this.refresh(r);
         return;
       }
     }
     await rt.kill(r.id, "SIGKILL", true);
+    await faultPoint("StopContainer.after-kill");
     if (!(await this.waitExit(r, 10_000))) {
       const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
       if (alive) throw new DeadlineExceeded(`container ${r.id} did not exit 10 s after SIGKILL`);
@@ -491,6 +490,7 @@ export class ContainerManager implements PodContainers {
     const rt = await this.runtime(r.handler);
     // conmon lingers briefly after the exit to flush the log: wait for it while runc deletes.
     await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
+    await faultPoint("RemoveContainer.after-runc-delete");
     // Nothing of the container runs any more: its leftovers go in parallel.
     await Promise.all([
       this.removeCgroup(r),
@@ -501,7 +501,9 @@ export class ContainerManager implements PodContainers {
       rm(r.exitFile, { force: true }),
       unlink(r.socketLink).catch(() => undefined),
     ]);
+    await faultPoint("RemoveContainer.after-files");
     await this.store.delete(r.id);
+    await faultPoint("RemoveContainer.after-record-delete");
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
     this.log.info({ id: r.id }, "container removed");
@@ -654,6 +656,9 @@ export class ContainerManager implements PodContainers {
     const r = this.find(id);
     await this.refresh(r);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running: its log cannot be reopened`);
+    const logDir = this.deps.sandboxes.getSandbox(r.sandboxId)?.logDirectory;
+    const rel = logDir ? path.relative(logDir, r.logPath) : "";
+    if (logDir && rel !== "" && !rel.startsWith("..")) await prepareLogReopen(logDir, rel);
     await reopenLog(r.bundle).catch((err) => {
       throw wrap(`reopen log of container ${r.id}`, err);
     });
@@ -674,15 +679,10 @@ export class ContainerManager implements PodContainers {
       await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
       const res = await rt.execSync(r.id, { processFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, pidFile, drainGraceMs: EXEC_DRAIN_GRACE_MS });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      return { stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode };
+      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
     } finally {
       await Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]);
     }
-  }
-
-  async attachInfo(id: string): Promise<AttachInfo> {
-    const r = await this.record(id);
-    return { id: r.id, pid: r.pid, tty: r.tty, stdin: r.stdin, attachSocket: path.join(r.socketLink, "attach"), ctlPath: path.join(r.bundle, "ctl"), logPath: r.logPath };
   }
 
   // ---- Infra (pause) containers -----------------------------------------------------------
@@ -713,6 +713,23 @@ export class ContainerManager implements PodContainers {
       await this.save(r);
     });
     return r;
+  }
+
+  // ---- Start-up recovery (recovery.ts) ------------------------------------------------------
+
+  /** Every record, infra containers included. */
+  recoveryRecords(): ContainerRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** Sets what runc showed after a crash: a container started before its record said so, or one that is gone. */
+  async recoverPhase(id: string, phase: "running" | "lost", at: bigint, message = ""): Promise<void> {
+    const r = this.records.get(id);
+    if (!r || r.phase === "exited") return;
+    if (phase === "lost") return this.markExited(r, 255, "Error", message, at);
+    r.phase = "running";
+    r.startedAt = at;
+    await this.save(r);
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Protocol } from "../gen/api.js";
+import { NamespaceMode, PodSandboxConfig, Protocol } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
-import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata } from "./sandbox-config.js";
+import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 
 const md = (name: string, namespace = "ns", uid = "u1", attempt = 0) => ({ name, namespace, uid, attempt });
 
@@ -94,4 +94,29 @@ test("matchesLabels", () => {
   assert.equal(matchesLabels({ a: "1", b: "2" }, { a: "1" }), true);
   assert.equal(matchesLabels({ a: "1" }, { a: "2" }), false);
   assert.equal(matchesLabels({}, {}), true);
+});
+
+test("validatePodConfig refuses each bad field with a message naming it", () => {
+  const base = { metadata: md("p") };
+  const ns = (o: object) => ({ linux: { securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0, ...o } } } });
+  const cases: Array<[string, object, RegExp]> = [
+    ["NUL in name", { metadata: md("a\u0000b") }, /metadata\.name/],
+    ["newline in namespace", { metadata: md("a", "x\ny") }, /metadata\.namespace/],
+    ["relative log dir", { logDirectory: "var/log/pods" }, /log_directory/],
+    ["log dir escaping", { logDirectory: "/var/log/../../etc" }, /log_directory/],
+    ["empty label key", { labels: { "": "v" } }, /config\.labels key/],
+    ["control char in annotation key", { annotations: { "a\nb": "v" } }, /config\.annotations key/],
+    ["huge annotation value", { annotations: { a: "x".repeat(70_000) } }, /config\.annotations\["a"\]/],
+    ["annotations too big in total", { annotations: Object.fromEntries(Array.from({ length: 5 }, (_v, i) => [`k${i}`, "x".repeat(60_000)])) }, /total/],
+    ["network CONTAINER", ns({ network: NamespaceMode.CONTAINER }), /namespace_options\.network = CONTAINER/],
+    ["pid TARGET", ns({ pid: NamespaceMode.TARGET }), /namespace_options\.pid = TARGET/],
+    ["ipc unknown", ns({ ipc: 42 }), /namespace_options\.ipc = 42/],
+    ["DNS server not an IP", { dnsConfig: { servers: ["dns.example"], searches: [], options: [] } }, /not an IP address/],
+    ["negative host port", { portMappings: [{ protocol: Protocol.TCP, containerPort: 80, hostPort: -1, hostIp: "" }] }, /must not be negative/],
+    ["bad host IP", { portMappings: [{ protocol: Protocol.TCP, containerPort: 80, hostPort: 8080, hostIp: "localhost" }] }, /host_ip "localhost"/],
+  ];
+  for (const [what, extra, re] of cases) {
+    assert.throws(() => validatePodConfig(PodSandboxConfig.fromPartial({ ...base, ...extra })), (e: Error) => e instanceof InvalidArgument && re.test(e.message), what);
+  }
+  validatePodConfig(PodSandboxConfig.fromPartial({ ...base, logDirectory: "/var/log/pods/x", labels: { "app.kubernetes.io/name": "web" }, dnsConfig: { servers: ["10.0.0.10", "fd00::a"] }, ...ns({ pid: NamespaceMode.CONTAINER }) }));
 });

@@ -1,7 +1,9 @@
 // Pure decisions about a pod from its PodSandboxConfig: its reserved name, hostname,
 // resolv.conf and hosts files, which sysctls it may set and where, its cgroup parent and
 // the port mappings its network gets. Bad input becomes an InvalidArgument naming the field.
-import { Protocol, type DNSConfig, type PodSandboxMetadata, type PortMapping } from "../gen/api.js";
+import { isIP } from "node:net";
+import path from "node:path";
+import { NamespaceMode, Protocol, type DNSConfig, type PodSandboxConfig, type PodSandboxMetadata, type PortMapping } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { CapabilityArgs } from "../cni/config.js";
 
@@ -10,14 +12,14 @@ export function sandboxName(md: PodSandboxMetadata): string {
   return [md.name, md.namespace, md.uid, String(md.attempt)].join("_");
 }
 
-const CNI_ARG_UNSAFE = /[;=\s]/;
+const CNI_ARG_UNSAFE = /[;=\s\x00-\x1f\x7f]/;
 
 export function validateMetadata(md: PodSandboxMetadata | undefined): PodSandboxMetadata {
   if (!md) throw new InvalidArgument("config.metadata is required (name, namespace, uid, attempt)");
   if (md.name === "") throw new InvalidArgument("config.metadata.name must not be empty");
   if (md.namespace === "") throw new InvalidArgument("config.metadata.namespace must not be empty");
   for (const [field, v] of [["name", md.name], ["namespace", md.namespace], ["uid", md.uid]] as const) {
-    if (CNI_ARG_UNSAFE.test(v) || v.length > 253) throw new InvalidArgument(`config.metadata.${field} "${v}" must be at most 253 characters without whitespace, ";" or "="`);
+    if (CNI_ARG_UNSAFE.test(v) || v.length > 253) throw new InvalidArgument(`config.metadata.${field} ${JSON.stringify(v.slice(0, 300))} must be at most 253 characters without whitespace, control characters, ";" or "="`);
   }
   return md;
 }
@@ -131,4 +133,58 @@ export function portMappingsCapability(mappings: PortMapping[]): CapabilityArgs[
 /** True when every selector pair is among the labels. */
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+const CONTROL = /[\x00-\x1f\x7f]/;
+const MAX_KEY = 317; // a 253-character prefix, "/", a 63-character name
+const MAX_VALUE = 64 * 1024;
+const MAX_TOTAL = 256 * 1024; // Kubernetes' limit for all annotations of an object
+
+/** Labels and annotations (pods and containers): keys 1-317 characters without control characters, bounded values and total. */
+export function checkStringMap(field: string, map: Record<string, string>): void {
+  let total = 0;
+  for (const [k, v] of Object.entries(map)) {
+    if (k === "" || k.length > MAX_KEY || CONTROL.test(k)) {
+      throw new InvalidArgument(`${field} key ${JSON.stringify(k.slice(0, 80))}${k.length > 80 ? "…" : ""} must be 1-${MAX_KEY} characters without control characters`);
+    }
+    if (v.length > MAX_VALUE || v.includes("\0")) throw new InvalidArgument(`${field}["${k}"] must be at most ${MAX_VALUE} bytes without NUL characters`);
+    total += k.length + v.length;
+  }
+  if (total > MAX_TOTAL) throw new InvalidArgument(`${field} total ${total} bytes; at most ${MAX_TOTAL} are accepted`);
+}
+
+const MODES: Record<string, NamespaceMode[]> = {
+  network: [NamespaceMode.POD, NamespaceMode.NODE],
+  pid: [NamespaceMode.POD, NamespaceMode.CONTAINER, NamespaceMode.NODE],
+  ipc: [NamespaceMode.POD, NamespaceMode.NODE],
+};
+
+/**
+ * Checks the fields of a PodSandboxConfig that no other step looks at: log directory,
+ * labels and annotations, namespace modes, DNS servers, port mapping host IPs.
+ */
+export function validatePodConfig(config: PodSandboxConfig): void {
+  validateMetadata(config.metadata);
+  const logDir = config.logDirectory;
+  if (logDir !== "" && (!path.isAbsolute(logDir) || CONTROL.test(logDir) || logDir.split("/").includes("..") || logDir.length > 4096)) {
+    throw new InvalidArgument(`config.log_directory "${logDir.slice(0, 300)}" must be an absolute path without ".." or control characters`);
+  }
+  checkStringMap("config.labels", config.labels);
+  checkStringMap("config.annotations", config.annotations);
+  const ns = config.linux?.securityContext?.namespaceOptions;
+  if (ns) {
+    for (const [field, allowed] of Object.entries(MODES)) {
+      const mode = ns[field as "network" | "pid" | "ipc"];
+      if (!allowed.includes(mode)) {
+        throw new InvalidArgument(`config.linux.security_context.namespace_options.${field} = ${NamespaceMode[mode] ?? mode} is not valid for a pod; use ${allowed.map((m) => NamespaceMode[m]).join(", ")}`);
+      }
+    }
+  }
+  for (const s of config.dnsConfig?.servers ?? []) {
+    if (isIP(s) === 0) throw new InvalidArgument(`config.dns_config.servers entry "${s.slice(0, 100)}" is not an IP address`);
+  }
+  for (const m of config.portMappings) {
+    if (m.hostPort < 0 || m.containerPort < 0) throw new InvalidArgument(`port mapping ${m.hostPort}->${m.containerPort}: ports must not be negative`);
+    if (m.hostIp !== "" && isIP(m.hostIp) === 0) throw new InvalidArgument(`port mapping ${m.hostPort}->${m.containerPort}: host_ip "${m.hostIp.slice(0, 100)}" is not an IP address`);
+  }
 }

@@ -8,15 +8,18 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import path from "node:path";
 import type { Config } from "../config.js";
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented, wrap } from "../errors.js";
+import { AlreadyExists, causeChain, FailedPrecondition, InvalidArgument, NotFound, Unimplemented, wrap } from "../errors.js";
 import { NamespaceMode, type NamespaceOption, type PodSandboxConfig, type PodSandboxMetadata } from "../gen/api.js";
 import type { Logger } from "../log.js";
 import { bandwidthFromAnnotations, orderPodIPs, resultAddresses, resultIPs, type CapabilityArgs } from "../cni/config.js";
 import type { Attachment, PodNetwork } from "../cni/network.js";
+import { PodSandboxConfig as PodSandboxConfigCodec } from "../gen/api.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
-import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unmount, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
-import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata } from "./sandbox-config.js";
+import { faultPoint } from "./faults.js";
+import { isMountPoint, isPinned, mountShm, mountsUnder, pinNamespaces, removePath, stageNetnsForTeardown, unmount, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
+import { sweepPodOrphans } from "./sandbox-recovery.js";
+import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
 
 const SHM_SIZE = 64 * 1024 * 1024;
@@ -56,6 +59,8 @@ export interface SandboxRecord {
   /** The pod has (or was getting) an infra container: stop and remove it, even after a failed start. */
   needsInfra: boolean;
   infra?: { containerId: string; pid: number };
+  /** Set while RunPodSandbox runs: a record still carrying it after a crash is a half-made pod, rolled back on start. */
+  creating?: boolean;
 }
 
 export interface SandboxFilter {
@@ -74,11 +79,28 @@ export interface SandboxManagerOptions {
 
 const isHost = (mode: NamespaceMode | undefined) => mode === NamespaceMode.NODE;
 
+/** A RunPodSandbox in progress, so a retry of a call whose caller gave up can wait for it. */
+interface PendingRun {
+  id: string;
+  request: string;
+  callerGone: () => boolean;
+  done: Promise<string>;
+}
+
+/** Identifies "the same request" for a retry: the whole config and the handler asked for. */
+function requestKey(config: PodSandboxConfig, runtimeHandler: string): string {
+  return JSON.stringify([PodSandboxConfigCodec.toJSON(config), runtimeHandler]);
+}
+
 export class SandboxManager implements SandboxLookup {
   private readonly pods = new Map<string, SandboxRecord>();
   /** Reserved names to the id holding them. */
   private readonly names = new Map<string, string>();
   private readonly locks = new KeyedLock();
+  /** RunPodSandbox calls in progress, by name. */
+  private readonly pending = new Map<string, PendingRun>();
+  /** Pods made for a caller that had gone (deadline): handed to its retry, by name. */
+  private readonly undelivered = new Map<string, { id: string; request: string }>();
   private readonly store: RecordStore<SandboxRecord>;
   private containers: PodContainers | undefined;
   private infra: InfraContainers | undefined;
@@ -105,24 +127,66 @@ export class SandboxManager implements SandboxLookup {
     this.infra = infra;
   }
 
-  /** Loads every pod from the store; a ready pod whose network pin vanished (e.g. after a reboot) becomes NOTREADY. */
+  /**
+   * Loads every pod from the store and reconciles it with the host: a pod a crash left half
+   * made is rolled back, a stop a crash interrupted is finished, a ready pod whose pins
+   * vanished (a reboot) becomes NOTREADY, and pod resources no record owns are removed.
+   */
   async init(): Promise<void> {
     const { records, problems } = await this.store.loadAll();
-    for (const p of problems) this.log.error(p, "corrupt sandbox record quarantined");
+    for (const p of problems) this.log.error(p, "corrupt sandbox record quarantined; its pod is gone from the API and its leftovers are cleaned up as orphans");
     for (const [id, rec] of records) {
-      if (rec.id !== id || typeof rec.name !== "string") {
-        this.log.error({ id }, "sandbox record does not match its file name; ignored");
+      if (rec.id !== id || typeof rec.name !== "string" || this.names.has(rec.name)) {
+        this.log.error({ id, name: rec.name }, "sandbox record does not match its file name or repeats a name; ignored (left on disk)");
         continue;
-      }
-      if (rec.state === "ready" && !(await this.pinsAlive(rec))) {
-        rec.state = "notready";
-        this.log.warn({ id, name: rec.name }, "sandbox namespaces are gone; marked NOTREADY");
-        await this.store.put(id, rec).catch((err) => this.log.error({ id, err: String(err) }, "cannot save sandbox record"));
       }
       this.pods.set(id, rec);
       this.names.set(rec.name, id);
     }
+    for (const rec of [...this.pods.values()]) await this.recover(rec);
+    await sweepPodOrphans({ state: this.config.state, known: new Set(records.keys()), network: this.network, log: this.log });
     this.log.info({ sandboxes: this.pods.size }, "sandboxes loaded");
+  }
+
+  private async recover(rec: SandboxRecord): Promise<void> {
+    const { id, name } = rec;
+    const save = () => this.store.put(id, rec).catch((err) => this.log.error({ id, err: String(err) }, "cannot save sandbox record"));
+    if (rec.creating) {
+      this.log.warn({ id, name }, "RunPodSandbox was interrupted (berthd crashed); rolling the pod back");
+      rec.state = "notready";
+      try {
+        await this.release(rec);
+        await this.forget(rec);
+        this.log.info({ id, name }, "half-made pod rolled back; its name is free");
+      } catch (err) {
+        rec.creating = false;
+        await save();
+        this.log.error({ id, name, err: causeChain(err) }, "cannot roll back a half-made pod; left NOTREADY for RemovePodSandbox");
+      }
+      return;
+    }
+    if (rec.state === "ready" && !(await this.pinsAlive(rec))) {
+      rec.state = "notready";
+      this.log.warn({ id, name }, "sandbox namespaces are gone; marked NOTREADY");
+      await save();
+    }
+    if (rec.state === "notready" && (await this.holdsResources(rec))) {
+      // A StopPodSandbox that a crash cut short, or namespaces that vanished: a NOTREADY pod holds nothing.
+      this.log.warn({ id, name }, "NOTREADY pod still holds its network, /dev/shm or namespace pins; releasing them");
+      try {
+        await this.release(rec);
+      } catch (err) {
+        this.log.error({ id, name, err: causeChain(err) }, "cannot release a stopped pod's resources; StopPodSandbox or RemovePodSandbox will retry");
+      }
+      await save();
+    }
+  }
+
+  /** True when a pod still holds a network attachment, a namespace pin or its /dev/shm tmpfs. */
+  private async holdsResources(rec: SandboxRecord): Promise<boolean> {
+    if (!rec.networkDetached) return true;
+    if ((await mountsUnder(rec.nsDir)).length > 0) return true;
+    return rec.shmPath !== "/dev/shm" && (await isMountPoint(rec.shmPath));
   }
 
   private async pinsAlive(rec: SandboxRecord): Promise<boolean> {
@@ -170,9 +234,14 @@ export class SandboxManager implements SandboxLookup {
     return recs.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
   }
 
-  /** RunPodSandbox: all or nothing; the error names the step that failed. */
-  async run(config: PodSandboxConfig | undefined, runtimeHandler: string): Promise<string> {
+  /**
+   * RunPodSandbox: all or nothing; the error names the step that failed. A call whose caller
+   * has gone (`callerGone` aborted, e.g. its deadline passed) still finishes or rolls back, and
+   * the pod is handed to the caller's retry with the same name and config.
+   */
+  async run(config: PodSandboxConfig | undefined, runtimeHandler: string, callerGone?: AbortSignal): Promise<string> {
     if (!config) throw new InvalidArgument("config is required");
+    validatePodConfig(config);
     const md = validateMetadata(config.metadata);
     const handler = runtimeHandler || this.config.runtime.default_handler;
     if (!this.config.runtime.handlers[handler]) {
@@ -211,8 +280,12 @@ export class SandboxManager implements SandboxLookup {
     }
 
     const name = sandboxName(md);
-    const holder = this.names.get(name);
-    if (holder !== undefined) throw new AlreadyExists(`failed to reserve sandbox name "${name}": name "${name}" is reserved for "${holder}"`);
+    const request = requestKey(config, runtimeHandler);
+    for (let holder = this.names.get(name); holder !== undefined; holder = this.names.get(name)) {
+      const handed = await this.handOver(name, holder, request, callerGone);
+      if (handed !== undefined) return handed;
+      if (this.names.get(name) === holder) throw new AlreadyExists(`failed to reserve sandbox name "${name}": name "${name}" is reserved for "${holder}"`);
+    }
     const id = randomBytes(32).toString("hex");
     this.names.set(name, id);
 
@@ -223,6 +296,7 @@ export class SandboxManager implements SandboxLookup {
       metadata: md,
       createdAt: BigInt(Date.now()) * 1_000_000n,
       state: "notready",
+      creating: true,
       runtimeHandler: handler,
       requestedHandler: runtimeHandler,
       config,
@@ -241,11 +315,12 @@ export class SandboxManager implements SandboxLookup {
       needsInfra: needInfra,
     };
 
-    return this.locks.run(id, async () => {
+    const done = this.locks.run(id, async () => {
       let step = "save sandbox record";
       try {
         await this.store.put(id, rec);
         this.pods.set(id, rec);
+        await faultPoint("RunPodSandbox.after-record");
 
         step = "create pod dir and pin namespaces";
         const kinds: PinnedKind[] = [];
@@ -255,50 +330,56 @@ export class SandboxManager implements SandboxLookup {
         rec.netnsPath = pins.net;
         rec.ipcnsPath = pins.ipc;
         rec.utsnsPath = pins.uts;
+        await faultPoint("RunPodSandbox.after-netns");
 
         // Before the network: a sysctl may change how the interfaces CNI makes behave.
         for (const s of sysctls) {
           step = `set sysctl ${s.key}=${s.value}`;
           await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value);
         }
+        await faultPoint("RunPodSandbox.after-sysctls");
 
-        // The pod's files and /dev/shm do not depend on the network: made while CNI runs.
-        await settleSteps([
-          ["mount /dev/shm", async () => { if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE); }],
-          ["write hostname and resolv.conf", async () => {
-            await Promise.all([writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 }), writeFile(rec.resolvConfPath, resolv, { mode: 0o644 })]);
-          }],
-          ["set up pod network", async () => {
-            if (hostNetwork) return;
-            try {
-              const attached = await this.network.setUp(this.attachment(rec), caps);
-              rec.network = { name: attached.network, result: attached.result, ips: orderPodIPs(resultIPs(attached.result)) };
-            } catch (err) {
-              // setUp undid its own partial attachment.
-              rec.networkDetached = true;
-              throw err;
-            }
-          }],
-        ]);
+        step = "mount /dev/shm";
+        if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE);
+        await faultPoint("RunPodSandbox.after-shm");
+
+        step = "write hostname and resolv.conf";
+        await writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 });
+        await writeFile(rec.resolvConfPath, resolv, { mode: 0o644 });
+        await faultPoint("RunPodSandbox.after-files");
+
+        if (!hostNetwork) {
+          step = "set up pod network";
+          try {
+            const attached = await this.network.setUp(this.attachment(rec), caps);
+            rec.network = { name: attached.network, result: attached.result, ips: orderPodIPs(resultIPs(attached.result)) };
+          } catch (err) {
+            // setUp undid its own partial attachment.
+            rec.networkDetached = true;
+            throw err;
+          }
+        }
+        await faultPoint("RunPodSandbox.after-network");
 
         step = "write hosts";
         const hosts = hostNetwork ? await readFile("/etc/hosts", "utf8").catch(() => hostsFile(hostname, [])) : hostsFile(hostname, rec.network?.ips ?? []);
         await writeFile(rec.hostsPath, hosts, { mode: 0o644 });
+        await faultPoint("RunPodSandbox.after-hosts");
 
         if (needInfra) {
           step = "start infra container";
           rec.infra = await this.infra!.start(toRef(rec));
         }
+        await faultPoint("RunPodSandbox.after-infra");
 
         step = "save sandbox record";
         rec.state = "ready";
+        rec.creating = undefined;
         await this.store.put(id, rec);
+        await faultPoint("RunPodSandbox.after-ready");
       } catch (err) {
         rec.state = "notready";
-        if (err instanceof StepFailure) {
-          step = err.step;
-          err = err.cause;
-        }
+        rec.creating = undefined;
         const failed = wrap(`RunPodSandbox "${name}": ${step}`, err);
         try {
           await this.release(rec);
@@ -311,8 +392,41 @@ export class SandboxManager implements SandboxLookup {
         throw failed;
       }
       this.log.info({ id, name, ips: rec.network?.ips }, "pod sandbox ready");
+      if (callerGone?.aborted) {
+        this.undelivered.set(name, { id, request });
+        this.log.warn({ id, name }, "RunPodSandbox finished after its caller gave up; the pod is kept for a retry with the same name");
+      }
       return id;
     });
+    this.pending.set(name, { id, request, callerGone: () => callerGone?.aborted ?? false, done });
+    try {
+      return await done;
+    } finally {
+      if (this.pending.get(name)?.id === id) this.pending.delete(name);
+    }
+  }
+
+  /**
+   * The pod for a retried RunPodSandbox whose name `holder` holds: one still being made or
+   * made after its caller gave up, for the same request. Undefined: no hand-over.
+   */
+  private async handOver(name: string, holder: string, request: string, callerGone?: AbortSignal): Promise<string | undefined> {
+    const inFlight = this.pending.get(name);
+    if (inFlight && inFlight.id === holder) {
+      if (inFlight.request !== request || !inFlight.callerGone()) return undefined;
+      this.log.info({ id: holder, name }, "RunPodSandbox retried while the call its caller gave up still runs; waiting for it");
+      try {
+        await inFlight.done;
+      } catch {
+        // It failed and rolled back (the name is free again) or left a NOTREADY pod (the name is taken).
+        return undefined;
+      }
+    }
+    const made = this.undelivered.get(name);
+    if (made?.id !== holder || made.request !== request || this.pods.get(holder)?.state !== "ready") return undefined;
+    if (!callerGone?.aborted) this.undelivered.delete(name);
+    this.log.info({ id: holder, name }, "RunPodSandbox retried: handing over the pod made for the caller that gave up");
+    return holder;
   }
 
   private attachment(rec: SandboxRecord): Attachment {
@@ -320,21 +434,15 @@ export class SandboxManager implements SandboxLookup {
   }
 
   /** Releases what a stopped pod no longer needs: the network, the /dev/shm tmpfs and the namespace pins. Idempotent. */
-  private async release(rec: SandboxRecord): Promise<void> {
+  private async release(rec: SandboxRecord, op?: "StopPodSandbox" | "RemovePodSandbox"): Promise<void> {
     if (rec.needsInfra && this.infra) await this.infra.stop(rec.id).catch((err) => { throw wrap("stop infra container", err); });
-    // /dev/shm goes while CNI tears the network down; the pins wait for both.
-    const [shm, net] = await Promise.allSettled([
-      rec.shmPath !== "/dev/shm" ? unmount(rec.shmPath).catch((err) => { throw wrap("unmount /dev/shm", err); }) : undefined,
-      this.releaseNetwork(rec),
-    ]);
-    if (net.status === "rejected") throw net.reason;
-    if (shm.status === "rejected") throw shm.reason;
-    await unpinNamespaces(rec.nsDir).catch((err) => { throw wrap("unpin namespaces", err); });
-  }
-
-  private async releaseNetwork(rec: SandboxRecord): Promise<void> {
+    if (!rec.networkDetached && rec.network && !(await this.network.hasAttachment(rec.id))) {
+      // ADD completed (its result is in the record) and its cache entry is gone: a DEL completed before a crash.
+      rec.networkDetached = true;
+    }
     if (!rec.networkDetached) {
       const att = this.attachment(rec);
+      let staged = false;
       if (!(await isPinned(att.netns))) {
         // The pin vanished (reboot, crash) and took eth0 with it: stage a stand-in so plugins find their rules' addresses.
         const cidrs = resultAddresses(rec.network?.result);
@@ -342,21 +450,37 @@ export class SandboxManager implements SandboxLookup {
           this.log.warn({ id: rec.id, err: String(err) }, "cannot stage a network namespace for CNI DEL; deleting without one");
           return "";
         }) : "";
+        staged = att.netns !== "";
       }
-      await this.network.tearDown(att).catch((err) => { throw wrap("tear down pod network", err); });
+      try {
+        await this.network.tearDown(att);
+      } catch (err) {
+        if (!staged) throw wrap("tear down pod network", err);
+        // After a real reboot the rules the stand-in points plugins at are gone too: release the address without a netns.
+        this.log.warn({ id: rec.id, err: causeChain(err) }, "CNI DEL through a stand-in namespace failed; retrying without a namespace");
+        await this.network.tearDown({ ...att, netns: "" }).catch((err2) => { throw wrap("tear down pod network", err2); });
+      }
       rec.networkDetached = true;
     }
+    if (op) await faultPoint(`${op}.after-cni-del`);
+    if (rec.shmPath !== "/dev/shm") await unmount(rec.shmPath).catch((err) => { throw wrap("unmount /dev/shm", err); });
+    if (op) await faultPoint(`${op}.after-shm-unmount`);
+    await unpinNamespaces(rec.nsDir).catch((err) => { throw wrap("unpin namespaces", err); });
+    if (op) await faultPoint(`${op}.after-unpin`);
   }
 
   /** Drops the pod's files, record and name. */
-  private async forget(rec: SandboxRecord): Promise<void> {
+  private async forget(rec: SandboxRecord, op?: "RemovePodSandbox"): Promise<void> {
     if (rec.needsInfra && this.infra) await this.infra.remove(rec.id).catch((err) => { throw wrap("remove infra container", err); });
     // The shm mount point is inside podDir: never recurse into a still-mounted tmpfs.
     if (rec.shmPath !== "/dev/shm") await unmount(rec.shmPath);
     await removePath(rec.podDir);
+    if (op) await faultPoint(`${op}.after-files`);
     await this.store.delete(rec.id);
+    if (op) await faultPoint(`${op}.after-record-delete`);
     this.pods.delete(rec.id);
     if (this.names.get(rec.name) === rec.id) this.names.delete(rec.name);
+    if (this.undelivered.get(rec.name)?.id === rec.id) this.undelivered.delete(rec.name);
   }
 
   /** StopPodSandbox: stops the pod's containers and releases its network; a pod already gone is fine. */
@@ -368,10 +492,14 @@ export class SandboxManager implements SandboxLookup {
       const rec = this.pods.get(id);
       if (!rec) return;
       if (this.containers) await this.containers.stopAll(id, this.config.runtime.default_stop_timeout).catch((err) => { throw wrap(`StopPodSandbox ${id}: stop containers`, err); });
+      await faultPoint("StopPodSandbox.after-containers");
       const wasReady = rec.state === "ready";
       rec.state = "notready";
+      // NOTREADY is on disk before anything is released: a crash mid-way never leaves a "ready" pod without its network.
+      if (wasReady) await this.store.put(id, rec).catch((err) => { throw wrap(`StopPodSandbox ${id}: save sandbox record`, err); });
+      await faultPoint("StopPodSandbox.after-record");
       try {
-        await this.release(rec);
+        await this.release(rec, "StopPodSandbox");
       } catch (err) {
         throw wrap(`StopPodSandbox ${id}`, err);
       } finally {
@@ -394,9 +522,13 @@ export class SandboxManager implements SandboxLookup {
           await this.containers.stopAll(id, 0).catch((err) => { throw wrap("stop containers", err); });
           await this.containers.removeAll(id).catch((err) => { throw wrap("remove containers", err); });
         }
-        rec.state = "notready";
-        await this.release(rec);
-        await this.forget(rec);
+        await faultPoint("RemovePodSandbox.after-containers");
+        if (rec.state === "ready") {
+          rec.state = "notready";
+          await this.store.put(id, rec);
+        }
+        await this.release(rec, "RemovePodSandbox");
+        await this.forget(rec, "RemovePodSandbox");
       } catch (err) {
         await this.store.put(id, rec).catch(() => undefined);
         throw wrap(`RemovePodSandbox ${id}`, err);
@@ -404,23 +536,6 @@ export class SandboxManager implements SandboxLookup {
       this.log.info({ id, name: rec.name }, "pod sandbox removed");
     });
   }
-}
-
-/** A failed step of settleSteps, with the step's name. */
-class StepFailure extends Error {
-  constructor(readonly step: string, override readonly cause: unknown) {
-    super(step);
-  }
-}
-
-/**
- * Runs independent steps at once and waits for all of them (nothing is undone while one still
- * runs); throws the first failure as a StepFailure naming its step.
- */
-async function settleSteps(steps: Array<[string, () => Promise<void>]>): Promise<void> {
-  const results = await Promise.allSettled(steps.map(([, fn]) => fn()));
-  const i = results.findIndex((r) => r.status === "rejected");
-  if (i >= 0) throw new StepFailure(steps[i]![0], (results[i] as PromiseRejectedResult).reason);
 }
 
 function toRef(rec: SandboxRecord): SandboxRef {

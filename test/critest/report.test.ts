@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { firstLine, isExpectedFailure, parseGinkgoJson, summaryLine } from "./report.js";
+import { benchmarkSummary, firstLine, isExpectedFailure, parseGinkgoJson, summaryLine } from "./report.js";
 
 const spec = (texts: string[], leaf: string, state: string, failure?: object) => ({
   ContainerHierarchyTexts: texts, LeafNodeType: "It", LeafNodeText: leaf, State: state, RunTime: 1_500_000_000, ...(failure ? { Failure: failure } : {}),
@@ -41,6 +41,8 @@ test("firstLine: the gRPC status under gomega's Unexpected error, else the first
     ["Expected\n    <string>: a\nto equal\n    <string>: b", "Expected"],
     ["failed to create container\nUnexpected error:\n <*status.Error>:\n rpc error: code = Internal desc = runc", "failed to create container rpc error: code = Internal desc = runc"],
     ["", ""],
+    ['failed to create container: rpc error: code = Internal desc = runc create x: time="t" level=warning msg="cannot toggle freezer"\ntime="t" level=error msg="runc create failed: unable to apply caps: operation not permitted"',
+      'failed to create container: rpc error: code = Internal desc = runc create x: time="t" level=warning msg="cannot toggle freezer" ... runc create failed: unable to apply caps: operation not permitted'],
   ];
   for (const [message, want] of cases) assert.equal(firstLine(message), want);
   assert.equal(firstLine("x".repeat(500)).length, 400);
@@ -48,4 +50,15 @@ test("firstLine: the gRPC status under gomega's Unexpected error, else the first
 
 test("parseGinkgoJson: an empty report is zero of everything", () => {
   assert.equal(summaryLine(parseGinkgoJson("[]")), "0 passed, 0 failed, 0 skipped");
+});
+
+test("benchmarkSummary: median and p90 per operation, unset durations ignored", () => {
+  const data = JSON.stringify({
+    operationsNames: ["CreateContainer", "StartContainer"],
+    datapoints: [1, 2, 3, 4].map((n) => ({ operationsDurationsNs: [n * 1e6, n === 4 ? 0 : n * 10e6] })),
+  });
+  assert.deepEqual(benchmarkSummary(data), [
+    { op: "CreateContainer", samples: 4, medianMs: 2.5, p90Ms: 4 },
+    { op: "StartContainer", samples: 3, medianMs: 20, p90Ms: 30 },
+  ]);
 });

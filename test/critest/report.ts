@@ -83,7 +83,7 @@ export function isExpectedFailure(name: string): boolean {
 
 /**
  * The part of a failure message that says what went wrong: its first line, plus the gRPC status line when gomega
- * buried it under "Unexpected error:" and the Go type of the error. Capped at 400 characters.
+ * buried it under "Unexpected error:" and the Go type of the error. Capped at 400 characters, keeping runc's error line.
  */
 export function firstLine(message: string): string {
   const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
@@ -91,5 +91,22 @@ export function firstLine(message: string): string {
   let text = lines[0] ?? "";
   if (/^Unexpected error:?$/.test(text)) text = rpc ?? lines.find((l, i) => i > 0 && !/^<[^>]*>:?$/.test(l)) ?? text;
   else if (rpc && !text.includes(rpc)) text = `${text} ${rpc}`;
-  return text.length > 400 ? `${text.slice(0, 397)}...` : text;
+  // runc's warnings come first in its stderr; its error line says what failed.
+  const runcError = message.match(/level=error msg="((?:[^"\\]|\\.)*)"/)?.[1];
+  if (runcError && !text.includes(runcError)) text = `${text} ... ${runcError}`;
+  if (text.length <= 400) return text;
+  return runcError ? `${text.slice(0, 390 - runcError.length)}... ${runcError}` : `${text.slice(0, 397)}...`;
+}
+
+/** critest -benchmark's data files (`--benchmarking-output-dir`): per operation, samples and median/p90 in ms. */
+export interface BenchmarkOp { op: string; samples: number; medianMs: number; p90Ms: number }
+
+export function benchmarkSummary(text: string): BenchmarkOp[] {
+  const data = JSON.parse(text) as { operationsNames?: string[]; datapoints?: Array<{ operationsDurationsNs?: number[] }> };
+  const names = data.operationsNames ?? [];
+  return names.map((op, i) => {
+    const ms = (data.datapoints ?? []).map((d) => d.operationsDurationsNs?.[i]).filter((v): v is number => typeof v === "number" && v > 0).map((v) => v / 1e6).sort((a, b) => a - b);
+    const at = (q: number) => (ms.length ? ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]! : 0);
+    return { op, samples: ms.length, medianMs: ms.length ? (ms.length % 2 ? ms[(ms.length - 1) / 2]! : (ms[ms.length / 2 - 1]! + ms[ms.length / 2]!) / 2) : 0, p90Ms: at(0.9) };
+  });
 }

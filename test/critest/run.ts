@@ -13,13 +13,15 @@ import {
 } from "./host.js";
 import { buildAndPush } from "./images.js";
 import { startRegistry, type Registry } from "./registry.js";
-import { firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
+import { benchmarkSummary, firstLine, isExpectedFailure, parseGinkgoJson, summaryLine, type Summary } from "./report.js";
 import { startRuntime, type RuntimeName, type RuntimeUnderTest } from "./runtimes.js";
 import { connectCri } from "../../src/cri/client.js";
+import { writeCritestSection } from "../../bench/report.js";
+import { REPO } from "../harness/berthd.js";
 
 const CRITEST_PORTS = [12000, 12001, 12002, 12003];
 const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime berth|containerd ...] [--focus RE ...] [--skip RE ...]
-       [--benchmark] [--out DIR] [--keep] [--verbose]
+       [--benchmark] [--benchmark-params FILE] [--out DIR] [--keep] [--verbose] [--hold]
   --critest PATH   the critest binary (cri-tools v1.26.1 or v1.29.0, built from source: see test/critest/README.md)
   --runtime NAME   berth (default) or containerd (the baseline); repeat to run both against one registry
   --focus/--skip   passed to critest as --ginkgo.focus/--ginkgo.skip
@@ -28,7 +30,8 @@ const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime be
   --benchmark-params FILE  critest's -benchmarking-params-file
   --out DIR        keep critest's output, its JSON report and the runtime's log there
   --keep           keep the run's temp dir (registry, runtime dirs) for debugging
-  --verbose        show critest's output as it runs`;
+  --verbose        show critest's output as it runs
+  --hold           run no critest: keep the registry and runtime up (for crictl) until Ctrl-C, then clean up`;
 
 function say(line: string): void {
   process.stdout.write(`[critest-harness] ${line}\n`);
@@ -48,6 +51,17 @@ const BENCHMARK_PARAMS = [
   "imagesNumber: 10", "imagesNumberParallel: 1", "imageBenchmarkTimeoutSeconds: 300",
   "podContainerStartBenchmarkTimeoutSeconds: 300", "",
 ].join("\n");
+
+// Ctrl-C or SIGTERM: stop critest if it runs, skip what is left, and still clean up.
+let interrupted = false;
+let runningCritest: ReturnType<typeof spawn> | undefined;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    interrupted = true;
+    say(`${sig}: stopping critest and cleaning up`);
+    runningCritest?.kill("SIGINT");
+  });
+}
 
 interface CritestOptions { focus: string[]; skip: string[]; benchmark: boolean; benchmarkParams?: string; verbose: boolean }
 
@@ -69,12 +83,9 @@ async function runCritest(critest: string, rt: RuntimeUnderTest, opts: CritestOp
   const sink = (d: Buffer) => { void out.write(d); if (opts.verbose) process.stdout.write(d); };
   child.stdout.on("data", sink);
   child.stderr.on("data", sink);
-  const stopOnSignal = () => child.kill("SIGINT");
-  process.once("SIGINT", stopOnSignal);
-  process.once("SIGTERM", stopOnSignal);
+  runningCritest = child;
   const exit = await new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  process.off("SIGINT", stopOnSignal);
-  process.off("SIGTERM", stopOnSignal);
+  runningCritest = undefined;
   await out.close();
   return { exit, report, log };
 }
@@ -146,6 +157,7 @@ async function main(): Promise<number> {
       out: { type: "string" },
       keep: { type: "boolean" },
       verbose: { type: "boolean" },
+      hold: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -166,14 +178,19 @@ async function main(): Promise<number> {
   const hadContainerdRun = await stat("/run/containerd").then(() => true, () => false);
   let registry: Registry | undefined;
   const results: RunResult[] = [];
+  const benchmarks = new Map<string, BenchmarkFigures>();
+  // A runtime whose host state was not swept yet (an error cut its run short): swept in the finally below.
+  let unswept: { rt: RuntimeUnderTest; dir: string } | undefined;
   try {
     registry = await startRegistry(runDir);
     say(`registry on ${registry.address}`);
     const t0 = Date.now();
+    if (interrupted) throw new Error("interrupted");
     const images = await buildAndPush(registry.address, path.join(runDir, "images"), values.verbose ? say : () => {});
     say(`built and pushed ${images.length} images in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
     for (const name of runtimes) {
+      if (interrupted) break;
       for (const net of [name === "berth" ? "bcrit0" : "bcrit1"]) {
         if ((await bridgePorts(net)).length) throw new Error(`bridge ${net} has ports attached: another critest run is using it`);
         if (await linkExists(net)) await deleteLink(net);
@@ -181,9 +198,19 @@ async function main(): Promise<number> {
       const dir = path.join(runDir, name);
       await mkdir(dir, { recursive: true });
       const rt = await startRuntime(name, dir, registry.address);
+      unswept = { rt, dir };
       say(`${name} serving on ${rt.endpoint} (log ${rt.logFile})`);
       let res;
       let critestLeft: string[] = [];
+      if (values.hold) {
+        say(`holding: ${name} on ${rt.endpoint}, registry ${registry.address}; Ctrl-C to stop and clean up`);
+        await new Promise<void>((resolve) => { const t = setInterval(() => { if (interrupted) { clearInterval(t); resolve(); } }, 200); });
+        await removeWhatCritestLeft(rt).then((notes) => notes.forEach(say));
+        await rt.stop();
+        unswept = undefined;
+        for (const l of await sweep(rt, dir)) say(`LEFT BEHIND by ${name}: ${l}`);
+        break;
+      }
       try {
         res = await runCritest(critest, rt, {
           focus: values.focus ?? [], skip: values.skip ?? [], benchmark: !!values.benchmark,
@@ -194,6 +221,7 @@ async function main(): Promise<number> {
         await rt.stop();
       }
       for (const n of critestLeft) say(n);
+      unswept = undefined;
       const leftovers = await sweep(rt, dir);
       const reportText = await readFile(res.report, "utf8").catch(() => "");
       if (!reportText) say(`critest wrote no report (exit ${res.exit}); its output: ${res.log}`);
@@ -207,16 +235,68 @@ async function main(): Promise<number> {
         await writeFile(path.join(out, "summary.txt"), render(name, version, summary, leftovers));
       }
       process.stdout.write(render(name, version, summary, leftovers));
+      if (values.benchmark) {
+        process.stdout.write(await renderBenchmarks(name, path.join(dir, "benchmarks")));
+        benchmarks.set(name, await collectBenchmarks(path.join(dir, "benchmarks")));
+      }
+    }
+    if (values.benchmark && benchmarks.size) {
+      await writeCritestSection(path.join(REPO, "bench/REPORT.md"), benchmarkMarkdown(version, benchmarks));
+      say("critest -benchmark figures written to bench/REPORT.md");
     }
   } finally {
+    if (unswept) {
+      await unswept.rt.stop();
+      for (const l of await sweep(unswept.rt, unswept.dir)) say(`LEFT BEHIND by ${unswept.rt.name}: ${l}`);
+    }
     await registry?.stop();
     if (!hadContainerdRun) await rm("/run/containerd", { recursive: true, force: true }); // containerd's shim sockets live there
     if (values.keep) say(`kept ${runDir}`);
     else await rm(runDir, { recursive: true, force: true });
   }
+  if (interrupted) return 130;
   const unexpected = results.some((r) => r.critestExit === null || r.leftovers.length || r.summary.suiteFailures.length ||
     r.summary.specs.some((s) => s.state === "failed" && !isExpectedFailure(s.name)) || r.summary.passed + r.summary.failed === 0);
   return unexpected ? 1 : 0;
+}
+
+type BenchmarkFigures = Map<string, { medianMs: number; p90Ms: number; samples: number }>;
+
+/** "<benchmark file>: <operation>" -> figures, for one runtime's run. */
+async function collectBenchmarks(dir: string): Promise<BenchmarkFigures> {
+  const out: BenchmarkFigures = new Map();
+  for (const f of (await readdir(dir).catch(() => [] as string[])).filter((x) => x.endsWith(".json")).sort()) {
+    for (const o of benchmarkSummary(await readFile(path.join(dir, f), "utf8").catch(() => "{}"))) {
+      out.set(`${f.replace(/_benchmark_data\.json$/, "")}: ${o.op}`, o);
+    }
+  }
+  return out;
+}
+
+/** A table with one row per operation and a median / p90 column per runtime. */
+function benchmarkMarkdown(version: string, byRuntime: Map<string, BenchmarkFigures>): string {
+  const runtimes = [...byRuntime.keys()];
+  const ops = [...new Set(runtimes.flatMap((r) => [...byRuntime.get(r)!.keys()]))];
+  const cell = (r: string, op: string) => {
+    const f = byRuntime.get(r)!.get(op);
+    return f && f.samples ? `${f.medianMs.toFixed(1)} / ${f.p90Ms.toFixed(1)}` : "n/a";
+  };
+  return [
+    `${version}, run by \`make critest CRITEST_FLAGS=--benchmark\` on ${new Date().toISOString().slice(0, 10)}; median / p90 in ms.`,
+    "",
+    `| operation | ${runtimes.join(" | ")} |`,
+    `| --- | ${runtimes.map(() => "---").join(" | ")} |`,
+    ...ops.map((op) => `| ${op} | ${runtimes.map((r) => cell(r, op)).join(" | ")} |`),
+  ].join("\n");
+}
+
+async function renderBenchmarks(runtime: string, dir: string): Promise<string> {
+  const lines = [`== critest -benchmark figures for ${runtime} (ms)`];
+  for (const f of (await readdir(dir).catch(() => [] as string[])).filter((x) => x.endsWith(".json")).sort()) {
+    const ops = benchmarkSummary(await readFile(path.join(dir, f), "utf8").catch(() => "{}"));
+    lines.push(`${f.replace(/_benchmark_data\.json$/, "")}: ${ops.map((o) => `${o.op} median ${o.medianMs.toFixed(1)} p90 ${o.p90Ms.toFixed(1)} (n=${o.samples})`).join("; ")}`);
+  }
+  return lines.join("\n") + "\n";
 }
 
 function render(runtime: string, version: string, s: Summary, leftovers: string[]): string {

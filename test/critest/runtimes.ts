@@ -104,13 +104,14 @@ async function launch(name: RuntimeName, dir: string, cmd: string, args: string[
   const proc = spawn(cmd, args, { stdio: ["ignore", log.fd, log.fd], env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}` } });
   let exited = false;
   const done = new Promise<void>((resolve) => proc.once("exit", () => { exited = true; resolve(); }));
-  const stop = async () => {
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => {
     if (!exited) proc.kill("SIGTERM");
     const timer = setTimeout(() => { if (!exited) proc.kill("SIGKILL"); }, 30_000);
     await done;
     clearTimeout(timer);
     await log.close();
-  };
+  })());
   try {
     await waitFor(`${name} serving on ${socket}`, async () => {
       if (exited) throw new Error(`${name} exited; see ${logFile}`);

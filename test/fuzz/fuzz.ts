@@ -6,7 +6,8 @@ import { credentials, Metadata, makeGenericClientConstructor, status, type Servi
 import protobuf from "protobufjs";
 import path from "node:path";
 import { REPO, startBerthd } from "../harness/berthd.js";
-import { hostLeaks, leakDiff } from "../harness/leaks.js";
+import { hostLeaks } from "../harness/leaks.js";
+import { forceRemoveDir, ownLeaks, strayFiles } from "../recovery-check.js";
 
 const CASES = Number(process.env.FUZZ_CASES ?? 2000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -95,19 +96,32 @@ async function main(): Promise<void> {
       const reqType = method.resolvedRequestType!;
       let payload: Buffer;
       const mode = rand();
-      if (mode < 0.7) payload = Buffer.from(reqType.encode(reqType.fromObject(randomMessage(reqType))).finish());
+      if (method.name === "RunPodSandbox" && mode < 0.5) {
+        // Random fields around a valid, host-network pod: such requests get past the first checks into the host steps.
+        const req = randomMessage(reqType);
+        const config = (req.config ?? {}) as Record<string, unknown>;
+        config.metadata = { name: `fuzz-${i}`, namespace: "fuzz", uid: `u${i}`, attempt: 0 };
+        config.linux = { ...((config.linux as object | undefined) ?? {}), securityContext: { namespaceOptions: { network: 2, pid: 1, ipc: rand() < 0.5 ? 0 : 2 } } };
+        req.config = config;
+        payload = Buffer.from(reqType.encode(reqType.fromObject(req)).finish());
+      } else if (mode < 0.7) payload = Buffer.from(reqType.encode(reqType.fromObject(randomMessage(reqType))).finish());
       else if (mode < 0.85) payload = Buffer.from(Array.from({ length: Math.floor(rand() * 64) }, () => Math.floor(rand() * 256)));
       else {
         const good = Buffer.from(reqType.encode(reqType.fromObject(randomMessage(reqType))).finish());
         payload = good.subarray(0, Math.floor(rand() * good.length));
       }
+      let details = "";
       const code = await new Promise<number>((resolve) => {
-        client[method.name]!.call(client, payload, new Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err: ServiceError | null) =>
-          resolve(err ? err.code : status.OK));
+        client[method.name]!.call(client, payload, new Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err: ServiceError | null) => {
+          details = err?.details ?? "";
+          resolve(err ? err.code : status.OK);
+        });
       });
       const key = `${method.name}:${status[code]}`;
       codes.set(key, (codes.get(key) ?? 0) + 1);
-      if (code === status.UNAVAILABLE || code === status.DEADLINE_EXCEEDED) {
+      // berth's own UNAVAILABLE for a registry it cannot reach (PullImage of a random name) is an answer, not a transport failure.
+      const registryDown = code === status.UNAVAILABLE && /^(cannot reach|cannot resolve the registry host|mirrors failed)/.test(details);
+      if ((code === status.UNAVAILABLE && !registryDown) || code === status.DEADLINE_EXCEEDED) {
         transportFailures++;
         console.error(`case ${i}: ${method.name} -> ${status[code]}`);
       }
@@ -126,11 +140,12 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const { client } of clients) (client as unknown as { close(): void }).close();
-    const exit = await d.stop();
-    if (exit !== 0) console.error(`berthd exited with ${exit}:\n${d.logs().slice(-4000)}`);
-    await d.cleanup();
   }
-  const leaks = leakDiff(before, await hostLeaks());
+  const exit = await d.stop();
+  if (exit !== 0) console.error(`berthd exited with ${exit}:\n${d.logs().slice(-4000)}`);
+  // Scoped to this berthd's dirs: other suites may run on the host at the same time.
+  const leaks = [...ownLeaks(before, await hostLeaks(), d.dir), ...(await strayFiles(d, []))];
+  await forceRemoveDir(d.dir);
   console.log("answers by method and code:");
   for (const [k, n] of [...codes.entries()].sort()) console.log(`  ${k} ${n}`);
   const crashed = d.proc.exitCode !== 0;

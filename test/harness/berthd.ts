@@ -23,8 +23,8 @@ export interface Berthd {
   logs(): string;
   /** Sends `signal` (SIGTERM by default) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-  /** Starts a fresh berthd on the same dirs and config (after stop or a kill -9). */
-  restart(): Promise<Berthd>;
+  /** Starts a fresh berthd on the same dirs and config (after stop or a kill -9); `overrides` replace options (e.g. env). */
+  restart(overrides?: Partial<BerthdOptions>): Promise<Berthd>;
   /** Stops berthd if running and removes the temp dir. */
   cleanup(): Promise<void>;
 }
@@ -91,7 +91,7 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
       if (!dead) proc.kill(signal);
       return exited;
     },
-    restart: async () => startBerthd({ ...opts, dir }),
+    restart: async (overrides = {}) => startBerthd({ ...opts, ...overrides, dir }),
     cleanup: async () => {
       await self.stop("SIGTERM");
       await rm(dir, { recursive: true, force: true });

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import http from "node:http";
+import https from "node:https";
 import { gzipSync } from "node:zlib";
 import { execa } from "execa";
 import type { TestRegistry } from "./registry.js";
@@ -176,9 +177,10 @@ interface Reply {
   body: Buffer;
 }
 
-function request(method: string, url: string, headers: Record<string, string>, body?: Buffer): Promise<Reply> {
+function request(method: string, url: string, headers: Record<string, string>, body?: Buffer, ca?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers: body ? { ...headers, "content-length": String(body.length) } : headers }, (res) => {
+    const mod = url.startsWith("https:") ? https : http;
+    const req = mod.request(url, { method, ca, headers: body ? { ...headers, "content-length": String(body.length) } : headers }, (res) => {
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
@@ -190,24 +192,28 @@ function request(method: string, url: string, headers: Record<string, string>, b
 }
 
 class Pusher {
-  private token: string | undefined;
+  private authorization: string | undefined;
   constructor(private readonly reg: TestRegistry, private readonly repo: string) {}
 
   private async call(method: string, url: string, headers: Record<string, string>, body?: Buffer): Promise<Reply> {
     for (let round = 0; round < 2; round++) {
-      const h = this.token ? { ...headers, authorization: `Bearer ${this.token}` } : headers;
-      const r = await request(method, url, h, body);
+      const h = this.authorization ? { ...headers, authorization: this.authorization } : headers;
+      const r = await request(method, url, h, body, this.reg.ca);
       if (r.status !== 401 || round > 0 || !this.reg.pushAuth) return r;
+      const basic = Buffer.from(`${this.reg.pushAuth.username}:${this.reg.pushAuth.password}`).toString("base64");
       const challenge = String(r.headers["www-authenticate"] ?? "");
+      if (/^basic\b/i.test(challenge)) {
+        this.authorization = `Basic ${basic}`;
+        continue;
+      }
       const realm = /realm="([^"]+)"/.exec(challenge)?.[1];
       const service = /service="([^"]+)"/.exec(challenge)?.[1] ?? "";
       if (!realm) return r;
       const u = new URL(realm);
       u.searchParams.set("service", service);
       u.searchParams.set("scope", `repository:${this.repo}:pull,push`);
-      const basic = Buffer.from(`${this.reg.pushAuth.username}:${this.reg.pushAuth.password}`).toString("base64");
-      const t = await request("GET", u.toString(), { authorization: `Basic ${basic}` });
-      this.token = (JSON.parse(t.body.toString()) as { token: string }).token;
+      const t = await request("GET", u.toString(), { authorization: `Basic ${basic}` }, undefined, this.reg.ca);
+      this.authorization = `Bearer ${(JSON.parse(t.body.toString()) as { token: string }).token}`;
     }
     throw new Error("unreachable");
   }

@@ -1,0 +1,269 @@
+// berth_native: the three system calls berthd needs that Node has no API for.
+//   openPty()                 -> [masterFd, slaveFd]   a pseudo-terminal pair for `runc exec` with a tty
+//   setWindowSize(fd, r, c)   -> undefined             TIOCSWINSZ on a pty
+//   makeRaw(fd)               -> undefined             raw mode (cfmakeraw) on a pty
+//   connectSeqpacket(path)    -> fd                    connect to a SOCK_SEQPACKET unix socket (conmon's attach socket)
+//   connectInNetns(netns, port, ipv6, cb(err, fd))     a TCP connection to localhost:port inside a network namespace
+// Every fd is created close-on-exec; the caller owns and closes it.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  const char *name = err == ENOENT ? "ENOENT" : err == ECONNREFUSED ? "ECONNREFUSED" : err == EACCES ? "EACCES" : "ESYSCALL";
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, message, &error);
+  napi_value errnum;
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value open_pty(napi_env env, napi_callback_info info) {
+  (void)info;
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return throw_errno(env, "posix_openpt", errno);
+  char name[128];
+  if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, sizeof name) != 0) {
+    int err = errno;
+    close(master);
+    return throw_errno(env, "unlock pty", err);
+  }
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) {
+    int err = errno;
+    close(master);
+    return throw_errno(env, "open pty slave", err);
+  }
+  napi_value result, m, s;
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, master, &m);
+  napi_create_int32(env, slave, &s);
+  napi_set_element(env, result, 0, m);
+  napi_set_element(env, result, 1, s);
+  return result;
+}
+
+static int arg_int(napi_env env, napi_value v, int *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static napi_value set_window_size(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd, rows, cols;
+  if (argc != 3 || !arg_int(env, argv[0], &fd) || !arg_int(env, argv[1], &rows) || !arg_int(env, argv[2], &cols) ||
+      rows < 0 || cols < 0 || rows > 65535 || cols > 65535) {
+    napi_throw_type_error(env, NULL, "setWindowSize(fd, rows, cols) takes three integers, rows and cols 0..65535");
+    return NULL;
+  }
+  struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+  if (ioctl(fd, TIOCSWINSZ, &ws) != 0) return throw_errno(env, "TIOCSWINSZ", errno);
+  return NULL;
+}
+
+static napi_value make_raw(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc != 1 || !arg_int(env, argv[0], &fd)) {
+    napi_throw_type_error(env, NULL, "makeRaw(fd) takes an fd");
+    return NULL;
+  }
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) return throw_errno(env, "tcgetattr", errno);
+  cfmakeraw(&t);
+  if (tcsetattr(fd, TCSANOW, &t) != 0) return throw_errno(env, "tcsetattr", errno);
+  return NULL;
+}
+
+static napi_value connect_seqpacket(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  size_t len = 0;
+  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 ||
+      len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "connectSeqpacket(path) takes a socket path");
+    return NULL;
+  }
+  // Connect through /proc/self/fd/N so a socket path longer than sun_path still works.
+  int pathfd = open(path, O_PATH | O_CLOEXEC);
+  if (pathfd < 0) return throw_errno(env, path, errno);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d", pathfd);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    int err = errno;
+    close(pathfd);
+    return throw_errno(env, "socket", err);
+  }
+  int rc;
+  do rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  while (rc != 0 && errno == EINTR);
+  int err = errno;
+  close(pathfd);
+  if (rc != 0) {
+    close(fd);
+    return throw_errno(env, path, err);
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+// A socket belongs to the network namespace it was created in, whatever thread uses it later:
+// a throwaway thread enters the pod's namespace, creates and connects the socket, and exits,
+// so no thread of berthd's (least of all a libuv pool thread) ever changes namespace.
+struct netns_connect {
+  char netns[4096];
+  int port;
+  int ipv6;
+  int fd;
+  int err;
+  const char *step;
+  napi_async_work work;
+  napi_ref callback;
+};
+
+static void *netns_connect_thread(void *arg) {
+  struct netns_connect *c = arg;
+  int nsfd = open(c->netns, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) {
+    c->err = errno, c->step = "open network namespace";
+    return NULL;
+  }
+  // unshare(CLONE_FS) is not needed: setns(CLONE_NEWNET) affects only this thread.
+  if (setns(nsfd, CLONE_NEWNET) != 0) {
+    c->err = errno, c->step = "enter network namespace";
+    close(nsfd);
+    return NULL;
+  }
+  close(nsfd);
+  int fd = socket(c->ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    c->err = errno, c->step = "socket";
+    return NULL;
+  }
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int rc;
+  if (c->ipv6) {
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)c->port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    do rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    while (rc != 0 && errno == EINTR);
+  } else {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    do rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    while (rc != 0 && errno == EINTR);
+  }
+  if (rc != 0) {
+    c->err = errno, c->step = "connect";
+    close(fd);
+    return NULL;
+  }
+  struct timeval none = {0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  c->fd = fd;
+  return NULL;
+}
+
+static void netns_connect_execute(napi_env env, void *data) {
+  (void)env;
+  struct netns_connect *c = data;
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, netns_connect_thread, c);
+  if (rc != 0) {
+    c->err = rc, c->step = "pthread_create";
+    return;
+  }
+  pthread_join(t, NULL);
+}
+
+static void netns_connect_complete(napi_env env, napi_status status, void *data) {
+  struct netns_connect *c = data;
+  napi_value cb, global, argv[2];
+  napi_get_reference_value(env, c->callback, &cb);
+  napi_get_global(env, &global);
+  if (status != napi_ok && c->err == 0) c->err = ECANCELED, c->step = "async work";
+  if (c->err != 0) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s", c->step, strerror(c->err));
+    napi_value code, message;
+    const char *name = c->err == ECONNREFUSED ? "ECONNREFUSED" : c->err == ENOENT ? "ENOENT" : c->err == EAFNOSUPPORT ? "EAFNOSUPPORT" : c->err == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ESYSCALL";
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+    napi_get_undefined(env, &argv[1]);
+  } else {
+    napi_get_null(env, &argv[0]);
+    napi_create_int32(env, c->fd, &argv[1]);
+  }
+  napi_call_function(env, global, cb, 2, argv, NULL);
+  napi_delete_reference(env, c->callback);
+  napi_delete_async_work(env, c->work);
+  free(c);
+}
+
+static napi_value connect_in_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct netns_connect *c = calloc(1, sizeof *c);
+  if (!c) return throw_errno(env, "calloc", ENOMEM);
+  size_t len = 0;
+  bool ipv6 = false;
+  napi_valuetype cbtype = napi_undefined;
+  if (argc == 4) napi_typeof(env, argv[3], &cbtype);
+  if (argc != 4 || napi_get_value_string_utf8(env, argv[0], c->netns, sizeof c->netns, &len) != napi_ok || len == 0 ||
+      len >= sizeof c->netns - 1 || !arg_int(env, argv[1], &c->port) || c->port < 1 || c->port > 65535 ||
+      napi_get_value_bool(env, argv[2], &ipv6) != napi_ok || cbtype != napi_function) {
+    free(c);
+    napi_throw_type_error(env, NULL, "connectInNetns(netnsPath, port 1..65535, ipv6, callback)");
+    return NULL;
+  }
+  c->ipv6 = ipv6;
+  c->fd = -1;
+  napi_value name;
+  napi_create_string_utf8(env, "berth.connectInNetns", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[3], 1, &c->callback);
+  napi_create_async_work(env, NULL, name, netns_connect_execute, netns_connect_complete, c, &c->work);
+  napi_queue_async_work(env, c->work);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"openPty", NULL, open_pty, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"makeRaw", NULL, make_raw, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connectSeqpacket", NULL, connect_seqpacket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connectInNetns", NULL, connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

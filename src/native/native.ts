@@ -1,0 +1,86 @@
+// berthd's N-API addon (src/native/berth_native.c, built by `make native`) and the one way
+// berthd turns a raw fd from it into a Node stream.
+import { createRequire } from "node:module";
+import { Socket } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+interface Addon {
+  openPty(): [number, number];
+  setWindowSize(fd: number, rows: number, cols: number): void;
+  makeRaw(fd: number): void;
+  connectSeqpacket(socketPath: string): number;
+  connectInNetns(netnsPath: string, port: number, ipv6: boolean, cb: (err: Error | null, fd?: number) => void): void;
+}
+
+let addon: Addon | undefined;
+
+function load(): Addon {
+  if (addon) return addon;
+  // dist/src/native/native.js -> dist/native/berth_native.node
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../native/berth_native.node");
+  try {
+    addon = createRequire(import.meta.url)(file) as Addon;
+  } catch (err) {
+    throw new Error(`cannot load berth's native addon ${file} (run \`make build\`): ${(err as Error).message}`, { cause: err });
+  }
+  return addon;
+}
+
+/** A new pseudo-terminal: the master stays with berthd, the slave becomes a child's stdio. Both close-on-exec. */
+export function openPty(): { master: number; slave: number } {
+  const [master, slave] = load().openPty();
+  return { master, slave };
+}
+
+/** Sets a pty's window size (TIOCSWINSZ). */
+export function setWindowSize(fd: number, rows: number, cols: number): void {
+  load().setWindowSize(fd, rows, cols);
+}
+
+/** Puts a pty in raw mode: bytes pass through untouched (no echo, no CR/LF translation). */
+export function makeRaw(fd: number): void {
+  load().makeRaw(fd);
+}
+
+/** Connects to a SOCK_SEQPACKET unix socket (any path length); returns the fd. */
+export function connectSeqpacket(socketPath: string): number {
+  return load().connectSeqpacket(socketPath);
+}
+
+/**
+ * A TCP connection to localhost:port made inside the network namespace pinned at netnsPath
+ * (127.0.0.1 first, then ::1 when IPv4 refuses). The socket lives in the pod's namespace while
+ * berthd reads and writes it like any other.
+ */
+export async function connectInNetns(netnsPath: string, port: number): Promise<Socket> {
+  const once = (ipv6: boolean) => new Promise<number>((resolve, reject) => {
+    load().connectInNetns(netnsPath, port, ipv6, (err, fd) => (err ? reject(err) : resolve(fd!)));
+  });
+  let fd: number;
+  try {
+    fd = await once(false);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ECONNREFUSED") throw err;
+    fd = await once(true).catch(() => Promise.reject(err));
+  }
+  return new Socket({ fd, readable: true, writable: true });
+}
+
+interface PipeHandle { open(fd: number): number }
+type PipeCtor = new (type: number) => PipeHandle;
+
+/**
+ * Wraps an fd that net.Socket({fd}) refuses (a pty master is a "TTY", a SOCK_SEQPACKET socket is
+ * "UNKNOWN") in a non-blocking libuv stream: tty.ReadStream would make pty writes blocking and
+ * stall the event loop. libuv's pipe handle reads and writes any fd; each read of a seqpacket
+ * socket yields exactly one packet, so 'data' events keep packet boundaries.
+ * The socket owns the fd from here on: destroying it closes the fd.
+ */
+export function fdSocket(fd: number): Socket {
+  const { Pipe, constants } = (process as unknown as { binding(name: string): { Pipe: PipeCtor; constants: { SOCKET: number } } }).binding("pipe_wrap");
+  const handle = new Pipe(constants.SOCKET);
+  const rc = handle.open(fd);
+  if (rc !== 0) throw new Error(`cannot open fd ${fd} as a stream (uv error ${rc})`);
+  return new Socket({ handle, readable: true, writable: true } as never);
+}
