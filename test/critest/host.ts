@@ -4,20 +4,8 @@ import { readdir, readFile, rmdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import path from "node:path";
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ""}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+// One polling helper for every harness.
+export { waitFor } from "../harness/berthd.js";
 
 /** Resolves true when nothing listens on 127.0.0.1:port (and all addresses) now. */
 export function portFree(port: number): Promise<boolean> {
