@@ -198,3 +198,170 @@ export async function conmonVersion(conmon: string): Promise<string> {
   if (r.failed) throw new Error(`conmon "${conmon}" does not run: ${r.stderr || r.shortMessage}`);
   return String(r.stdout).split("\n")[0] ?? "";
 }
+
+export interface ConmonExecOptions {
+  conmon: string;
+  runtimePath: string;
+  runtimeArgs: string[];
+  systemdCgroup: boolean;
+  /** The container to exec in. */
+  id: string;
+  name: string;
+  /** A private folder for this exec: conmon puts its fifos, exit file and socket link here. */
+  execDir: string;
+  processFile: string;
+  pidFile: string;
+  /** Where conmon writes the output (CRI log format). */
+  logPath: string;
+  /** Whole seconds; 0 = none. conmon kills the process when it passes. */
+  timeoutSec: number;
+}
+
+export interface ConmonExecResult {
+  exitCode: number;
+  timedOut: boolean;
+}
+
+/**
+ * Runs a process in a container through conmon's exec mode: conmon is the subreaper that
+ * collects the exit code, stops reading output once the process is gone (a background child
+ * holding stdout does not hold the call), and kills the process at the timeout.
+ */
+export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult> {
+  await mkdir(o.execDir, { recursive: true, mode: 0o700 });
+  const args = [
+    "--cid", o.id,
+    "--cuuid", path.basename(o.execDir),
+    "--name", o.name,
+    "--runtime", o.runtimePath,
+    "--bundle", o.execDir,
+    "--container-pidfile", o.pidFile,
+    "--exec",
+    "--exec-process-spec", o.processFile,
+    "--log-path", `k8s-file:${o.logPath}`,
+    "--exit-dir", o.execDir,
+    "--socket-dir-path", o.execDir,
+    "--log-level", "error",
+  ];
+  for (const a of o.runtimeArgs) args.push("--runtime-arg", a);
+  if (o.systemdCgroup) args.push("--systemd-cgroup");
+  if (o.timeoutSec > 0) args.push("--timeout", String(o.timeoutSec));
+  const errLog = await open(path.join(o.execDir, "conmon.log"), "a", 0o600);
+  let sub;
+  let closed = Promise.resolve();
+  try {
+    sub = spawn(o.conmon, args, {
+      cwd: o.execDir,
+      stdio: ["ignore", "ignore", errLog.fd, "pipe"],
+      env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3" },
+    });
+  } finally {
+    closed = errLog.close();
+  }
+  const syncPipe = sub.stdio[3] as unknown as Readable;
+  // Before any await (see startConmon): else a fast exec loses its exit code and the call hangs.
+  const reading = new Promise<string>((resolve, reject) => {
+    let buf = "";
+    syncPipe.on("data", (d: Buffer) => (buf += d.toString("utf8")));
+    syncPipe.once("end", () => resolve(buf));
+    syncPipe.once("error", reject);
+    sub.once("error", (e) => reject(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
+  });
+  // Handled now, awaited below: a rejection while the log closes must not count as unhandled.
+  reading.catch(() => undefined);
+  await closed;
+  const text = await reading;
+  const line = text.split("\n").find((l) => l.trim() !== "");
+  let msg: { exit_code?: number; data?: number; message?: string } | undefined;
+  try {
+    msg = line ? (JSON.parse(line) as typeof msg) : undefined;
+  } catch {
+    msg = undefined;
+  }
+  const code = msg?.exit_code ?? msg?.data;
+  if (typeof code !== "number") {
+    const log = await readFile(path.join(o.execDir, "conmon.log"), "utf8").catch(() => "");
+    throw new Internal(`exec in ${o.id}: conmon reported no exit code${log ? `: ${lastLines(log)}` : ""}`);
+  }
+  if (code === -1) {
+    if (/timed out/i.test(msg?.message ?? "")) {
+      // conmon answers once it has sent SIGKILL; the caller's next exec must not still see the process.
+      const pid = await readPid(o.pidFile);
+      if (pid) await killAndWaitGone(pid, 2000);
+      return { exitCode: -1, timedOut: true };
+    }
+    throw new Internal(`exec in ${o.id}: ${msg?.message || "the runtime could not start the process"}`);
+  }
+  return { exitCode: code, timedOut: false };
+}
+
+/** SIGKILLs pid until it is gone (reaped), for at most `ms`. */
+async function killAndWaitGone(pid: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      return; // ESRCH: gone
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Reads a CRI-format log (`<time> <stdout|stderr> <P|F> <text>`) back into the two streams,
+ * keeping at most `cap` bytes of each. The file is read in chunks and reading stops once both
+ * streams are full, so a command that printed gigabytes costs no more than the caps.
+ */
+export async function readCriLog(file: string, cap: number): Promise<{ stdout: Buffer; stderr: Buffer; truncated: boolean }> {
+  const parts: Record<"stdout" | "stderr", Buffer[]> = { stdout: [], stderr: [] };
+  const size = { stdout: 0, stderr: 0 };
+  let truncated = false;
+  const add = (s: "stdout" | "stderr", b: Buffer) => {
+    const room = cap - size[s];
+    if (room <= 0) {
+      if (b.length > 0) truncated = true;
+      return;
+    }
+    const piece = b.length > room ? b.subarray(0, room) : b;
+    if (piece.length < b.length) truncated = true;
+    parts[s].push(Buffer.from(piece));
+    size[s] += piece.length;
+  };
+  const line = (l: Buffer) => {
+    const a = l.indexOf(32);
+    const b = a < 0 ? -1 : l.indexOf(32, a + 1);
+    const c = b < 0 ? -1 : l.indexOf(32, b + 1);
+    if (c < 0) return;
+    const stream = l.subarray(a + 1, b).toString();
+    if (stream !== "stdout" && stream !== "stderr") return;
+    const full = l.subarray(b + 1, c).toString() === "F";
+    add(stream, l.subarray(c + 1));
+    if (full) add(stream, Buffer.from("\n"));
+  };
+  const fh = await open(file, "r").catch(() => undefined);
+  if (fh) {
+    try {
+      const chunk = Buffer.alloc(1 << 20);
+      let rest: Buffer = Buffer.alloc(0);
+      let at = 0;
+      while (size.stdout < cap || size.stderr < cap) {
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, at);
+        if (bytesRead === 0) break;
+        at += bytesRead;
+        const data = rest.length ? Buffer.concat([rest, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+        let pos = 0;
+        for (let end = data.indexOf(10, pos); end >= 0; end = data.indexOf(10, pos)) {
+          line(data.subarray(pos, end));
+          pos = end + 1;
+        }
+        rest = Buffer.from(data.subarray(pos));
+      }
+      if (rest.length) line(rest);
+      if (size.stdout >= cap && size.stderr >= cap) truncated = true;
+    } finally {
+      await fh.close();
+    }
+  }
+  return { stdout: Buffer.concat(parts.stdout, size.stdout), stderr: Buffer.concat(parts.stderr, size.stderr), truncated };
+}

@@ -26,7 +26,7 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
+import { conmonExec, isConmon, readCriLog, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
@@ -39,8 +39,6 @@ import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
-/** After an exec'd process exits, how long its output is still read (a background child may hold the pipes). */
-const EXEC_DRAIN_GRACE_MS = 200;
 /** How often running containers are checked for a conmon that died without an exit file. */
 const SWEEP_INTERVAL_MS = 5_000;
 
@@ -672,18 +670,26 @@ export class ContainerManager implements PodContainers {
     const r = this.find(id);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running (${r.phase}): cannot exec in it`);
     const rt = await this.runtime(r.handler);
-    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
-    const processFile = `${base}.json`;
-    const pidFile = `${base}.pid`;
+    // conmon's exec mode: conmon is the process's subreaper and reports its exit code as soon as it
+    // exits, so a background child still holding the output neither holds the call nor gets killed.
+    const execDir = path.join(r.bundle, "exec", randomBytes(6).toString("hex"));
+    const processFile = path.join(execDir, "process.json");
+    const logPath = path.join(execDir, "output.log");
     try {
+      await mkdir(execDir, { recursive: true, mode: 0o700 });
       await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await rt.execSync(r.id, { processFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, pidFile, drainGraceMs: EXEC_DRAIN_GRACE_MS });
+      const res = await conmonExec({
+        conmon: this.conmonPath, runtimePath: rt.binary, runtimeArgs: rt.globalArgs(), systemdCgroup: rt.systemdCgroup,
+        id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
+      });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
+      const out = await readCriLog(logPath, EXEC_OUTPUT_CAP);
+      return { ...fitExecResponse(out.stdout, out.stderr), exitCode: res.exitCode };
     } finally {
-      await Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]);
+      await rm(execDir, { recursive: true, force: true });
     }
   }
+
 
   // ---- Infra (pause) containers -----------------------------------------------------------
 
