@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { startBerthd, type Berthd, removeAllPods } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { deleteBridge, sh, writeBridgeConflist } from "./sandbox-net.js";
@@ -39,10 +39,7 @@ describe("crictl drives containers", { skip: CRICTL ? false : "set CRICTL to a c
 
   after(async () => {
     if (d) {
-      for (const p of (await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }))).items) {
-        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      }
+      await removeAllPods(d);
       await d.cleanup();
     }
     await reg?.stop();

@@ -6,7 +6,8 @@ import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../src/gen/api.js";
-import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, leakDiff, type HostSnapshot } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -54,16 +55,12 @@ describe("containers through berthd's CRI socket", () => {
 
   after(async () => {
     if (d) {
-      const pods = await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }));
-      for (const p of pods.items) {
-        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      }
+      await removeAllPods(d);
       await d.cleanup();
     }
     await reg?.stop();
     await deleteBridge(BRIDGE);
-    for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd"]) await sh("rmdir", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`]);
+    await removeCgroupParent(CGROUP_PARENT);
   });
 
   const newPod = async (name: string, extra: Record<string, unknown> = {}) => {

@@ -112,7 +112,4 @@ export async function cgroupLeaks(parent: string, ids: string[]): Promise<string
   return out;
 }
 
-/** Removes the (empty) test cgroup parent from every hierarchy. */
-export async function removeCgroupParent(parent: string): Promise<void> {
-  for (const hier of await readdir(CGROUP_ROOT).catch(() => [] as string[])) await rmdir(path.join(CGROUP_ROOT, hier, parent)).catch(() => undefined);
-}
+export { removeCgroupParent } from "./harness/leaks.js";

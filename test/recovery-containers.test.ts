@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../src/gen/api.js";
 import { FAULT_POINTS } from "../src/runtime/faults.js";
-import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, type HostSnapshot } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -101,10 +101,7 @@ describe("container recovery after kill -9", () => {
   after(async () => {
     process.stderr.write(`# container faults injected and survived: ${survived} of ${POINTS.length}\n`);
     if (d) {
-      for (const p of (await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }))).items) {
-        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      }
+      await removeAllPods(d);
       await d.cleanup();
       await forceRemoveDir(d.dir);
     }

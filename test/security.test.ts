@@ -8,7 +8,8 @@ import { lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { NamespaceMode } from "../src/gen/api.js";
-import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { startBerthd, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { podConfig, sh } from "./sandbox-net.js";
@@ -41,15 +42,11 @@ describe("security: hostile requests and paths", () => {
 
   after(async () => {
     if (d) {
-      const pods = await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }));
-      for (const p of pods.items) {
-        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      }
+      await removeAllPods(d);
       await d.cleanup();
     }
     await reg?.stop();
-    for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd"]) await sh("rmdir", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`]);
+    await removeCgroupParent(CGROUP_PARENT);
   });
 
   const newPod = async (name: string, logDirectory = "") => {

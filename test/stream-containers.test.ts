@@ -7,7 +7,8 @@ import { readdir, readFile } from "node:fs/promises";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { ContainerState } from "../src/gen/api.js";
-import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { SpdyClient, type ClientStream } from "./harness/spdy-client.js";
@@ -90,16 +91,12 @@ describe("streaming into containers through berthd", () => {
 
   after(async () => {
     if (d) {
-      const pods = await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }));
-      for (const p of pods.items) {
-        await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-        await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      }
+      await removeAllPods(d);
       await d.cleanup();
     }
     await reg?.stop();
     await deleteBridge(BRIDGE);
-    for (const c of ["cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "systemd"]) await sh("rmdir", [`/sys/fs/cgroup/${c}${CGROUP_PARENT}`]);
+    await removeCgroupParent(CGROUP_PARENT);
   });
 
   const run = async (over: Record<string, unknown>) => {

@@ -5,7 +5,7 @@
 import { credentials, Metadata, makeGenericClientConstructor, status, type ServiceError } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import path from "node:path";
-import { REPO, startBerthd } from "../harness/berthd.js";
+import { REPO, startBerthd, removeAllPods } from "../harness/berthd.js";
 import { hostLeaks } from "../harness/leaks.js";
 import { forceRemoveDir, ownLeaks, strayFiles } from "../recovery-check.js";
 
@@ -133,11 +133,7 @@ async function main(): Promise<void> {
     // Remove whatever the random requests managed to create, through the CRI itself.
     const ctrs = await d.cri.runtime.listContainers({}).catch(() => ({ containers: [] }));
     for (const c of ctrs.containers) await d.cri.runtime.removeContainer({ containerId: c.id }).catch(() => undefined);
-    const pods = await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }));
-    for (const p of pods.items) {
-      await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-    }
+    await removeAllPods(d);
   } finally {
     for (const { client } of clients) (client as unknown as { close(): void }).close();
   }

@@ -111,3 +111,11 @@ export function runBerthd(args: string[], env?: NodeJS.ProcessEnv): Promise<{ co
     proc.once("exit", (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** Stops and removes every pod berthd lists (their containers go with them), ignoring errors: test clean-up. */
+export async function removeAllPods(d: Berthd): Promise<void> {
+  for (const p of (await d.cri.runtime.listPodSandbox({}).catch(() => ({ items: [] }))).items) {
+    await d.cri.runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+    await d.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+  }
+}

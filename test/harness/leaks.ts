@@ -1,6 +1,7 @@
 // What a runtime can leave on the host: mounts, network namespaces, conmon processes,
 // veth ports. Tests take a snapshot before and compare after.
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, rmdir } from "node:fs/promises";
+import path from "node:path";
 
 export interface HostSnapshot {
   mounts: string[];
@@ -38,4 +39,10 @@ export function leakDiff(before: HostSnapshot, after: HostSnapshot): string[] {
     for (const x of after[k]) if (!had.has(x)) out.push(`${k}: ${x}`);
   }
   return out;
+}
+
+/** Removes an (empty) test cgroup parent from every hierarchy, cgroup v2's unified one included. */
+export async function removeCgroupParent(parent: string): Promise<void> {
+  const root = "/sys/fs/cgroup";
+  for (const hier of await readdir(root).catch(() => [] as string[])) await rmdir(path.join(root, hier, parent)).catch(() => undefined);
 }
