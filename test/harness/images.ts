@@ -2,6 +2,7 @@
 // distribution API: any layers and files (hostile ones too), an image config (User, Env,
 // Entrypoint, Cmd, WorkingDir, StopSignal, Labels), OCI or Docker schema2 media types,
 // gzip/zstd/uncompressed layers, indexes with several platforms, and several tags.
+import type { ImageRunConfig } from "../../src/image/types.js";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import http from "node:http";
@@ -36,15 +37,8 @@ export interface LayerSpec {
   compression?: Compression;
 }
 
-export interface ImageConfigSpec {
-  User?: string;
-  Env?: string[];
-  Entrypoint?: string[];
-  Cmd?: string[];
-  WorkingDir?: string;
-  StopSignal?: string;
-  Labels?: Record<string, string>;
-}
+/** The image config's `config` object, as berth reads it. */
+export type ImageConfigSpec = ImageRunConfig;
 
 export interface ImageSpec {
   layers: LayerSpec[];
