@@ -29,6 +29,9 @@ import { StatsCollector } from "./runtime/stats.js";
 import { streamingHandlers } from "./cri/streaming.js";
 import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
 import { StreamServer } from "./stream/server.js";
+import { IdleMemory } from "./idle-memory.js";
+import { observeCalls } from "./cri/rpc.js";
+import { trimMalloc } from "./native/native.js";
 
 export interface Daemon {
   readonly socket: string;
@@ -113,6 +116,14 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
+    // A second after the last state-changing call, one full GC and malloc_trim (idle-memory.ts).
+    const idle = new IdleMemory({ delayMs: 1000, gc: (globalThis as { gc?: () => void }).gc, trim: trimMalloc, log });
+    observeCalls((method) => idle.callDone(method));
+    idle.schedule();
+    cleanups.push(async () => {
+      observeCalls(undefined);
+      idle.close();
+    });
     server = createGrpcServer(
       {
         ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),

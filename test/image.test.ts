@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, hostArch, pushImage, pushIndex, type PushedImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 
@@ -135,6 +135,23 @@ describe("image pull, status, list, remove", () => {
     assert.ok(u.usedBytes!.value > 1_000_000n, `busybox is over 1 MB, got ${u.usedBytes!.value}`);
     assert.ok(u.inodesUsed!.value >= 10n);
     assert.ok(u.timestamp > 0n);
+  });
+
+  test("a second after a pull berthd runs one full GC and malloc_trim (bin/berthd exposes gc)", async () => {
+    const runs = () => d.logs().split("\n").filter((l) => l.includes('"msg":"idle memory collection"'));
+    await d.cri.image.removeImage({ image: { image: `${ref}:v1` } });
+    await d.cri.image.pullImage({ image: { image: `${ref}:v1` } });
+    const before = runs().length;
+    const pulledAt = Date.now();
+    const line = await waitFor("the idle memory collection after the pull", async () => runs()[before], 10_000);
+    assert.ok(Date.now() - pulledAt >= 900, "not before the quiet second");
+    const rec = JSON.parse(line) as { fullGc: boolean; gcMs: number; rssBefore: number; rssAfter: number };
+    assert.equal(rec.fullGc, true, line);
+    assert.ok(rec.rssBefore > 0 && rec.rssAfter > 0, line);
+    // Read-only calls afterwards do not trigger another one.
+    for (let i = 0; i < 5; i++) await d.cri.image.listImages({});
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(runs().length, before + 1);
   });
 
   test("a missing image and an unreachable registry are clear errors", async () => {

@@ -18,6 +18,13 @@ export function capMessage(text: string): string {
   return text.length > MAX_ERROR_MESSAGE ? `${text.slice(0, MAX_ERROR_MESSAGE)}… (${text.length - MAX_ERROR_MESSAGE} more characters)` : text;
 }
 
+let callObserver: ((method: string) => void) | undefined;
+
+/** Tells `fn` the name of every unary call once it has been answered (the daemon's idle-memory hook). */
+export function observeCalls(fn: ((method: string) => void) | undefined): void {
+  callObserver = fn;
+}
+
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -29,6 +36,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
       (res) => {
         log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         callback(null, res);
+        callObserver?.(method);
       },
       (err: unknown) => {
         const code = codeOf(err);
@@ -36,6 +44,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
         const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
         log[level]({ method, ms: elapsedMs(started), code: status[code], err: capMessage(causeChain(err)) }, "rpc failed");
         callback({ code, details: message, message } as never, null);
+        callObserver?.(method);
       },
     );
   };

@@ -83,7 +83,7 @@ function hashing(hash: Hash, onBytes: (n: number) => void): Transform {
 const hex = (digest: string) => digest.slice("sha256:".length);
 // zlib's default 16 KiB output chunks cost a callback, two hash updates and a file write each:
 // at 16 KiB a layer's data spends more time in those round trips than in the disk.
-const INFLATE_CHUNK = 64 * 1024;
+const INFLATE_CHUNK = 256 * 1024;
 
 export class LayerStore {
   readonly dir: string;

@@ -1,6 +1,7 @@
-// The one place berth runs `mount` and `umount` (util-linux) for image snapshots.
+// The one place berth mounts and unmounts image snapshots (mount(2) and umount2(2) through
+// the native addon: no mount(8) process per container).
 import { readFile } from "node:fs/promises";
-import { execa } from "execa";
+import { mountFs, unmountFs } from "../native/native.js";
 
 export interface OverlayMount {
   /** Lower directories, top first, relative to `cwd` so 100+ layers fit in one page of options. */
@@ -21,16 +22,21 @@ export const MAX_MOUNT_OPTIONS = 4095;
 export async function mountOverlay(m: OverlayMount): Promise<void> {
   const options = overlayOptions(m);
   if (options.length > MAX_MOUNT_OPTIONS) throw new Error(`overlay options for ${m.target} are ${options.length} bytes, over the ${MAX_MOUNT_OPTIONS}-byte limit`);
-  const r = await execa("mount", ["-t", "overlay", "overlay", "-o", options, m.target], { cwd: m.cwd, reject: false, stdin: "ignore" });
-  if (r.exitCode !== 0) throw new Error(`mount overlay on ${m.target} failed: ${String(r.stderr).trim() || `exit ${r.exitCode}`}`);
+  await mountFs({ source: "overlay", target: m.target, fstype: "overlay", data: options, cwd: m.cwd }).catch((err: Error) => {
+    throw new Error(`mount overlay on ${m.target} failed: ${err.message}`, { cause: err });
+  });
 }
 
 export async function unmount(target: string): Promise<void> {
-  const r = await execa("umount", [target], { reject: false, stdin: "ignore" });
-  if (r.exitCode !== 0 && (await isMountpoint(target))) {
+  try {
+    await unmountFs(target);
+  } catch (err) {
+    // Not mounted (EINVAL) or gone: nothing to do.
+    if (!(await isMountpoint(target))) return;
     // Busy mounts (a process still inside) are detached lazily rather than left behind.
-    const lazy = await execa("umount", ["-l", target], { reject: false, stdin: "ignore" });
-    if (lazy.exitCode !== 0) throw new Error(`umount ${target} failed: ${String(r.stderr).trim()}; lazy: ${String(lazy.stderr).trim()}`);
+    await unmountFs(target, true).catch((lazy: Error) => {
+      throw new Error(`umount ${target} failed: ${(err as Error).message}; lazy: ${lazy.message}`, { cause: lazy });
+    });
   }
 }
 

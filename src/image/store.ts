@@ -230,6 +230,9 @@ export class LocalImageStore implements ImageStore {
     const holder = `pull:${randomBytes(6).toString("hex")}`;
     this.layers.hold(holder, chain);
     let reused = 0;
+    // The manifest(s) and config are stored while the layers download (they are verified
+    // already); a failed pull takes them back out unless something else uses them.
+    const blobsStored = Promise.allSettled(blobs.map(([digest, bytes, what]) => this.content.put(digest, bytes, what)));
     try {
       // allSettled: every layer has finished (or failed) before the pull's hold is released.
       const results = await Promise.allSettled(manifest.layers.map(async (layer, i) => {
@@ -242,7 +245,8 @@ export class LocalImageStore implements ImageStore {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
       await faultPoint("PullImage.after-layers");
-      await Promise.all(blobs.map(([digest, bytes, what]) => this.content.put(digest, bytes, what)));
+      const notStored = (await blobsStored).find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (notStored) throw notStored.reason;
       await faultPoint("PullImage.after-blobs");
       const size = configDesc.size + manifest.layers.reduce((n, l) => n + l.size, 0);
       await this.commit(id, config, {
@@ -252,6 +256,8 @@ export class LocalImageStore implements ImageStore {
       });
       await faultPoint("PullImage.after-record");
     } catch (err) {
+      await blobsStored;
+      await this.dropUnusedBlobs(blobs.map(([digest]) => digest)).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "removing a failed pull's blobs"));
       throw wrap(`pulling image ${formatReference(ref)}`, err);
     } finally {
       await this.layers.release(holder);
@@ -319,17 +325,30 @@ export class LocalImageStore implements ImageStore {
     }
   }
 
-  /** Deletes manifests, indexes and configs no image record names. */
-  private async collectBlobs(): Promise<void> {
+  private usedBlobs(): Set<string> {
     const used = new Set<string>();
     for (const { rec } of this.images.values()) {
       used.add(rec.id);
       used.add(rec.manifestDigest);
       if (rec.indexDigest) used.add(rec.indexDigest);
     }
-    // A pull in flight writes its blobs just before its record: leave them while any pull runs.
+    return used;
+  }
+
+  /** Deletes manifests, indexes and configs no image record names. */
+  private async collectBlobs(): Promise<void> {
+    // A pull in flight writes its blobs before its record: leave them while any pull runs.
     if (this.pulls.size > 0) return;
+    const used = this.usedBlobs();
     for (const d of (await this.content.scan()).digests) if (!used.has(d)) await this.content.delete(d);
+  }
+
+  /** A failed pull's blobs, unless an image names them or another pull (which may need them) runs. */
+  private async dropUnusedBlobs(digests: string[]): Promise<void> {
+    // this.pulls still holds the failing pull itself.
+    if (this.pulls.size > 1) return;
+    const used = this.usedBlobs();
+    for (const d of digests) if (!used.has(d)) await this.content.delete(d);
   }
 
   async fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }> {

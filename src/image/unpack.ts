@@ -10,6 +10,23 @@ import { makeNode } from "./mknod.js";
 import { setXattr } from "./setfattr.js";
 import type { TarEntry } from "./tar.js";
 
+/** Bytes of a file's data gathered into one write while unpacking. */
+const WRITE_BATCH = 1024 * 1024;
+
+/** The buffers of `bufs` from byte `off` on (after a short writev). */
+function remaining(bufs: Buffer[], off: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (off >= b.length) {
+      off -= b.length;
+      continue;
+    }
+    out.push(off > 0 ? b.subarray(off) : b);
+    off = 0;
+  }
+  return out;
+}
+
 export class UnsafeEntry extends Error {}
 
 export interface UnpackResult {
@@ -141,11 +158,27 @@ class Unpacker {
         await this.clear(rel, false);
         const fh = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
+          // Chunks arrive at the size of the registry socket's reads (64 KiB); each write is a
+          // thread-pool round trip, so they go out gathered, up to WRITE_BATCH at a time.
           let written = 0;
+          let batch: Buffer[] = [];
+          let batched = 0;
+          const flush = async () => {
+            let off = 0;
+            while (off < batched) {
+              const { bytesWritten } = await fh.writev(off === 0 ? batch : remaining(batch, off));
+              off += bytesWritten;
+            }
+            written += batched;
+            batch = [];
+            batched = 0;
+          };
           for await (const chunk of e.body()) {
-            await fh.write(chunk, 0, chunk.length, null);
-            written += chunk.length;
+            batch.push(chunk);
+            batched += chunk.length;
+            if (batched >= WRITE_BATCH) await flush();
           }
+          if (batched > 0) await flush();
           this.bytes += written;
           await fh.chown(e.uid, e.gid);
           await fh.chmod(e.mode);

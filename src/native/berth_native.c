@@ -1,9 +1,13 @@
-// berth_native: the three system calls berthd needs that Node has no API for.
+// berth_native: the system and libc calls berthd needs that Node has no API for.
 //   openPty()                 -> [masterFd, slaveFd]   a pseudo-terminal pair for `runc exec` with a tty
 //   setWindowSize(fd, r, c)   -> undefined             TIOCSWINSZ on a pty
 //   makeRaw(fd)               -> undefined             raw mode (cfmakeraw) on a pty
 //   connectSeqpacket(path)    -> fd                    connect to a SOCK_SEQPACKET unix socket (conmon's attach socket)
 //   connectInNetns(netns, port, ipv6, cb(err, fd))     a TCP connection to localhost:port inside a network namespace
+//   trimMalloc()              -> boolean               malloc_trim(0): hand malloc's free pages back to the kernel
+//   mountFs(source, target, fstype, flags, data, cwd, cb(err))   mount(2), relative paths in data resolved from cwd
+//   unmountFs(target, lazy, cb(err))                   umount2(2) with UMOUNT_NOFOLLOW (and MNT_DETACH when lazy)
+//   pinNamespaces(netFile, ipcFile, utsFile, hostname, cb(err))  new namespaces, each bind-mounted on its file
 // Every fd is created close-on-exec; the caller owns and closes it.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -12,12 +16,15 @@
 #include <pthread.h>
 #include <sched.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -254,8 +261,214 @@ static napi_value connect_in_netns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Mounts and namespace pins. Each runs on a throwaway thread (started from a libuv pool
+// thread, as connectInNetns): a mount with a cwd first unshares the thread's filesystem
+// context (CLONE_FS) so chdir never moves berthd's own cwd, and new namespaces are entered
+// by that thread alone and pinned by bind mounts of /proc/self/task/<tid>/ns/<kind> before
+// it exits. Running mount(8), umount(8) and unshare(1) instead cost a fork and an exec each.
+enum fs_op_kind { OP_MOUNT, OP_UNMOUNT, OP_PIN };
+
+struct fs_op {
+  enum fs_op_kind kind;
+  char source[256];
+  char target[4096];
+  char fstype[64];
+  char data[4096];
+  char cwd[4096];
+  unsigned long flags;
+  bool lazy;
+  char ns_files[3][4096];  // net, ipc, uts: "" when not wanted
+  char hostname[66];  // up to HOST_NAME_MAX (64) bytes
+  int err;
+  const char *step;
+  napi_async_work work;
+  napi_ref callback;
+};
+
+static const char *const NS_NAMES[3] = {"net", "ipc", "uts"};
+static const int NS_FLAGS[3] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS};
+
+static void *fs_op_thread(void *arg) {
+  struct fs_op *o = arg;
+  switch (o->kind) {
+    case OP_MOUNT:
+      if (o->cwd[0] != '\0') {
+        if (unshare(CLONE_FS) != 0) return o->err = errno, o->step = "unshare(CLONE_FS)", NULL;
+        if (chdir(o->cwd) != 0) return o->err = errno, o->step = "chdir", NULL;
+      }
+      if (mount(o->source, o->target, o->fstype, o->flags, o->data[0] ? o->data : NULL) != 0) o->err = errno, o->step = "mount";
+      return NULL;
+    case OP_UNMOUNT:
+      if (umount2(o->target, UMOUNT_NOFOLLOW | (o->lazy ? MNT_DETACH : 0)) != 0) o->err = errno, o->step = "umount";
+      return NULL;
+    case OP_PIN: {
+      int flags = 0;
+      for (int i = 0; i < 3; i++)
+        if (o->ns_files[i][0] != '\0') flags |= NS_FLAGS[i];
+      if (unshare(flags) != 0) return o->err = errno, o->step = "unshare", NULL;
+      if (o->ns_files[2][0] != '\0' && sethostname(o->hostname, strlen(o->hostname)) != 0) return o->err = errno, o->step = "sethostname", NULL;
+      pid_t tid = (pid_t)syscall(SYS_gettid);
+      for (int i = 0; i < 3; i++) {
+        if (o->ns_files[i][0] == '\0') continue;
+        char src[64];
+        snprintf(src, sizeof src, "/proc/self/task/%d/ns/%s", (int)tid, NS_NAMES[i]);
+        if (mount(src, o->ns_files[i], NULL, MS_BIND, NULL) != 0) {
+          snprintf(o->target, sizeof o->target, "%s", o->ns_files[i]);
+          return o->err = errno, o->step = "bind-mount namespace", NULL;
+        }
+      }
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+static void fs_op_execute(napi_env env, void *data) {
+  (void)env;
+  struct fs_op *o = data;
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, fs_op_thread, o);
+  if (rc != 0) {
+    o->err = rc, o->step = "pthread_create";
+    return;
+  }
+  pthread_join(t, NULL);
+}
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case ENOENT: return "ENOENT";
+    case EBUSY: return "EBUSY";
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case ENOTDIR: return "ENOTDIR";
+    case ENODEV: return "ENODEV";
+    case ENOSPC: return "ENOSPC";
+    default: return "ESYSCALL";
+  }
+}
+
+static void fs_op_complete(napi_env env, napi_status status, void *data) {
+  struct fs_op *o = data;
+  napi_value cb, global, argv[1];
+  napi_get_reference_value(env, o->callback, &cb);
+  napi_get_global(env, &global);
+  if (status != napi_ok && o->err == 0) o->err = ECANCELED, o->step = "async work";
+  if (o->err != 0) {
+    char msg[4400];
+    snprintf(msg, sizeof msg, "%s %s: %s", o->step, o->target, strerror(o->err));
+    napi_value code, message, errnum;
+    napi_create_string_utf8(env, errno_name(o->err), NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+    napi_create_int32(env, o->err, &errnum);
+    napi_set_named_property(env, argv[0], "errno", errnum);
+  } else {
+    napi_get_null(env, &argv[0]);
+  }
+  napi_call_function(env, global, cb, 1, argv, NULL);
+  napi_delete_reference(env, o->callback);
+  napi_delete_async_work(env, o->work);
+  free(o);
+}
+
+// Copies a JS string into buf; false when it is not a string or does not fit.
+static bool arg_string(napi_env env, napi_value v, char *buf, size_t size) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return false;
+  return len < size - 1 && strlen(buf) == len;  // no truncation, no embedded NUL
+}
+
+static napi_value queue_fs_op(napi_env env, struct fs_op *o, napi_value callback, const char *name) {
+  napi_value resource;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_reference(env, callback, 1, &o->callback);
+  napi_create_async_work(env, NULL, resource, fs_op_execute, fs_op_complete, o, &o->work);
+  napi_queue_async_work(env, o->work);
+  return NULL;
+}
+
+static bool is_function(napi_env env, napi_value v) {
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, v, &t);
+  return t == napi_function;
+}
+
+static napi_value mount_fs(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  int flags = 0;
+  if (argc != 7 || !arg_string(env, argv[0], o->source, sizeof o->source) || !arg_string(env, argv[1], o->target, sizeof o->target) ||
+      o->target[0] != '/' || !arg_string(env, argv[2], o->fstype, sizeof o->fstype) || !arg_int(env, argv[3], &flags) || flags < 0 ||
+      !arg_string(env, argv[4], o->data, sizeof o->data) || !arg_string(env, argv[5], o->cwd, sizeof o->cwd) || !is_function(env, argv[6])) {
+    free(o);
+    napi_throw_type_error(env, NULL, "mountFs(source, absolute target, fstype, flags, data, cwd, callback): strings under the size limits");
+    return NULL;
+  }
+  o->kind = OP_MOUNT;
+  o->flags = (unsigned long)flags;
+  return queue_fs_op(env, o, argv[6], "berth.mountFs");
+}
+
+static napi_value unmount_fs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  bool lazy = false;
+  if (argc != 3 || !arg_string(env, argv[0], o->target, sizeof o->target) || o->target[0] != '/' ||
+      napi_get_value_bool(env, argv[1], &lazy) != napi_ok || !is_function(env, argv[2])) {
+    free(o);
+    napi_throw_type_error(env, NULL, "unmountFs(absolute target, lazy, callback)");
+    return NULL;
+  }
+  o->kind = OP_UNMOUNT;
+  o->lazy = lazy;
+  return queue_fs_op(env, o, argv[2], "berth.unmountFs");
+}
+
+static napi_value pin_namespaces(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  bool ok = argc == 5 && is_function(env, argv[4]) && arg_string(env, argv[3], o->hostname, sizeof o->hostname);
+  bool any = false;
+  for (int i = 0; ok && i < 3; i++) {
+    ok = arg_string(env, argv[i], o->ns_files[i], sizeof o->ns_files[i]) && (o->ns_files[i][0] == '\0' || o->ns_files[i][0] == '/');
+    any = any || o->ns_files[i][0] != '\0';
+  }
+  if (!ok || !any) {
+    free(o);
+    napi_throw_type_error(env, NULL, "pinNamespaces(netFile, ipcFile, utsFile, hostname of at most 64 bytes, callback): absolute files, \"\" for none, at least one");
+    return NULL;
+  }
+  o->kind = OP_PIN;
+  return queue_fs_op(env, o, argv[4], "berth.pinNamespaces");
+}
+
+// Freed Buffers (a pull's socket and zlib chunks, child process output) go back to glibc's
+// heap, which keeps the pages: after a burst they stay resident until reused. malloc_trim
+// releases every free page of every arena. Returns whether any memory was released.
+static napi_value trim_malloc(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      {"trimMalloc", NULL, trim_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mountFs", NULL, mount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unmountFs", NULL, unmount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pinNamespaces", NULL, pin_namespaces, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openPty", NULL, open_pty, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"makeRaw", NULL, make_raw, NULL, NULL, NULL, napi_enumerable, NULL},

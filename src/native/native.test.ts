@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { closeSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import path from "node:path";
+import { execa } from "execa";
 import { describe, test } from "node:test";
-import { connectInNetns, connectSeqpacket, fdSocket, openPty, setWindowSize } from "./native.js";
+import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, setWindowSize, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -60,6 +64,83 @@ describe("berth native addon", () => {
       await assert.rejects(connectInNetns("/proc/self/ns/net", 18298), (e: NodeJS.ErrnoException) => e.code === "ECONNREFUSED");
     } finally {
       srv.close();
+    }
+  });
+});
+
+describe("berth native addon: mounts and namespace pins", () => {
+  const mountOf = async (target: string) =>
+    (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" ")).find((f) => f[4] === target);
+
+  test("mountFs tmpfs with flags and data; unmountFs; a second unmount is EINVAL", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    try {
+      await mountFs({ source: "shm", target: dir, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: "mode=1777,size=65536" });
+      const f = await mountOf(dir);
+      assert.ok(f, "mounted");
+      assert.match(f!.join(" "), /nosuid,nodev,noexec/);
+      assert.match(f!.join(" "), / - tmpfs shm .*size=64k/);
+      await unmountFs(dir);
+      assert.equal(await mountOf(dir), undefined);
+      await assert.rejects(unmountFs(dir), (e: NodeJS.ErrnoException) => e.code === "EINVAL" && e.message.includes(dir));
+    } finally {
+      await unmountFs(dir).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("overlay lowerdirs relative to cwd; berthd's own cwd is unchanged", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    const cwd = process.cwd();
+    try {
+      for (const d of ["l1", "l2", "upper", "work", "merged"]) await mkdir(path.join(dir, d));
+      await writeFile(path.join(dir, "l1", "a"), "from l1");
+      await writeFile(path.join(dir, "l2", "a"), "from l2");
+      await writeFile(path.join(dir, "l2", "b"), "only l2");
+      await mountFs({ source: "overlay", target: path.join(dir, "merged"), fstype: "overlay", data: `lowerdir=l1:l2,upperdir=${dir}/upper,workdir=${dir}/work`, cwd: dir });
+      assert.equal(process.cwd(), cwd);
+      assert.equal(await readFile(path.join(dir, "merged", "a"), "utf8"), "from l1");
+      assert.equal(await readFile(path.join(dir, "merged", "b"), "utf8"), "only l2");
+      await unmountFs(path.join(dir, "merged"));
+      await assert.rejects(mountFs({ source: "overlay", target: path.join(dir, "merged"), fstype: "overlay", data: "lowerdir=nope", cwd: dir }),
+        (e: NodeJS.ErrnoException) => e.code === "ENOENT" && /mount .*merged/.test(e.message));
+    } finally {
+      await unmountFs(path.join(dir, "merged")).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("unmountFs does not follow a symlink to a mount point", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    try {
+      await mkdir(path.join(dir, "m"));
+      await symlink(path.join(dir, "m"), path.join(dir, "link"));
+      await mountFs({ source: "t", target: path.join(dir, "m"), fstype: "tmpfs" });
+      await assert.rejects(unmountFs(path.join(dir, "link")));
+      assert.ok(await mountOf(path.join(dir, "m")), "still mounted");
+    } finally {
+      await unmountFs(path.join(dir, "m")).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("pinNewNamespaces: new net and UTS namespaces with the hostname; berthd's own stay as they were", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    const ownNet = (await stat("/proc/self/ns/net")).ino;
+    const ownHost = hostname();
+    try {
+      for (const k of ["net", "uts"]) await writeFile(path.join(dir, k), "");
+      await pinNewNamespaces({ net: path.join(dir, "net"), uts: path.join(dir, "uts") }, "pinned-host");
+      assert.notEqual((await stat(path.join(dir, "net"))).ino, ownNet);
+      assert.equal((await stat("/proc/self/ns/net")).ino, ownNet);
+      assert.equal(hostname(), ownHost);
+      const r = await execa("nsenter", [`--uts=${path.join(dir, "uts")}`, `--net=${path.join(dir, "net")}`, "--", "sh", "-c", "hostname; ip -o link | wc -l"]);
+      assert.deepEqual(r.stdout.split("\n"), ["pinned-host", "1"]);
+      await assert.rejects(pinNewNamespaces({ net: path.join(dir, "missing") }, ""), (e: NodeJS.ErrnoException) => e.code === "ENOENT" && e.message.includes("missing"));
+      await assert.rejects(pinNewNamespaces({}, ""), /at least one/);
+    } finally {
+      for (const k of ["net", "uts"]) await unmountFs(path.join(dir, k)).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -11,6 +11,10 @@ interface Addon {
   makeRaw(fd: number): void;
   connectSeqpacket(socketPath: string): number;
   connectInNetns(netnsPath: string, port: number, ipv6: boolean, cb: (err: Error | null, fd?: number) => void): void;
+  trimMalloc(): boolean;
+  mountFs(source: string, target: string, fstype: string, flags: number, data: string, cwd: string, cb: (err: Error | null) => void): void;
+  unmountFs(target: string, lazy: boolean, cb: (err: Error | null) => void): void;
+  pinNamespaces(netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
 }
 
 let addon: Addon | undefined;
@@ -83,4 +87,37 @@ export function fdSocket(fd: number): Socket {
   const rc = handle.open(fd);
   if (rc !== 0) throw new Error(`cannot open fd ${fd} as a stream (uv error ${rc})`);
   return new Socket({ handle, readable: true, writable: true } as never);
+}
+
+/** malloc_trim(0): returns glibc's free heap pages to the kernel; true when some were released. */
+export function trimMalloc(): boolean {
+  return load().trimMalloc();
+}
+
+/** mount(2) flags berth uses. */
+export const MS = { NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, BIND: 0x1000 } as const;
+
+function done(start: (cb: (err: Error | null) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => start((err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * mount(2). Relative paths inside `data` (overlay's lowerdir) are resolved from `cwd` when it
+ * is set; berthd's own working directory never changes.
+ */
+export function mountFs(m: { source: string; target: string; fstype: string; flags?: number; data?: string; cwd?: string }): Promise<void> {
+  return done((cb) => load().mountFs(m.source, m.target, m.fstype, m.flags ?? 0, m.data ?? "", m.cwd ?? "", cb));
+}
+
+/** umount2(2) of `target`, never following a symlink there; `lazy` detaches a busy mount. */
+export function unmountFs(target: string, lazy = false): Promise<void> {
+  return done((cb) => load().unmountFs(target, lazy, cb));
+}
+
+/**
+ * New network, IPC and/or UTS namespaces (the kinds given a file), each pinned by a bind mount
+ * on its (existing) file; with a UTS file the hostname is set inside first.
+ */
+export function pinNewNamespaces(files: { net?: string; ipc?: string; uts?: string }, hostname: string): Promise<void> {
+  return done((cb) => load().pinNamespaces(files.net ?? "", files.ipc ?? "", files.uts ?? "", hostname, cb));
 }

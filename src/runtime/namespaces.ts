@@ -1,10 +1,12 @@
-// A pod's pinned namespaces and kernel mounts: namespaces created by unshare(1) and kept
-// alive by a bind mount of their nsfs file (no process needs to hold them), sysctls
-// written inside a pinned namespace with nsenter(1), and the pod's /dev/shm tmpfs.
-// The only module that runs unshare, nsenter, mount and umount (and ip, for one recovery case) for pods.
+// A pod's pinned namespaces and kernel mounts: namespaces created by a thread of berthd's
+// native addon and kept alive by a bind mount of their nsfs file (no process needs to hold
+// them), sysctls written inside a pinned namespace with nsenter(1), and the pod's /dev/shm
+// tmpfs. The only module that mounts and unmounts for pods (and runs nsenter, and ip for one
+// recovery case).
 import { execa } from "execa";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { MS, mountFs, pinNewNamespaces, unmountFs } from "../native/native.js";
 
 export type PinnedKind = "net" | "ipc" | "uts";
 
@@ -43,19 +45,17 @@ export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: 
   const paths: Record<PinnedKind, string | undefined> = { net: undefined, ipc: undefined, uts: undefined };
   if (kinds.length === 0) return paths;
   await mkdir(dir, { recursive: true, mode: 0o711 });
-  const args: string[] = [];
   for (const kind of kinds) {
     const file = path.join(dir, kind);
     // A bind mount needs an existing target file.
     await (await open(file, "a", 0o444)).close();
-    args.push(`--${kind}=${file}`);
     paths[kind] = file;
   }
-  const program = kinds.includes("uts") ? ["hostname", "--", hostname] : ["true"];
-  const r = await execa("unshare", [...args, "--", ...program], { reject: false, timeout: TIMEOUT_MS });
-  if (r.failed) {
+  try {
+    await pinNewNamespaces({ net: paths.net, ipc: paths.ipc, uts: paths.uts }, kinds.includes("uts") ? hostname : "");
+  } catch (err) {
     await unpinNamespaces(dir).catch(() => undefined);
-    throw failure(`unshare ${args.join(" ")}`, r);
+    throw new Error(`create ${kinds.join(", ")} namespaces pinned in ${dir}: ${(err as Error).message}`, { cause: err });
   }
   return paths;
 }
@@ -63,22 +63,22 @@ export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: 
 /** Unmounts and removes a mount point; succeeds when it is not mounted or does not exist. */
 export async function unmount(target: string): Promise<void> {
   if (!(await isMountPoint(target))) return;
-  const r = await execa("umount", [target], { reject: false, timeout: TIMEOUT_MS });
-  if (r.failed && (await isMountPoint(target))) {
+  try {
+    await unmountFs(target);
+  } catch (err) {
+    if (!(await isMountPoint(target))) return;
     // Busy (a process has its cwd there): detach now, the kernel frees it when unused.
-    const lazy = await execa("umount", ["--lazy", target], { reject: false, timeout: TIMEOUT_MS });
-    if (lazy.failed && (await isMountPoint(target))) throw failure(`umount ${target}`, lazy);
+    await unmountFs(target, true).catch(async (lazyErr: Error) => {
+      if (await isMountPoint(target)) throw new Error(`umount ${target}: ${(err as Error).message}; lazy: ${lazyErr.message}`, { cause: lazyErr });
+    });
   }
 }
 
 /** Unpins every namespace under `dir` and removes the dir. Idempotent. */
 export async function unpinNamespaces(dir: string): Promise<void> {
-  // Deepest first, all in one umount run; what it could not unmount is detached one by one.
+  // Deepest first; a pin that will not unmount (busy) is detached lazily.
   const targets = (await mountsUnder(dir)).map((m) => m.target).sort((a, b) => b.length - a.length);
-  if (targets.length > 0) {
-    const r = await execa("umount", targets, { reject: false, timeout: TIMEOUT_MS });
-    if (r.failed) for (const t of targets) await unmount(t);
-  }
+  for (const t of targets) await unmountFs(t).catch(() => unmount(t));
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -98,8 +98,9 @@ export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string,
 export async function mountShm(target: string, sizeBytes: number): Promise<void> {
   await mkdir(target, { recursive: true, mode: 0o755 });
   if (await isMountPoint(target)) return;
-  const r = await execa("mount", ["-t", "tmpfs", "-o", `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, "shm", target], { reject: false, timeout: TIMEOUT_MS });
-  if (r.failed) throw failure(`mount tmpfs at ${target}`, r);
+  await mountFs({ source: "shm", target, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: `mode=1777,size=${sizeBytes}` }).catch((err: Error) => {
+    throw new Error(`mount tmpfs at ${target}: ${err.message}`, { cause: err });
+  });
 }
 
 /** Removes a file or dir that may not exist. */
