@@ -53,8 +53,16 @@ function verboseInfo(rec: SandboxRecord): string {
   });
 }
 
+const listItems = new WeakMap<SandboxRecord, PodSandbox>();
+
+/**
+ * A pod's ListPodSandbox entry: the same object while its state stays the same, so its
+ * encoded bytes are reused (list-encoding.ts). Never mutated once handed out.
+ */
 function toListItem(rec: SandboxRecord): PodSandbox {
-  return {
+  const memo = listItems.get(rec);
+  if (memo && memo.state === state(rec)) return memo;
+  const item: PodSandbox = {
     id: rec.id,
     metadata: rec.metadata,
     state: state(rec),
@@ -63,6 +71,8 @@ function toListItem(rec: SandboxRecord): PodSandbox {
     annotations: rec.config.annotations,
     runtimeHandler: rec.requestedHandler ?? rec.runtimeHandler,
   };
+  listItems.set(rec, item);
+  return item;
 }
 
 export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {

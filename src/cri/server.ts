@@ -3,9 +3,16 @@
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService, type ImageServiceServer, type RuntimeServiceServer } from "../gen/api.js";
 import type { Logger } from "../log.js";
+import { serializeListContainers, serializeListPodSandbox } from "./list-encoding.js";
 import { malformedRequest, unimplemented } from "./rpc.js";
 
-type Definition = Record<string, { path: string; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown }>;
+type Definition = Record<string, { path: string; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: never) => Buffer }>;
+
+/** Responses whose items keep their encoded bytes between calls (list-encoding.ts). */
+const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
+  listContainers: serializeListContainers,
+  listPodSandbox: serializeListPodSandbox,
+};
 
 /**
  * grpc-js answers a request it cannot decode with INTERNAL; berth answers INVALID_ARGUMENT
@@ -16,6 +23,7 @@ function tolerantDecoding<D extends Definition>(definition: D): D {
   for (const [key, def] of Object.entries(definition)) {
     out[key] = {
       ...def,
+      responseSerialize: CACHED_SERIALIZERS[key] ?? def.responseSerialize,
       requestDeserialize: (b: Buffer) => {
         try {
           return def.requestDeserialize(b);

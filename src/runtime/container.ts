@@ -82,6 +82,7 @@ async function findBinary(name: string): Promise<string> {
 
 export class ContainerManager implements PodContainers {
   private readonly records = new Map<string, ContainerRecord>();
+  private readonly listViews = new WeakMap<ContainerRecord, { state: ContainerState; annotations: Record<string, string>; labels: Record<string, string>; view: Container }>();
   private readonly names = new Map<string, string>();
   private readonly lock = new KeyedLock();
   private readonly store: RecordStore<ContainerRecord>;
@@ -600,20 +601,34 @@ export class ContainerManager implements PodContainers {
       if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
       if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
       if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
-      out.push({
-        id: r.id,
-        podSandboxId: r.sandboxId,
-        metadata: r.metadata,
-        image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler },
-        imageRef: r.imageRef,
-        imageId: r.imageId,
-        state: this.stateOf(r.phase),
-        createdAt: r.createdAt,
-        labels: r.labels,
-        annotations: r.annotations,
-      });
+      out.push(this.listView(r));
     }
     return out;
+  }
+
+  /**
+   * A record's ListContainers entry: the same object until the container's state or
+   * annotations change, so the CRI front can keep its encoded bytes (kubelet lists every
+   * container every second). Never mutated once handed out.
+   */
+  private listView(r: ContainerRecord): Container {
+    const state = this.stateOf(r.phase);
+    const memo = this.listViews.get(r);
+    if (memo && memo.state === state && memo.annotations === r.annotations && memo.labels === r.labels) return memo.view;
+    const view: Container = {
+      id: r.id,
+      podSandboxId: r.sandboxId,
+      metadata: r.metadata,
+      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler },
+      imageRef: r.imageRef,
+      imageId: r.imageId,
+      state,
+      createdAt: r.createdAt,
+      labels: r.labels,
+      annotations: r.annotations,
+    };
+    this.listViews.set(r, { state, annotations: r.annotations, labels: r.labels, view });
+    return view;
   }
 
   /** Records of a pod's CRI containers (not its infra container). */

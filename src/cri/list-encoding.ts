@@ -1,0 +1,57 @@
+// ListContainers and ListPodSandbox answer with every item each time (kubelet relists every
+// second), but an item changes only when its state does. The runtime hands out the same item
+// object until then; here each object's protobuf bytes are kept (weakly) and a response is
+// the items' bytes framed as field 1, the only field of both responses.
+import { Container, PodSandbox, type ListContainersResponse, type ListPodSandboxResponse } from "../gen/api.js";
+
+const encoded = new WeakMap<object, Uint8Array>();
+
+function bytesOf<T extends object>(item: T, encode: (item: T) => Uint8Array): Uint8Array {
+  let b = encoded.get(item);
+  if (!b) {
+    b = encode(item);
+    encoded.set(item, b);
+  }
+  return b;
+}
+
+function varintLength(n: number): number {
+  let len = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    len++;
+  }
+  return len;
+}
+
+/** `items` as repeated message field 1 (tag 0x0a, length-delimited). */
+export function encodeRepeatedField1<T extends object>(items: T[], encode: (item: T) => Uint8Array): Buffer {
+  const parts = items.map((i) => bytesOf(i, encode));
+  let size = 0;
+  for (const p of parts) size += 1 + varintLength(p.length) + p.length;
+  const out = Buffer.allocUnsafe(size);
+  let off = 0;
+  for (const p of parts) {
+    out[off++] = 0x0a;
+    let n = p.length;
+    while (n >= 0x80) {
+      out[off++] = (n & 0x7f) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    out[off++] = n;
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+const encodeContainer = (c: Container) => Container.encode(c).finish();
+const encodePod = (p: PodSandbox) => PodSandbox.encode(p).finish();
+
+export function serializeListContainers(res: ListContainersResponse): Buffer {
+  return encodeRepeatedField1(res.containers, encodeContainer);
+}
+
+export function serializeListPodSandbox(res: ListPodSandboxResponse): Buffer {
+  return encodeRepeatedField1(res.items, encodePod);
+}
