@@ -265,6 +265,7 @@ describe("ContainerManager with runc and conmon", () => {
     const s = (await mgr.status(id, false)).status;
     assert.equal(s.state, ContainerState.CONTAINER_EXITED);
     assert.equal(s.exitCode, 137);
+    assert.match(await readFile(rec.logPath, "utf8"), /stdout F term/, "the stop signal reached the process");
     await mgr.stop(id, 1);
     await mgr.remove(id);
     await mgr.remove(id);
@@ -274,6 +275,17 @@ describe("ContainerManager with runc and conmon", () => {
     assert.equal(await isConmon(rec.conmonPid), false);
     assert.ok(!(await snapshots.keys()).includes(id));
     assert.ok(!(await readdir(path.join(config.state, "exits"))).includes(id));
+  });
+
+  test("Stop: a process that exits on the stop signal stops at once with its own exit code", async () => {
+    const id = await run({ command: ["sh", "-c", "trap 'exit 3' TERM; sleep 300 & wait"] });
+    await sleep(200);
+    const t0 = Date.now();
+    await mgr.stop(id, 30);
+    const took = Date.now() - t0;
+    assert.ok(took < 2000, `stop took ${took} ms`);
+    assert.equal((await mgr.status(id, false)).status.exitCode, 3);
+    await mgr.remove(id);
   });
 
   test("a container keeps running across a manager restart and is stopped by the new one", async () => {

@@ -8,6 +8,8 @@
 //   mountFs(source, target, fstype, flags, data, cwd, cb(err))   mount(2), relative paths in data resolved from cwd
 //   unmountFs(target, lazy, cb(err))                   umount2(2) with UMOUNT_NOFOLLOW (and MNT_DETACH when lazy)
 //   pinNamespaces(netFile, ipcFile, utsFile, hostname, cb(err))  new namespaces, each bind-mounted on its file
+//   procStartTime(pid)        -> string | null         field 22 of /proc/PID/stat (null: no such process)
+//   signalProcess(pid, startTime, signal) -> boolean   pidfd_send_signal to PID if it is still the process started then
 // Every fd is created close-on-exec; the caller owns and closes it.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -453,6 +456,85 @@ static napi_value pin_namespaces(napi_env env, napi_callback_info info) {
   return queue_fs_op(env, o, argv[4], "berth.pinNamespaces");
 }
 
+// A process's start time (clock ticks since boot, field 22 of /proc/PID/stat): with the pid it
+// names one process for good, where a pid alone may be reused once the process is reaped.
+static int read_start_time(int pid, char *out, size_t size) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  int err = errno;
+  close(fd);
+  if (n <= 0) return n < 0 ? err : ESRCH;
+  buf[n] = '\0';
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  char *p = strrchr(buf, ')');
+  if (!p) return EINVAL;
+  p++;
+  // p is at the space before field 3; each step moves to the space before the next field.
+  for (int field = 3; field < 22 && p; field++) p = strchr(p + 1, ' ');
+  if (!p) return EINVAL;
+  p++;
+  size_t len = strcspn(p, " ");
+  if (len == 0 || len >= size) return EINVAL;
+  memcpy(out, p, len);
+  out[len] = '\0';
+  return 0;
+}
+
+static napi_value proc_start_time(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int pid = 0;
+  if (argc != 1 || !arg_int(env, argv[0], &pid) || pid <= 0) {
+    napi_throw_type_error(env, NULL, "procStartTime(pid > 0)");
+    return NULL;
+  }
+  char start[32];
+  int err = read_start_time(pid, start, sizeof start);
+  if (err == ENOENT || err == ESRCH) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  if (err != 0) return throw_errno(env, "read /proc/PID/stat", err);
+  napi_create_string_utf8(env, start, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+// Signals pid only if it is still the process that started at startTime: the pidfd pins the
+// process first, then the start time is checked, so a pid reused in between is never hit.
+static napi_value signal_process(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int pid = 0, sig = 0;
+  char want[32];
+  if (argc != 3 || !arg_int(env, argv[0], &pid) || pid <= 0 || !arg_string(env, argv[1], want, sizeof want) ||
+      !arg_int(env, argv[2], &sig) || sig <= 0 || sig >= 65) {
+    napi_throw_type_error(env, NULL, "signalProcess(pid > 0, startTime, signal 1..64)");
+    return NULL;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) {
+    if (errno == ESRCH) {
+      napi_get_boolean(env, false, &out);
+      return out;
+    }
+    return throw_errno(env, "pidfd_open", errno);
+  }
+  char have[32];
+  int err = read_start_time(pid, have, sizeof have);
+  bool same = err == 0 && strcmp(have, want) == 0;
+  int rc = same ? (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) : 0;
+  err = errno;
+  close(pidfd);
+  if (same && rc != 0 && err != ESRCH) return throw_errno(env, "pidfd_send_signal", err);
+  napi_get_boolean(env, same && rc == 0, &out);
+  return out;
+}
+
 // Freed Buffers (a pull's socket and zlib chunks, child process output) go back to glibc's
 // heap, which keeps the pages: after a burst they stay resident until reused. malloc_trim
 // releases every free page of every arena. Returns whether any memory was released.
@@ -469,6 +551,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mountFs", NULL, mount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmountFs", NULL, unmount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pinNamespaces", NULL, pin_namespaces, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"procStartTime", NULL, proc_start_time, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"signalProcess", NULL, signal_process, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openPty", NULL, open_pty, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setWindowSize", NULL, set_window_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"makeRaw", NULL, make_raw, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -6,7 +6,7 @@ import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { describe, test } from "node:test";
-import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, setWindowSize, unmountFs } from "./native.js";
+import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -142,5 +142,30 @@ describe("berth native addon: mounts and namespace pins", () => {
       for (const k of ["net", "uts"]) await unmountFs(path.join(dir, k)).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("berth native addon: signalling a process by pid and start time", () => {
+  test("signalProcess reaches only the process that started at that time", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.once("exit", (_c, sig) => r(sig)));
+    const start = procStartTime(child.pid!);
+    // Field 22 of /proc/PID/stat, counted after the command name's closing parenthesis.
+    const stat = await readFile(`/proc/${child.pid}/stat`, "utf8");
+    assert.equal(start, stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    assert.equal(signalProcess(child.pid!, String(Number(start) + 1), signalNumber("SIGTERM")!), false, "another start time: not signalled");
+    assert.equal(child.exitCode, null);
+    assert.equal(signalProcess(child.pid!, start!, signalNumber("TERM")!), true);
+    assert.equal(await exited, "SIGTERM");
+    assert.equal(signalProcess(child.pid!, start!, 15), false, "reaped: gone");
+    assert.equal(procStartTime(child.pid!), undefined);
+  });
+
+  test("signalNumber takes names with or without SIG and numbers", () => {
+    assert.equal(signalNumber("SIGKILL"), 9);
+    assert.equal(signalNumber("quit"), 3);
+    assert.equal(signalNumber("36"), 36);
+    assert.equal(signalNumber("SIGNOPE"), undefined);
+    assert.equal(signalNumber("99"), undefined);
   });
 });

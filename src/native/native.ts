@@ -1,6 +1,7 @@
 // berthd's N-API addon (src/native/berth_native.c, built by `make native`) and the one way
 // berthd turns a raw fd from it into a Node stream.
 import { createRequire } from "node:module";
+import { constants as osConstants } from "node:os";
 import { Socket } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +16,8 @@ interface Addon {
   mountFs(source: string, target: string, fstype: string, flags: number, data: string, cwd: string, cb: (err: Error | null) => void): void;
   unmountFs(target: string, lazy: boolean, cb: (err: Error | null) => void): void;
   pinNamespaces(netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
+  procStartTime(pid: number): string | null;
+  signalProcess(pid: number, startTime: string, signal: number): boolean;
 }
 
 let addon: Addon | undefined;
@@ -120,4 +123,28 @@ export function unmountFs(target: string, lazy = false): Promise<void> {
  */
 export function pinNewNamespaces(files: { net?: string; ipc?: string; uts?: string }, hostname: string): Promise<void> {
   return done((cb) => load().pinNamespaces(files.net ?? "", files.ipc ?? "", files.uts ?? "", hostname, cb));
+}
+
+/** The start time of process `pid` (field 22 of /proc/PID/stat); undefined when there is no such process. */
+export function procStartTime(pid: number): string | undefined {
+  return load().procStartTime(pid) ?? undefined;
+}
+
+/**
+ * Sends `signal` to `pid` through a pidfd if it is still the process that started at
+ * `startTime`; false when that process is gone (exited, or the pid now names another).
+ */
+export function signalProcess(pid: number, startTime: string, signal: number): boolean {
+  return load().signalProcess(pid, startTime, signal);
+}
+
+/** A signal's number from a name ("SIGTERM", "TERM") or a number ("15"); undefined if unknown. */
+export function signalNumber(name: string): number | undefined {
+  if (/^\d+$/.test(name)) {
+    const n = Number(name);
+    return n >= 1 && n <= 64 ? n : undefined;
+  }
+  const up = name.toUpperCase();
+  const signals = osConstants.signals as Record<string, number | undefined>;
+  return signals[up] ?? signals[`SIG${up}`];
 }

@@ -44,6 +44,8 @@ export interface ContainerRecord {
   cgroupsPath: string;
   conmonPid: number;
   pid: number;
+  /** The container process's start time (/proc/PID/stat), so a stop signal never reaches a reused pid. */
+  pidStartTime?: string;
 
   resources: LinuxContainerResources | undefined;
   user: { uid: number; gid: number; additionalGids: number[] };

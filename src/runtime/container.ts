@@ -31,6 +31,7 @@ import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
+import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
@@ -322,6 +323,7 @@ export class ContainerManager implements PodContainers {
       await faultPoint("CreateContainer.after-conmon");
       // Not saved here: Start saves them, and init reads them back from the pid files after a crash.
       record.pid = started2.containerPid;
+      record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
       await faultPoint("CreateContainer.after-created");
@@ -452,7 +454,7 @@ export class ContainerManager implements PodContainers {
     if (r.phase === "exited") return;
     const rt = await this.runtime(r.handler);
     if (r.phase === "running" && timeoutSec > 0) {
-      await rt.kill(r.id, r.stopSignal);
+      await this.signalInit(r, rt, r.stopSignal);
       await faultPoint("StopContainer.after-signal");
       if (await this.waitExit(r, timeoutSec * 1000)) {
         await this.refresh(r);
@@ -468,6 +470,20 @@ export class ContainerManager implements PodContainers {
       return;
     }
     await this.refresh(r);
+  }
+
+  /**
+   * The stop signal to the container's init process: straight through a pidfd when its start
+   * time is known (a reused pid is never signalled; an `runc kill` process costs ~9 ms), else
+   * through the runtime. A process already gone is not an error.
+   */
+  private async signalInit(r: ContainerRecord, rt: OciRuntime, signal: string): Promise<void> {
+    const num = signalNumber(signal);
+    if (r.pid > 0 && r.pidStartTime && num !== undefined) {
+      signalProcess(r.pid, r.pidStartTime, num);
+      return;
+    }
+    await rt.kill(r.id, signal);
   }
 
   /** Removes the container and everything berth made for it; idempotent (unknown ids are fine). */
@@ -487,18 +503,22 @@ export class ContainerManager implements PodContainers {
     await this.refresh(r);
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
-    // conmon lingers briefly after the exit to flush the log: wait for it while runc deletes.
-    await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
-    await faultPoint("RemoveContainer.after-runc-delete");
-    // Nothing of the container runs any more: its leftovers go in parallel.
+    // The container has exited, so its rootfs goes while runc deletes its state (and conmon,
+    // which lingers briefly to flush the log, exits); what runc and conmon use goes after.
     await Promise.all([
-      this.removeCgroup(r),
       this.deps.snapshots.remove(r.id).catch((err) => {
         throw wrap(`remove rootfs snapshot of container ${r.id}`, err);
       }),
-      rm(r.bundle, { recursive: true, force: true }),
-      rm(r.exitFile, { force: true }),
-      unlink(r.socketLink).catch(() => undefined),
+      (async () => {
+        await Promise.all([rt.delete(r.id, true), this.conmonGone(r)]);
+        await faultPoint("RemoveContainer.after-runc-delete");
+        await Promise.all([
+          this.removeCgroup(r),
+          rm(r.bundle, { recursive: true, force: true }),
+          rm(r.exitFile, { force: true }),
+          unlink(r.socketLink).catch(() => undefined),
+        ]);
+      })(),
     ]);
     await faultPoint("RemoveContainer.after-files");
     await this.store.delete(r.id);

@@ -1,5 +1,5 @@
 // The OCI runtime (runc or a compatible binary): the only module that spawns it.
-import { execa } from "execa";
+import { runCaptured } from "../run-captured.js";
 import { Internal, NotFound } from "../errors.js";
 import type { OciProcess, OciResources } from "./spec.js";
 
@@ -9,9 +9,9 @@ export interface OciRuntimeInfo {
 
 /** Runs `<binary> --version`; throws with the program's stderr when it does not run. */
 export async function ociRuntimeVersion(binary: string): Promise<OciRuntimeInfo> {
-  const r = await execa(binary, ["--version"], { reject: false, timeout: 10_000, stripFinalNewline: true });
+  const r = await runCaptured(binary, ["--version"], { timeoutMs: 10_000 });
   if (r.failed) {
-    const why = r.stderr || r.shortMessage || `exit code ${r.exitCode}`;
+    const why = r.stderr || r.failedWhy || `exit code ${r.exitCode}`;
     throw new Error(`OCI runtime "${binary}" does not run: ${why}`);
   }
   return { version: r.stdout.split("\n")[0] ?? "" };
@@ -40,18 +40,12 @@ export class OciRuntime {
     return [`--root=${this.root}`, ...(this.systemdCgroup ? ["--systemd-cgroup"] : [])];
   }
 
-  private async run(args: string[], input?: string): Promise<{ stdout: string; stderr: string; failed: boolean; exitCode?: number }> {
-    const r = await execa(this.binary, [...this.globalArgs(), ...args], {
-      reject: false,
-      timeout: 60_000,
-      stripFinalNewline: true,
-      ...(input !== undefined ? { input } : { stdin: "ignore" as const }),
-    });
-    return { stdout: String(r.stdout ?? ""), stderr: String(r.stderr ?? ""), failed: r.failed, exitCode: r.exitCode };
+  private async run(args: string[], input?: string): Promise<{ stdout: string; stderr: string; failed: boolean; exitCode: number | null; failedWhy?: string }> {
+    return runCaptured(this.binary, [...this.globalArgs(), ...args], { input, timeoutMs: 60_000 });
   }
 
-  private fail(what: string, id: string, r: { stderr: string; exitCode?: number }): never {
-    const why = runcMessage(r.stderr) || `exit code ${r.exitCode}`;
+  private fail(what: string, id: string, r: { stderr: string; exitCode: number | null; failedWhy?: string }): never {
+    const why = runcMessage(r.stderr) || r.failedWhy || `exit code ${r.exitCode}`;
     if (NOT_EXIST.test(why)) throw new NotFound(`${this.binary} ${what} ${id}: container does not exist in the runtime`);
     throw new Internal(`${this.binary} ${what} ${id}: ${why}`);
   }
@@ -82,12 +76,6 @@ export class OciRuntime {
     return JSON.parse(r.stdout) as RuncState;
   }
 
-  /**
-   * Runs a process in the container and collects its output (ExecSync). runc exec returns the
-   * process's exit code once the process has exited and its stdout/stderr are closed; a child
-   * left holding them (`sh -c "daemon &"`) is killed drainGraceMs after the process exited,
-   * so the call never hangs on it.
-   */
   /** Applies new cgroup limits to a live container. */
   async update(id: string, resources: Omit<OciResources, "devices">): Promise<void> {
     const r = await this.run(["update", "--resources", "-", id], JSON.stringify(resources));
