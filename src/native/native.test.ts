@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { closeSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { describe, test } from "node:test";
-import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, unmountFs } from "./native.js";
+import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -167,5 +167,47 @@ describe("berth native addon: signalling a process by pid and start time", () =>
     assert.equal(signalNumber("36"), 36);
     assert.equal(signalNumber("SIGNOPE"), undefined);
     assert.equal(signalNumber("99"), undefined);
+  });
+});
+
+describe("berth native addon: spawnChild (posix_spawn)", () => {
+  const readAll = (s: NodeJS.ReadableStream) => new Promise<string>((r) => {
+    let o = "";
+    s.on("data", (d: Buffer) => (o += d));
+    s.on("end", () => r(o));
+  });
+
+  test("cwd, own session, an extra pipe at fd 3, a parent fd passed through, exit status", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    try {
+      const log = await open(path.join(dir, "log"), "w");
+      const c = spawnChild({
+        file: "/bin/sh",
+        args: ["-c", "pwd; echo $$ $(cut -d' ' -f6 /proc/$$/stat) >&3; echo to-log >&2; exit 4"],
+        env: { PATH: "/bin:/usr/bin" },
+        cwd: dir,
+        setsid: true,
+        stdio: ["ignore", "out", log.fd, "out"],
+      });
+      await log.close();
+      const [out, fd3, exit] = await Promise.all([readAll(c.pipes[1]!), readAll(c.pipes[3]!), c.exited]);
+      assert.equal(out.trim(), dir);
+      const [pid, sid] = fd3.trim().split(" ");
+      assert.equal(pid, String(c.pid));
+      assert.equal(sid, String(c.pid), "session leader");
+      assert.deepEqual(exit, { code: 4, signal: null });
+      assert.equal(await readFile(path.join(dir, "log"), "utf8"), "to-log\n");
+      assert.equal(c.kill("SIGKILL"), false, "gone");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("kill goes through the pidfd; a missing program throws at once", async () => {
+    const c = spawnChild({ file: "/bin/sleep", args: ["30"], env: {}, stdio: ["ignore", "ignore", "ignore"] });
+    assert.equal(c.kill("SIGTERM"), true);
+    assert.deepEqual(await c.exited, { code: null, signal: "SIGTERM" });
+    assert.throws(() => spawnChild({ file: "/nonexistent/x", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /nonexistent\/x: No such file/);
+    assert.throws(() => spawnChild({ file: "relative", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /absolute file/);
   });
 });

@@ -1,5 +1,6 @@
 // berthd's N-API addon (src/native/berth_native.c, built by `make native`) and the one way
 // berthd turns a raw fd from it into a Node stream.
+import { closeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
 import { Socket } from "node:net";
@@ -18,6 +19,9 @@ interface Addon {
   pinNamespaces(netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
   procStartTime(pid: number): string | null;
   signalProcess(pid: number, startTime: string, signal: number): boolean;
+  makePipe(): [number, number];
+  spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
+  pidfdSignal(pidfd: number, signal: number): boolean;
 }
 
 let addon: Addon | undefined;
@@ -147,4 +151,74 @@ export function signalNumber(name: string): number | undefined {
   const up = name.toUpperCase();
   const signals = osConstants.signals as Record<string, number | undefined>;
   return signals[up] ?? signals[`SIG${up}`];
+}
+
+/** One fd of a child: /dev/null, a pipe the child reads ("in") or writes ("out"), or a parent fd passed as is. */
+export type ChildStdio = "ignore" | "in" | "out" | number;
+
+export interface SpawnedChild {
+  pid: number;
+  /** Per child fd: the parent's end of its pipe ("in": writable, "out": readable). */
+  pipes: Array<Socket | undefined>;
+  /** The exit code (null when killed) and the signal that killed it (null when it exited). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Signals the child through its pidfd (never a reused pid); false once it has exited. */
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
+const signalNames = new Map(Object.entries(osConstants.signals).map(([name, num]) => [num, name as NodeJS.Signals]));
+
+/**
+ * Starts `file` (an absolute path) with posix_spawn: no copy of berthd's address space, as
+ * libuv's fork makes (see berth_native.c). `stdio[i]` is the child's fd i.
+ */
+export function spawnChild(o: { file: string; args: string[]; env: NodeJS.ProcessEnv; cwd?: string; setsid?: boolean; stdio: ChildStdio[] }): SpawnedChild {
+  const addon = load();
+  const parentEnds: Array<number | undefined> = [];
+  const childEnds: number[] = [];
+  const closeAll = (fds: Array<number | undefined>) => {
+    for (const fd of fds) if (fd !== undefined && fd >= 0) closeSync(fd);
+  };
+  const stdio: number[] = [];
+  try {
+    for (const s of o.stdio) {
+      if (s === "in" || s === "out") {
+        const [r, w] = addon.makePipe();
+        parentEnds.push(s === "in" ? w : r);
+        childEnds.push(s === "in" ? r : w);
+        stdio.push(s === "in" ? r : w);
+      } else {
+        parentEnds.push(undefined);
+        stdio.push(s === "ignore" ? -1 : s);
+      }
+    }
+  } catch (err) {
+    closeAll([...parentEnds, ...childEnds]);
+    throw err;
+  }
+  const env = Object.entries(o.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+  let settle!: (r: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => (settle = r));
+  let pid: number;
+  let pidfd: number;
+  let gone = false;
+  try {
+    [pid, pidfd] = addon.spawnProcess(o.file, [o.file, ...o.args], env, o.cwd ?? "", o.setsid ?? false, stdio, (code, signal) => {
+      gone = true;
+      closeSync(pidfd);
+      settle({ code: signal ? null : code, signal: signal ? signalNames.get(signal) ?? null : null });
+    });
+  } catch (err) {
+    closeAll(parentEnds);
+    throw err;
+  } finally {
+    closeAll(childEnds);
+  }
+  const pipes = parentEnds.map((fd, i) => (fd === undefined ? undefined : new Socket({ fd, readable: o.stdio[i] === "out", writable: o.stdio[i] === "in" })));
+  return {
+    pid,
+    pipes,
+    exited,
+    kill: (signal = "SIGTERM") => !gone && addon.pidfdSignal(pidfd, osConstants.signals[signal]),
+  };
 }

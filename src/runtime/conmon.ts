@@ -3,12 +3,12 @@
 // code to <exit dir>/<id> and an `oom` file in the bundle, and daemonizes, so containers outlive
 // berthd. berthd talks to it through two pipes at start and the bundle's `ctl` fifo later.
 import { execa } from "execa";
-import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { mkdir, open, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { Internal, isErrno, NotFound } from "../errors.js";
+import { spawnChild, type SpawnedChild } from "../native/native.js";
 
 export interface ConmonOptions {
   /** conmon binary. */
@@ -80,22 +80,27 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
     mkdir(o.exitDir, { recursive: true, mode: 0o700 }),
     mkdir(path.dirname(o.logPath), { recursive: true, mode: 0o755 }),
   ]);
-  let sub;
+  let sub: SpawnedChild;
   let closed = Promise.resolve();
   try {
-    // node's spawn (not execa): conmon needs extra pipe fds and a detached session, nothing buffered.
-    sub = spawn(o.conmon, conmonArgs(o), {
+    // posix_spawn through the addon (not execa, nor node's forking spawn): conmon needs extra
+    // pipe fds and its own session, nothing buffered.
+    sub = spawnChild({
+      file: o.conmon,
+      args: conmonArgs(o),
       cwd: o.bundle,
+      setsid: true,
       // fd 3: sync pipe (conmon -> berthd), fd 4: start pipe (berthd -> conmon).
-      stdio: ["ignore", "ignore", errLog.fd, "pipe", "pipe"],
+      stdio: ["ignore", "ignore", errLog.fd, "out", "in"],
       env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3", _OCI_STARTPIPE: "4" },
-      detached: true,
     });
+  } catch (err) {
+    throw new Internal(`cannot run conmon "${o.conmon}": ${(err as Error).message}`, { cause: err });
   } finally {
     closed = errLog.close();
   }
-  const syncPipe = sub.stdio[3] as unknown as Readable;
-  const startPipe = sub.stdio[4] as unknown as Writable;
+  const syncPipe = sub.pipes[3]! as Readable;
+  const startPipe = sub.pipes[4]! as Writable;
   // Listeners go on before any await: a child that exits first has its unread pipes drained by node, 'end' included.
   const reported = new Promise<string>((resolve, reject) => {
     let text = "";
@@ -113,7 +118,6 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
     });
     syncPipe.once("end", () => finish());
     syncPipe.once("error", (e) => finish(e));
-    sub.once("error", (e) => finish(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
     startPipe.on("error", () => undefined);
     startPipe.end("0");
   });
@@ -121,7 +125,6 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
   reported.catch(() => undefined);
   await closed;
   const message = await reported;
-  sub.unref();
   const parsed = parseSyncMessage(message);
   if (parsed === undefined || parsed.pid <= 0) {
     const log = await readFile(o.conmonLogFile, "utf8").catch(() => "");
@@ -247,25 +250,28 @@ export async function conmonExec(o: ConmonExecOptions): Promise<ConmonExecResult
   if (o.systemdCgroup) args.push("--systemd-cgroup");
   if (o.timeoutSec > 0) args.push("--timeout", String(o.timeoutSec));
   const errLog = await open(path.join(o.execDir, "conmon.log"), "a", 0o600);
-  let sub;
+  let sub: SpawnedChild;
   let closed = Promise.resolve();
   try {
-    sub = spawn(o.conmon, args, {
+    sub = spawnChild({
+      file: o.conmon,
+      args,
       cwd: o.execDir,
-      stdio: ["ignore", "ignore", errLog.fd, "pipe"],
+      stdio: ["ignore", "ignore", errLog.fd, "out"],
       env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", _OCI_SYNCPIPE: "3" },
     });
+  } catch (err) {
+    throw new Internal(`cannot run conmon "${o.conmon}": ${(err as Error).message}`, { cause: err });
   } finally {
     closed = errLog.close();
   }
-  const syncPipe = sub.stdio[3] as unknown as Readable;
+  const syncPipe = sub.pipes[3]! as Readable;
   // Before any await (see startConmon): else a fast exec loses its exit code and the call hangs.
   const reading = new Promise<string>((resolve, reject) => {
     let buf = "";
     syncPipe.on("data", (d: Buffer) => (buf += d.toString("utf8")));
     syncPipe.once("end", () => resolve(buf));
     syncPipe.once("error", reject);
-    sub.once("error", (e) => reject(new Internal(`cannot run conmon "${o.conmon}": ${e.message}`)));
   });
   // Handled now, awaited below: a rejection while the log closes must not count as unhandled.
   reading.catch(() => undefined);

@@ -339,17 +339,20 @@ export class SandboxManager implements SandboxLookup {
         }
         await faultPoint("RunPodSandbox.after-sysctls");
 
-        step = "mount /dev/shm";
-        if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE);
-        await faultPoint("RunPodSandbox.after-shm");
-
-        step = "write hostname and resolv.conf";
-        await writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 });
-        await writeFile(rec.resolvConfPath, resolv, { mode: 0o644 });
-        await faultPoint("RunPodSandbox.after-files");
-
-        if (!hostNetwork) {
-          step = "set up pod network";
+        // The network is the slow part (CNI plugins run one after another): /dev/shm and the
+        // pod's files are made meanwhile. Both finish (or fail) before anything is rolled back.
+        let localStep = "mount /dev/shm";
+        const netStep = "set up pod network";
+        const local = async () => {
+          if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE);
+          await faultPoint("RunPodSandbox.after-shm");
+          localStep = "write hostname and resolv.conf";
+          await writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 });
+          await writeFile(rec.resolvConfPath, resolv, { mode: 0o644 });
+          await faultPoint("RunPodSandbox.after-files");
+        };
+        const network = async () => {
+          if (hostNetwork) return;
           try {
             const attached = await this.network.setUp(this.attachment(rec), caps);
             rec.network = { name: attached.network, result: attached.result, ips: orderPodIPs(resultIPs(attached.result)) };
@@ -358,6 +361,16 @@ export class SandboxManager implements SandboxLookup {
             rec.networkDetached = true;
             throw err;
           }
+        };
+        step = `${localStep}; ${netStep}`;
+        const [localDone, netDone] = await Promise.allSettled([local(), network()]);
+        if (netDone.status === "rejected") {
+          step = netStep;
+          throw netDone.reason;
+        }
+        if (localDone.status === "rejected") {
+          step = localStep;
+          throw localDone.reason;
         }
         await faultPoint("RunPodSandbox.after-network");
 
