@@ -43,7 +43,12 @@ dist/native/berth_native.node: src/native/berth_native.c
 	@mkdir -p dist/native
 	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -DNODE_GYP_MODULE_NAME=berth_native -I$(NODE_INCLUDE) -o $@ $<
 
-native: dist/native/berth_native.node
+# berth-exec: the small parent ExecSync's processes get (src/native/berth_exec.c).
+dist/native/berth-exec: src/native/berth_exec.c
+	@mkdir -p dist/native
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+native: dist/native/berth_native.node dist/native/berth-exec
 
 build: deps src/gen/api.ts native
 	$(TSC) -p .

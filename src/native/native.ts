@@ -26,6 +26,11 @@ interface Addon {
 
 let addon: Addon | undefined;
 
+/** dist/native/berth-exec (src/native/berth_exec.c): the parent of ExecSync's processes. */
+export function execHelperPath(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../native/berth-exec");
+}
+
 function load(): Addon {
   if (addon) return addon;
   // dist/src/native/native.js -> dist/native/berth_native.node

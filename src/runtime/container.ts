@@ -26,7 +26,7 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { conmonExec, isConmon, readCriLog, readPid, reopenLog, startConmon } from "./conmon.js";
+import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
@@ -40,6 +40,8 @@ import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+/** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
+export const EXEC_DRAIN_GRACE_MS = 100;
 /** How often running containers are checked for a conmon that died without an exit file. */
 const SWEEP_INTERVAL_MS = 5_000;
 
@@ -705,26 +707,24 @@ export class ContainerManager implements PodContainers {
     const r = this.find(id);
     if (r.phase !== "running") throw new FailedPrecondition(`container ${r.id} is not running (${r.phase}): cannot exec in it`);
     const rt = await this.runtime(r.handler);
-    // conmon's exec mode: conmon is the process's subreaper and reports its exit code as soon as it
-    // exits, so a background child still holding the output neither holds the call nor gets killed.
-    const execDir = path.join(r.bundle, "exec", randomBytes(6).toString("hex"));
-    const processFile = path.join(execDir, "process.json");
-    const logPath = path.join(execDir, "output.log");
+    // `runc exec --detach` under berth-exec (the process's parent, reporting its exit): a child
+    // the command leaves holding the output neither holds the call (reading stops
+    // EXEC_DRAIN_GRACE_MS after the exit) nor gets killed.
+    // The process spec and the pid file sit in the bundle under a fresh name; they go once the
+    // answer is on its way.
+    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
+    const processFile = `${base}.json`;
+    const pidFile = `${base}.pid`;
     try {
-      await mkdir(execDir, { recursive: true, mode: 0o700 });
       await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await conmonExec({
-        conmon: this.conmonPath, runtimePath: rt.binary, runtimeArgs: rt.globalArgs(), systemdCgroup: rt.systemdCgroup,
-        id: r.id, name: r.metadata.name, execDir, processFile, pidFile: path.join(execDir, "pid"), logPath, timeoutSec,
-      });
+      const res = await rt.execSync(r.id, { processFile, pidFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, drainGraceMs: EXEC_DRAIN_GRACE_MS });
       if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      const out = await readCriLog(logPath, EXEC_OUTPUT_CAP);
-      return { ...fitExecResponse(out.stdout, out.stderr), exitCode: res.exitCode };
+      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
     } finally {
-      await rm(execDir, { recursive: true, force: true });
+      void Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]).catch((err: unknown) =>
+        this.log.warn({ id: r.id, err: String(err) }, "removing an exec's process file"));
     }
   }
-
 
   // ---- Infra (pause) containers -----------------------------------------------------------
 

@@ -1,4 +1,7 @@
 // The OCI runtime (runc or a compatible binary): the only module that spawns it.
+import { readFile } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { execHelperPath, spawnChild } from "../native/native.js";
 import { runCaptured } from "../run-captured.js";
 import { Internal, NotFound } from "../errors.js";
 import type { OciProcess, OciResources } from "./spec.js";
@@ -76,6 +79,63 @@ export class OciRuntime {
     return JSON.parse(r.stdout) as RuncState;
   }
 
+  /**
+   * Runs a process in the container and collects its output (ExecSync): `exec --detach` under
+   * berth-exec, which is the process's parent once the runtime has returned and reports its
+   * exit. The output pipes are read until they close or, once the process has exited, for
+   * drainGraceMs more: children it left holding them keep running and are not waited for.
+   * At the timeout the process's group is SIGKILLed (the runtime makes it a session leader).
+   */
+  async execSync(id: string, o: ExecSyncOptions): Promise<ExecSyncOutput> {
+    const args = [o.pidFile, this.binary, ...this.globalArgs(), "exec", "--detach", "--pid-file", o.pidFile, "--process", o.processFile, id];
+    let child;
+    try {
+      child = spawnChild({ file: execHelperPath(), args, env: process.env, setsid: true, stdio: ["ignore", "out", "out", "out"] });
+    } catch (err) {
+      throw new Internal(`cannot run berth-exec (run \`make build\`): ${(err as Error).message}`, { cause: err });
+    }
+    const out = capture(child.pipes[1]!, o.outputCap);
+    const err = capture(child.pipes[2]!, o.outputCap);
+    const reportText = capture(child.pipes[3]!, 4096);
+    let timedOut = false;
+    const timers: NodeJS.Timeout[] = [];
+    if (o.timeoutMs > 0) {
+      timers.push(setTimeout(() => {
+        timedOut = true;
+        void readPidFile(o.pidFile).then((pid) => {
+          if (pid) killGroup(pid);
+          // Not started yet (or no pid file): the helper's session goes, the runtime with it.
+          else child.kill("SIGKILL");
+        });
+      }, o.timeoutMs));
+    }
+    let report: string;
+    try {
+      await Promise.all([reportText.ended, child.exited]);
+      report = reportText.stop().toString("utf8").trim();
+    } finally {
+      for (const t of timers) clearTimeout(t);
+    }
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([out.ended, err.ended]), new Promise<void>((resolve) => (grace = setTimeout(resolve, o.drainGraceMs)))]);
+    clearTimeout(grace);
+    const truncated = out.truncated() || err.truncated();
+    const stdout = out.stop();
+    const stderr = err.stop();
+    const [kind, value] = [report.split(" ")[0], report.slice(report.indexOf(" ") + 1)];
+    if (kind === "exit" || kind === "signal") {
+      const code = Number(value) + (kind === "signal" ? 128 : 0);
+      return { stdout, stderr, exitCode: timedOut ? -1 : code, timedOut, truncated };
+    }
+    if (timedOut) return { stdout, stderr, exitCode: -1, timedOut, truncated };
+    if (kind === "runtime") {
+      const why = runcMessage(stderr.toString("utf8")) || `exit code ${value}`;
+      if (/container does not exist/i.test(why)) throw new NotFound(`${this.binary} exec in ${id}: container does not exist in the runtime`);
+      throw new Internal(`${this.binary} exec in ${id}: ${why}`);
+    }
+    throw new Internal(`exec in ${id}: berth-exec: ${report || "exited without a report"}`);
+  }
+
   /** Applies new cgroup limits to a live container. */
   async update(id: string, resources: Omit<OciResources, "devices">): Promise<void> {
     const r = await this.run(["update", "--resources", "-", id], JSON.stringify(resources));
@@ -94,4 +154,74 @@ export function execProcess(base: OciProcess, cmd: string[], tty = false): OciPr
   const p: OciProcess = { ...base, args: [...cmd], terminal: tty };
   delete p.oomScoreAdj;
   return p;
+}
+
+export interface ExecSyncOptions {
+  /** The process spec file (execProcess, written by the caller). */
+  processFile: string;
+  /** Where the runtime writes the process's pid (a fresh path the caller removes). */
+  pidFile: string;
+  /** 0 = none. At the deadline the process's group is SIGKILLed. */
+  timeoutMs: number;
+  /** Bytes kept per stream; the rest is read and dropped so the process never blocks on a full pipe. */
+  outputCap: number;
+  /** How long, after the process exited, its output is still read while something holds it open. */
+  drainGraceMs: number;
+}
+
+export interface ExecSyncOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+  /** -1 when timed out; 128+N when killed by signal N. */
+  exitCode: number;
+  timedOut: boolean;
+  /** Some output was dropped at the cap. */
+  truncated: boolean;
+}
+
+/** Reads a stream into at most `cap` bytes, dropping the rest; stop() detaches from it. */
+function capture(stream: Readable, cap: number) {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  const onData = (d: Buffer) => {
+    const room = cap - size;
+    if (d.length > room) truncated = true;
+    if (room <= 0) return;
+    const piece = d.length > room ? d.subarray(0, room) : d;
+    parts.push(piece);
+    size += piece.length;
+  };
+  stream.on("data", onData);
+  const ended = new Promise<void>((resolve) => {
+    stream.once("end", resolve);
+    stream.once("close", resolve);
+    stream.once("error", () => resolve());
+  });
+  return {
+    ended,
+    truncated: () => truncated,
+    stop: (): Buffer => {
+      stream.off("data", onData);
+      stream.destroy();
+      return Buffer.concat(parts, size);
+    },
+  };
+}
+
+async function readPidFile(file: string): Promise<number | undefined> {
+  const n = Number.parseInt((await readFile(file, "utf8").catch(() => "")).trim(), 10);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+function killGroup(pid: number): void {
+  // The runtime makes the process a session (and group) leader: children that did not leave
+  // its group go with it.
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
 }
