@@ -206,16 +206,19 @@ static void *netns_connect_thread(void *arg) {
   return NULL;
 }
 
+// Runs fn(arg) on a fresh thread and waits for it; pthread_create's error, 0 when it ran.
+static int run_on_own_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, fn, arg);
+  if (rc == 0) pthread_join(t, NULL);
+  return rc;
+}
+
 static void netns_connect_execute(napi_env env, void *data) {
   (void)env;
   struct netns_connect *c = data;
-  pthread_t t;
-  int rc = pthread_create(&t, NULL, netns_connect_thread, c);
-  if (rc != 0) {
-    c->err = rc, c->step = "pthread_create";
-    return;
-  }
-  pthread_join(t, NULL);
+  int rc = run_on_own_thread(netns_connect_thread, c);
+  if (rc != 0) c->err = rc, c->step = "pthread_create";
 }
 
 static void netns_connect_complete(napi_env env, napi_status status, void *data) {
@@ -335,13 +338,8 @@ static void *fs_op_thread(void *arg) {
 static void fs_op_execute(napi_env env, void *data) {
   (void)env;
   struct fs_op *o = data;
-  pthread_t t;
-  int rc = pthread_create(&t, NULL, fs_op_thread, o);
-  if (rc != 0) {
-    o->err = rc, o->step = "pthread_create";
-    return;
-  }
-  pthread_join(t, NULL);
+  int rc = run_on_own_thread(fs_op_thread, o);
+  if (rc != 0) o->err = rc, o->step = "pthread_create";
 }
 
 static const char *errno_name(int err) {
