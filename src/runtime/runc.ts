@@ -104,8 +104,9 @@ export class OciRuntime {
         timedOut = true;
         void readPidFile(o.pidFile).then((pid) => {
           if (pid) killGroup(pid);
-          // Not started yet (or no pid file): the helper's session goes, the runtime with it.
-          else child.kill("SIGKILL");
+          // Not started yet (or no pid file): berth-exec leads its own session and process
+          // group, and the runtime is in it: the group goes.
+          else killGroup(child.pid);
         });
       }, o.timeoutMs));
     }
