@@ -27,6 +27,7 @@ test("manifests parse by media type, and the header and document must agree", ()
     [Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: "sha256:zz", size: 1 }, layers: [] })), MT.ociManifest, InvalidArgument, /config: digest/],
     [Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: "application/vnd.cncf.helm.config.v1+json", digest: D("a"), size: 1 }, layers: [] })), MT.ociManifest, FailedPrecondition, /not a container image/],
     [Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.foo" })), "application/vnd.foo", FailedPrecondition, /unsupported manifest media type/],
+    [Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: MT.ociConfig, digest: D("a"), size: 1 }, layers: Array.from({ length: 501 }, () => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: D("b"), size: 1 })) })), MT.ociManifest, FailedPrecondition, /lists 501 layers; overlayfs stacks at most 500/],
   ];
   for (const [bytes, ct, cls, re] of table) assert.throws(() => parseManifest(bytes, ct), (e: unknown) => e instanceof cls && re.test((e as Error).message), re.source);
 });

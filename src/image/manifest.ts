@@ -3,6 +3,9 @@
 import { FailedPrecondition, InvalidArgument } from "../errors.js";
 import { DIGEST } from "./reference.js";
 
+/** overlayfs's lower-layer limit (the kernel's OVL_MAX_STACK): an image with more can be pulled but never mounted. */
+export const MAX_LAYERS = 500;
+
 export const MT = {
   ociIndex: "application/vnd.oci.image.index.v1+json",
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -110,6 +113,9 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): I
         throw new FailedPrecondition(`manifest config has media type ${config.mediaType}: not a container image`);
       }
       if (!Array.isArray(doc.layers)) throw new InvalidArgument("manifest has no layers array");
+      if (doc.layers.length > MAX_LAYERS) {
+        throw new FailedPrecondition(`manifest lists ${doc.layers.length} layers; overlayfs stacks at most ${MAX_LAYERS}, so the image could never run`);
+      }
       const layers = doc.layers.map((l, i) => {
         const d = descriptor(l, `layers[${i}]`);
         const compression = LAYER_TYPES[d.mediaType];
