@@ -5,28 +5,20 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { CRICTL_SKIP, crictlFor } from "./harness/crictl.js";
 import { startBerthd, type Berthd, removeAllPods } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
-import { deleteBridge, sh, writeBridgeConflist } from "./sandbox-net.js";
+import { deleteBridge, writeBridgeConflist } from "./sandbox-net.js";
 
-const CRICTL = process.env.CRICTL;
 const BRIDGE = "bctr1";
 
-describe("crictl drives containers", { skip: CRICTL ? false : "set CRICTL to a crictl binary (e.g. /work/tools/v1.29.0/crictl) to run" }, () => {
+describe("crictl drives containers", { skip: CRICTL_SKIP }, () => {
   let d: Berthd;
   let reg: TestRegistry;
   let dir: string;
   let image: string;
-  const crictl = async (...args: string[]) => {
-    const r = await sh(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "--image-endpoint", `unix://${d.socket}`, "--timeout", "30s", ...args], { timeout: 60_000 });
-    return { ...r, stdout: r.stdout.trim() };
-  };
-  const ok = async (...args: string[]) => {
-    const r = await crictl(...args);
-    assert.equal(r.code, 0, `crictl ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const { run: crictl, ok } = crictlFor(() => d.socket, { imageEndpoint: true });
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "berth-ctr-crictl-"));

@@ -54,6 +54,17 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
+// [a, b] as a JS array of two numbers.
+static napi_value int_pair(napi_env env, int a, int b) {
+  napi_value out, va, vb;
+  napi_create_array_with_length(env, 2, &out);
+  napi_create_int32(env, a, &va);
+  napi_create_int32(env, b, &vb);
+  napi_set_element(env, out, 0, va);
+  napi_set_element(env, out, 1, vb);
+  return out;
+}
+
 static napi_value open_pty(napi_env env, napi_callback_info info) {
   (void)info;
   int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -70,13 +81,7 @@ static napi_value open_pty(napi_env env, napi_callback_info info) {
     close(master);
     return throw_errno(env, "open pty slave", err);
   }
-  napi_value result, m, s;
-  napi_create_array_with_length(env, 2, &result);
-  napi_create_int32(env, master, &m);
-  napi_create_int32(env, slave, &s);
-  napi_set_element(env, result, 0, m);
-  napi_set_element(env, result, 1, s);
-  return result;
+  return int_pair(env, master, slave);
 }
 
 static int arg_int(napi_env env, napi_value v, int *out) {
@@ -588,13 +593,7 @@ static napi_value make_pipe(napi_env env, napi_callback_info info) {
   (void)info;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return throw_errno(env, "pipe2", errno);
-  napi_value out, a, b;
-  napi_create_array_with_length(env, 2, &out);
-  napi_create_int32(env, fds[0], &a);
-  napi_create_int32(env, fds[1], &b);
-  napi_set_element(env, out, 0, a);
-  napi_set_element(env, out, 1, b);
-  return out;
+  return int_pair(env, fds[0], fds[1]);
 }
 
 // A JS array of strings as a NULL-terminated C array (freed with free_strings).
@@ -735,13 +734,7 @@ static napi_value spawn_process(napi_env env, napi_callback_info info) {
     free(c);
     return throw_errno(env, "pthread_create", rc);
   }
-  napi_value out, a, b;
-  napi_create_array_with_length(env, 2, &out);
-  napi_create_int32(env, pid, &a);
-  napi_create_int32(env, pidfd, &b);
-  napi_set_element(env, out, 0, a);
-  napi_set_element(env, out, 1, b);
-  return out;
+  return int_pair(env, pid, pidfd);
 }
 
 static napi_value pidfd_signal(napi_env env, napi_callback_info info) {
