@@ -17,6 +17,8 @@ import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullI
 const REPO = path.resolve(BENCH_SRC, "..");
 const TMP_PREFIX = "berth-bench-";
 const WORKLOADS = ["pull", "pods", "containers", "concurrent", "scale"] as const;
+/** Quiet time before each between-workloads reading of the daemons' memory. */
+const SETTLE_MS = 2000;
 
 const started = Date.now();
 // Other work on the machine skews figures: the report shows the load average around the run.
@@ -172,8 +174,9 @@ async function main(): Promise<number> {
     }
     const ctx: Ctx = { rts, images, plan, aborted: () => interrupted, log };
     // The daemons' own PSS between workloads: how much each keeps after the work is undone.
-    const daemonMemory = newGroup("Daemon memory between workloads", "PSS of the daemon process alone (no monitors), read once after each workload has removed everything it made", []);
+    const daemonMemory = newGroup("Daemon memory between workloads", `PSS of the daemon process alone (no monitors), read once ${SETTLE_MS / 1000} s after each workload has removed everything it made (what a daemon keeps, not its peak: berthd collects a second after its last state-changing call, Go's GC and scavenger run in the background)`, []);
     const checkpoint = async (label: string) => {
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
       const row = newRow(`mem-daemon-${daemonMemory.rows.length}`, label, "MiB");
       for (const rt of rts) row.samples[rt.name].push((await pssKiB(rt.pid)) / 1024);
       daemonMemory.rows.push(row);
