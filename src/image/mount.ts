@@ -1,5 +1,6 @@
-// The one place berth mounts and unmounts image snapshots (mount(2) and umount2(2) through
-// the native addon: no mount(8) process per container).
+// Mounting and unmounting through the native addon's mount(2) and umount2(2) (no mount(8)
+// process per container): overlay snapshots here, and the one mountinfo reader and unmount
+// the pod code (src/runtime/namespaces.ts) uses too.
 import { readFile } from "node:fs/promises";
 import { mountFs, unmountFs } from "../native/native.js";
 
@@ -27,6 +28,7 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
   });
 }
 
+/** Unmounts `target`, lazily if it is busy; fine when it is not mounted or does not exist. */
 export async function unmount(target: string): Promise<void> {
   try {
     await unmountFs(target);
@@ -40,15 +42,23 @@ export async function unmount(target: string): Promise<void> {
   }
 }
 
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+function decodeMountPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/** The mount points (with their fs type) at or under `prefix`, from /proc/self/mountinfo. */
+export async function mountsUnder(prefix: string): Promise<Array<{ target: string; fstype: string }>> {
+  const text = await readFile("/proc/self/mountinfo", "utf8");
+  const out: Array<{ target: string; fstype: string }> = [];
+  for (const line of text.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (!left || !right) continue;
+    const target = decodeMountPath(left.split(" ")[4] ?? "");
+    if (target === prefix || target.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) out.push({ target, fstype: right.split(" ")[0] ?? "" });
+  }
+  return out;
 }
 
 export async function isMountpoint(target: string): Promise<boolean> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  for (const line of info.split("\n")) {
-    const f = line.split(" ");
-    if (f.length > 4 && unescapeMountinfo(f[4]!) === target) return true;
-  }
-  return false;
+  return (await mountsUnder(target)).some((m) => m.target === target);
 }

@@ -1,12 +1,13 @@
 // A pod's pinned namespaces and kernel mounts: namespaces created by a thread of berthd's
 // native addon and kept alive by a bind mount of their nsfs file (no process needs to hold
 // them), sysctls written inside a pinned namespace with nsenter(1), and the pod's /dev/shm
-// tmpfs. The only module that mounts and unmounts for pods (and runs nsenter, and ip for one
-// recovery case).
+// tmpfs (mountinfo and unmount come from src/image/mount.ts). The only module that mounts for
+// pods (and runs nsenter, and ip for one recovery case).
 import { execa } from "execa";
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
-import { MS, mountFs, pinNewNamespaces, unmountFs } from "../native/native.js";
+import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
+import { MS, mountFs, pinNewNamespaces } from "../native/native.js";
 
 export type PinnedKind = "net" | "ipc" | "uts";
 
@@ -14,27 +15,6 @@ const TIMEOUT_MS = 30_000;
 
 function failure(what: string, r: { stderr: string; shortMessage?: string; exitCode?: number }): Error {
   return new Error(`${what}: ${r.stderr.trim() || r.shortMessage || `exit code ${r.exitCode}`}`);
-}
-
-function decodeMountPath(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-}
-
-/** The mount points (with their fs type) under `prefix`, from /proc/self/mountinfo. */
-export async function mountsUnder(prefix: string): Promise<Array<{ target: string; fstype: string }>> {
-  const text = await readFile("/proc/self/mountinfo", "utf8");
-  const out: Array<{ target: string; fstype: string }> = [];
-  for (const line of text.split("\n")) {
-    const [left, right] = line.split(" - ");
-    if (!left || !right) continue;
-    const target = decodeMountPath(left.split(" ")[4] ?? "");
-    if (target === prefix || target.startsWith(prefix.endsWith("/") ? prefix : `${prefix}/`)) out.push({ target, fstype: right.split(" ")[0] ?? "" });
-  }
-  return out;
-}
-
-export async function isMountPoint(target: string): Promise<boolean> {
-  return (await mountsUnder(target)).some((m) => m.target === target);
 }
 
 /**
@@ -60,25 +40,11 @@ export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: 
   return paths;
 }
 
-/** Unmounts and removes a mount point; succeeds when it is not mounted or does not exist. */
-export async function unmount(target: string): Promise<void> {
-  if (!(await isMountPoint(target))) return;
-  try {
-    await unmountFs(target);
-  } catch (err) {
-    if (!(await isMountPoint(target))) return;
-    // Busy (a process has its cwd there): detach now, the kernel frees it when unused.
-    await unmountFs(target, true).catch(async (lazyErr: Error) => {
-      if (await isMountPoint(target)) throw new Error(`umount ${target}: ${(err as Error).message}; lazy: ${lazyErr.message}`, { cause: lazyErr });
-    });
-  }
-}
-
 /** Unpins every namespace under `dir` and removes the dir. Idempotent. */
 export async function unpinNamespaces(dir: string): Promise<void> {
   // Deepest first; a pin that will not unmount (busy) is detached lazily.
   const targets = (await mountsUnder(dir)).map((m) => m.target).sort((a, b) => b.length - a.length);
-  for (const t of targets) await unmountFs(t).catch(() => unmount(t));
+  for (const t of targets) await unmount(t);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -97,7 +63,7 @@ export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string,
 /** Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`. */
 export async function mountShm(target: string, sizeBytes: number): Promise<void> {
   await mkdir(target, { recursive: true, mode: 0o755 });
-  if (await isMountPoint(target)) return;
+  if (await isMountpoint(target)) return;
   await mountFs({ source: "shm", target, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: `mode=1777,size=${sizeBytes}` }).catch((err: Error) => {
     throw new Error(`mount tmpfs at ${target}: ${err.message}`, { cause: err });
   });

@@ -9,7 +9,8 @@ import { resultAddresses } from "../cni/config.js";
 import type { PodNetwork } from "../cni/network.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
-import { isPinned, removePath, stageNetnsForTeardown, unmount, unpinNamespaces } from "./namespaces.js";
+import { unmount } from "../image/mount.js";
+import { isPinned, removePath, stageNetnsForTeardown, unpinNamespaces } from "./namespaces.js";
 
 const SANDBOX_ID = /^[0-9a-f]{64}$/;
 

@@ -17,7 +17,8 @@ import { PodSandboxConfig as PodSandboxConfigCodec } from "../gen/api.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import { faultPoint } from "./faults.js";
-import { isMountPoint, isPinned, mountShm, mountsUnder, pinNamespaces, removePath, stageNetnsForTeardown, unmount, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
+import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
+import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
 import { sweepPodOrphans } from "./sandbox-recovery.js";
 import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
@@ -186,7 +187,7 @@ export class SandboxManager implements SandboxLookup {
   private async holdsResources(rec: SandboxRecord): Promise<boolean> {
     if (!rec.networkDetached) return true;
     if ((await mountsUnder(rec.nsDir)).length > 0) return true;
-    return rec.shmPath !== "/dev/shm" && (await isMountPoint(rec.shmPath));
+    return rec.shmPath !== "/dev/shm" && (await isMountpoint(rec.shmPath));
   }
 
   private async pinsAlive(rec: SandboxRecord): Promise<boolean> {
