@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { CRICTL_SKIP, crictlFor } from "./harness/crictl.js";
-import { startBerthd, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { deleteBridge, writeBridgeConflist } from "./sandbox-net.js";
@@ -30,10 +30,7 @@ describe("crictl drives containers", { skip: CRICTL_SKIP }, () => {
   });
 
   after(async () => {
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-    }
+    await d?.cleanup({ removePods: true });
     await reg?.stop();
     await deleteBridge(BRIDGE);
     await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../src/gen/api.js";
-import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, leakDiff, type HostSnapshot } from "./harness/leaks.js";
@@ -54,10 +54,7 @@ describe("containers through berthd's CRI socket", () => {
   });
 
   after(async () => {
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-    }
+    await d?.cleanup({ removePods: true });
     await reg?.stop();
     await deleteBridge(BRIDGE);
     await removeCgroupParent(CGROUP_PARENT);

@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../src/gen/api.js";
 import { FAULT_POINTS } from "../src/runtime/faults.js";
-import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, type HostSnapshot } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -100,11 +100,8 @@ describe("container recovery after kill -9", () => {
 
   after(async () => {
     process.stderr.write(`# container faults injected and survived: ${survived} of ${POINTS.length}\n`);
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-      await forceRemoveDir(d.dir);
-    }
+    await d?.cleanup({ removePods: true });
+    if (d) await forceRemoveDir(d.dir);
     await reg?.stop();
     await deleteBridge(BRIDGE);
     await removeCgroupParent(CGROUP_PARENT);

@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PodSandboxState } from "../src/gen/api.js";
 import { FAULT_POINTS } from "../src/runtime/faults.js";
-import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { hostLeaks, type HostSnapshot } from "./harness/leaks.js";
 import { forceRemoveDir, ownLeaks, podProblems, strayFiles, type PodInfo } from "./recovery-check.js";
 import { bridgePorts, deleteBridge, filesUnder, iptablesRulesFor, podConfig, sh, writeBridgeConflist } from "./sandbox-net.js";
@@ -58,10 +58,7 @@ describe("pod recovery after kill -9", () => {
 
   after(async () => {
     process.stderr.write(`# faults injected and survived: ${faultsSurvived} of ${POD_POINTS.length} pod fault points\n`);
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-    }
+    await d?.cleanup({ removePods: true });
     await forceRemoveDir(dir);
     await deleteBridge(BRIDGE);
   });

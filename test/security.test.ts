@@ -8,7 +8,7 @@ import { lstat, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { NamespaceMode } from "../src/gen/api.js";
-import { startBerthd, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -41,10 +41,7 @@ describe("security: hostile requests and paths", () => {
   });
 
   after(async () => {
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-    }
+    await d?.cleanup({ removePods: true });
     await reg?.stop();
     await removeCgroupParent(CGROUP_PARENT);
   });

@@ -7,7 +7,7 @@ import { readdir, readFile } from "node:fs/promises";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { ContainerState } from "../src/gen/api.js";
-import { startBerthd, waitFor, type Berthd, removeAllPods } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -90,10 +90,7 @@ describe("streaming into containers through berthd", () => {
   });
 
   after(async () => {
-    if (d) {
-      await removeAllPods(d);
-      await d.cleanup();
-    }
+    await d?.cleanup({ removePods: true });
     await reg?.stop();
     await deleteBridge(BRIDGE);
     await removeCgroupParent(CGROUP_PARENT);

@@ -25,8 +25,8 @@ export interface Berthd {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** Starts a fresh berthd on the same dirs and config (after stop or a kill -9); `overrides` replace options (e.g. env). */
   restart(overrides?: Partial<BerthdOptions>): Promise<Berthd>;
-  /** Stops berthd if running and removes the temp dir. */
-  cleanup(): Promise<void>;
+  /** Stops berthd if running and removes the temp dir; with removePods, the pods (and their containers) go first. */
+  cleanup(opts?: { removePods?: boolean }): Promise<void>;
 }
 
 export interface BerthdOptions {
@@ -92,7 +92,8 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
       return exited;
     },
     restart: async (overrides = {}) => startBerthd({ ...opts, ...overrides, dir }),
-    cleanup: async () => {
+    cleanup: async (opts = {}) => {
+      if (opts.removePods && !dead) await removeAllPods(self);
       await self.stop("SIGTERM");
       await rm(dir, { recursive: true, force: true });
     },
