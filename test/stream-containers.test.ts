@@ -11,7 +11,7 @@ import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
-import { SpdyClient, type ClientStream } from "./harness/spdy-client.js";
+import { openExecStreams, SpdyClient, type ExecStreams } from "./harness/spdy-client.js";
 import { ChannelClient } from "./harness/ws-client.js";
 import { deleteBridge, podConfig, sh, writeBridgeConflist } from "./sandbox-net.js";
 
@@ -35,23 +35,8 @@ async function hostPidsRunning(argv: string[]): Promise<number[]> {
   return out;
 }
 
-interface Exec {
-  c: SpdyClient;
-  error: ClientStream;
-  stdin?: ClientStream;
-  stdout?: ClientStream;
-  stderr?: ClientStream;
-  resize?: ClientStream;
-}
-
-async function openExec(url: string, want: { stdin?: boolean; stdout?: boolean; stderr?: boolean; resize?: boolean }): Promise<Exec> {
-  const c = await SpdyClient.connect(url, ["v4.channel.k8s.io", "v3.channel.k8s.io"]);
-  const e: Exec = { c, error: await c.createStream({ streamType: "error" }) };
-  if (want.stdin) e.stdin = await c.createStream({ streamType: "stdin" });
-  if (want.stdout) e.stdout = await c.createStream({ streamType: "stdout" });
-  if (want.stderr) e.stderr = await c.createStream({ streamType: "stderr" });
-  if (want.resize) e.resize = await c.createStream({ streamType: "resize" });
-  return e;
+function openExec(url: string, want: { stdin?: boolean; stdout?: boolean; stderr?: boolean; resize?: boolean }): Promise<ExecStreams> {
+  return openExecStreams(url, ["v4.channel.k8s.io", "v3.channel.k8s.io"], want);
 }
 
 function crictl(d: Berthd, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; out: string }> {

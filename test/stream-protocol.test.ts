@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { createLogger } from "../src/log.js";
 import { StreamServer } from "../src/stream/server.js";
 import { HostRuntime } from "./harness/host-runtime.js";
-import { httpUpgrade, SpdyClient, type ClientStream } from "./harness/spdy-client.js";
+import { httpUpgrade, openExecStreams, SpdyClient, type ExecStreams } from "./harness/spdy-client.js";
 import { ChannelClient } from "./harness/ws-client.js";
 import { waitFor } from "./harness/berthd.js";
 
@@ -21,25 +21,8 @@ const log = createLogger(process.env.BERTH_TEST_LOG ?? "silent");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (pid: number) => stat(`/proc/${pid}`).then(() => true, () => false);
 
-interface ExecStreams {
-  c: SpdyClient;
-  error: ClientStream;
-  stdin?: ClientStream;
-  stdout?: ClientStream;
-  stderr?: ClientStream;
-  resize?: ClientStream;
-}
-
-/** Opens the streams a remote command client opens, in client-go's order (error first). */
-async function spdyExec(url: string, protocol: string, want: { stdin?: boolean; stdout?: boolean; stderr?: boolean; resize?: boolean }, opts = {}): Promise<ExecStreams> {
-  const c = await SpdyClient.connect(url, [protocol], opts);
-  const error = await c.createStream({ streamType: "error" });
-  const s: ExecStreams = { c, error };
-  if (want.stdin) s.stdin = await c.createStream({ streamType: "stdin" });
-  if (want.stdout) s.stdout = await c.createStream({ streamType: "stdout" });
-  if (want.stderr) s.stderr = await c.createStream({ streamType: "stderr" });
-  if (want.resize) s.resize = await c.createStream({ streamType: "resize" });
-  return s;
+function spdyExec(url: string, protocol: string, want: { stdin?: boolean; stdout?: boolean; stderr?: boolean; resize?: boolean }, opts = {}): Promise<ExecStreams> {
+  return openExecStreams(url, [protocol], want, opts);
 }
 
 describe("streaming protocols against host processes", () => {

@@ -497,14 +497,21 @@ export class SandboxManager implements SandboxLookup {
     if (this.undelivered.get(rec.name)?.id === rec.id) this.undelivered.delete(rec.name);
   }
 
-  /** StopPodSandbox: stops the pod's containers and releases its network; a pod already gone is fine. */
-  async stop(idOrPrefix: string): Promise<void> {
+  /** Runs `fn` on the pod under its lock; an unknown or already removed pod is not an error. */
+  private async withPod(idOrPrefix: string, fn: (rec: SandboxRecord) => Promise<void>): Promise<void> {
     if (idOrPrefix === "") throw new InvalidArgument("pod_sandbox_id is required");
     const id = this.resolve(idOrPrefix);
     if (id === undefined) return;
     await this.locks.run(id, async () => {
       const rec = this.pods.get(id);
-      if (!rec) return;
+      if (rec) await fn(rec);
+    });
+  }
+
+  /** StopPodSandbox: stops the pod's containers and releases its network; a pod already gone is fine. */
+  async stop(idOrPrefix: string): Promise<void> {
+    await this.withPod(idOrPrefix, async (rec) => {
+      const id = rec.id;
       if (this.containers) await this.containers.stopAll(id, this.config.runtime.default_stop_timeout).catch((err) => { throw wrap(`StopPodSandbox ${id}: stop containers`, err); });
       await faultPoint("StopPodSandbox.after-containers");
       const wasReady = rec.state === "ready";
@@ -525,12 +532,8 @@ export class SandboxManager implements SandboxLookup {
 
   /** RemovePodSandbox: stops what still runs, removes the containers and everything of the pod; a pod already gone is fine. */
   async remove(idOrPrefix: string): Promise<void> {
-    if (idOrPrefix === "") throw new InvalidArgument("pod_sandbox_id is required");
-    const id = this.resolve(idOrPrefix);
-    if (id === undefined) return;
-    await this.locks.run(id, async () => {
-      const rec = this.pods.get(id);
-      if (!rec) return;
+    await this.withPod(idOrPrefix, async (rec) => {
+      const id = rec.id;
       try {
         if (this.containers) {
           await this.containers.stopAll(id, 0).catch((err) => { throw wrap("stop containers", err); });

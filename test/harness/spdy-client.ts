@@ -354,3 +354,24 @@ export class SpdyClient extends EventEmitter {
     }
   }
 }
+
+/** The streams of a remote command (exec/attach) session. */
+export interface ExecStreams {
+  c: SpdyClient;
+  error: ClientStream;
+  stdin?: ClientStream;
+  stdout?: ClientStream;
+  stderr?: ClientStream;
+  resize?: ClientStream;
+}
+
+/** Opens the streams a remote command client opens, in client-go's order (error first). */
+export async function openExecStreams(url: string, protocols: string[], want: { stdin?: boolean; stdout?: boolean; stderr?: boolean; resize?: boolean }, opts: SpdyClientOptions = {}): Promise<ExecStreams> {
+  const c = await SpdyClient.connect(url, protocols, opts);
+  const s: ExecStreams = { c, error: await c.createStream({ streamType: "error" }) };
+  if (want.stdin) s.stdin = await c.createStream({ streamType: "stdin" });
+  if (want.stdout) s.stdout = await c.createStream({ streamType: "stdout" });
+  if (want.stderr) s.stderr = await c.createStream({ streamType: "stderr" });
+  if (want.resize) s.resize = await c.createStream({ streamType: "resize" });
+  return s;
+}
