@@ -34,7 +34,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
       : fn(call.request, call);
     run.then(
       (res) => {
-        log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
+        if (log.isLevelEnabled("debug")) log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         callback(null, res);
         callObserver?.(method);
       },

@@ -1,8 +1,8 @@
 // The OCI runtime (runc or a compatible binary): the only module that spawns it.
-import { readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { execHelperPath, spawnChild } from "../native/native.js";
 import { runCaptured } from "../run-captured.js";
+import { readPid } from "./conmon.js";
 import { Internal, NotFound } from "../errors.js";
 import type { OciProcess, OciResources } from "./spec.js";
 
@@ -102,7 +102,7 @@ export class OciRuntime {
     if (o.timeoutMs > 0) {
       timers.push(setTimeout(() => {
         timedOut = true;
-        void readPidFile(o.pidFile).then((pid) => {
+        void readPid(o.pidFile).then((pid) => {
           if (pid) killGroup(pid);
           // Not started yet (or no pid file): berth-exec leads its own session and process
           // group, and the runtime is in it: the group goes.
@@ -208,11 +208,6 @@ function capture(stream: Readable, cap: number) {
       return Buffer.concat(parts, size);
     },
   };
-}
-
-async function readPidFile(file: string): Promise<number | undefined> {
-  const n = Number.parseInt((await readFile(file, "utf8").catch(() => "")).trim(), 10);
-  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 function killGroup(pid: number): void {
