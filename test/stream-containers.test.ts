@@ -11,6 +11,7 @@ import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
+import { CRICTL, CRICTL_SKIP } from "./harness/crictl.js";
 import { openExecStreams, SpdyClient, type ExecStreams } from "./harness/spdy-client.js";
 import { ChannelClient } from "./harness/ws-client.js";
 import { deleteBridge, podConfig, sh, writeBridgeConflist } from "./sandbox-net.js";
@@ -18,8 +19,6 @@ import { deleteBridge, podConfig, sh, writeBridgeConflist } from "./sandbox-net.
 const BRIDGE = "bstr1";
 const SUBNET = "10.91.1.0/24";
 const CGROUP_PARENT = "/berth-test-stream";
-const CRICTL = process.env.CRICTL;
-const NO_CRICTL = "set CRICTL to a crictl binary (e.g. /work/tools/v1.29.0/crictl)";
 const APPLETS = ["sh", "cat", "echo", "sleep", "true", "stty", "httpd", "mkdir", "ps", "printf", "head", "seq", "wc"];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -261,7 +260,7 @@ describe("streaming into containers through berthd", () => {
     assert.deepEqual(await readdir(`${d.state}/exec`), []);
   });
 
-  test("crictl exec -i with piped stdin", { skip: CRICTL ? false : NO_CRICTL }, async () => {
+  test("crictl exec -i with piped stdin", { skip: CRICTL_SKIP }, async () => {
     const r = await crictl(d, ["exec", "-i", sleeper, "sh", "-c", "cat; echo done"], { input: "piped into crictl\n" });
     assert.equal(r.code, 0, r.out);
     assert.equal(r.out, "piped into crictl\ndone\n");
@@ -271,7 +270,7 @@ describe("streaming into containers through berthd", () => {
     assert.match(f.out, /command terminated with exit code 7/);
   });
 
-  test("crictl exec -it under a pty", { skip: CRICTL ? false : NO_CRICTL }, async () => {
+  test("crictl exec -it under a pty", { skip: CRICTL_SKIP }, async () => {
     // script(1) gives crictl a terminal, as a person at a shell would.
     const cmd = `${CRICTL} --runtime-endpoint unix://${d.socket} exec -it ${sleeper} sh -c 'stty size; echo tty-ok; exit 3'`;
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
@@ -287,7 +286,7 @@ describe("streaming into containers through berthd", () => {
     assert.match(r.out, /command terminated with exit code 3/);
   });
 
-  test("crictl attach streams the counter", { skip: CRICTL ? false : NO_CRICTL }, async () => {
+  test("crictl attach streams the counter", { skip: CRICTL_SKIP }, async () => {
     const counter = await run({ command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"] });
     const p = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "attach", counter], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -299,7 +298,7 @@ describe("streaming into containers through berthd", () => {
     assert.equal(await state(counter), ContainerState.CONTAINER_RUNNING);
   });
 
-  test("crictl port-forward to httpd in the pod", { skip: CRICTL ? false : NO_CRICTL }, async () => {
+  test("crictl port-forward to httpd in the pod", { skip: CRICTL_SKIP }, async () => {
     const p = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "port-forward", pod.podSandboxId, "18220:80"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (b: Buffer) => (out += b));
