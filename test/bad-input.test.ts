@@ -102,7 +102,7 @@ describe("bad CRI input", () => {
       const good = { metadata: { name: "c" }, image: { image: "busybox" }, command: ["true"] };
       const bad: Array<[string, Record<string, unknown>, RegExp]> = [
         ["name with a slash", { metadata: { name: "a/b" } }, /metadata\.name/],
-        ["env name with a newline", { envs: [{ key: "A\nB", value: "1" }] }, /config\.envs name/],
+        ["env name with a newline", { envs: [{ key: "A\nB", value: Buffer.from("1") }] }, /config\.envs name/],
         ["NUL in args", { args: ["x\u0000y"] }, /config\.args/],
         ["mount over the root", { mounts: [{ containerPath: "/", hostPath: "/tmp" }] }, /container's root/],
         ["mount of berth's root", { mounts: [{ containerPath: "/steal", hostPath: d.root }] }, /berth's own data/],

@@ -1,5 +1,6 @@
 // ContainerManager against real runc and conmon, with a busybox rootfs standing in for the
 // image layer (a directory copy per container) and a pod pinned with unshare(1).
+import type { DeepPartial } from "../src/cri/client.js";
 import assert from "node:assert/strict";
 import { execa } from "execa";
 import { mkdtemp, readFile, rename, rm, stat, writeFile, mkdir, readdir } from "node:fs/promises";
@@ -16,7 +17,6 @@ import { ContainerManager } from "../src/runtime/container.js";
 import type { SandboxRef } from "../src/runtime/types.js";
 import { CopySnapshots, DirImages, makeBusyboxRootfs, makePod, Pods, sleep } from "./container-fixtures.js";
 
-type DeepPartial<T> = T extends bigint | string | number | boolean | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
 
 const CRI_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) (stdout|stderr) (F|P) (.*)$/;
 
@@ -115,7 +115,7 @@ describe("ContainerManager with runc and conmon", () => {
   });
 
   test("exit 0 is Completed; env comes from image then config", async () => {
-    const r = await output({ command: ["sh", "-c", "echo $IMAGE_ENV $MINE $HOSTNAME"], envs: [{ key: "MINE", value: "x" }] });
+    const r = await output({ command: ["sh", "-c", "echo $IMAGE_ENV $MINE $HOSTNAME"], envs: [{ key: "MINE", value: Buffer.from("x") }] });
     assert.equal(r.status.reason, "Completed");
     assert.equal(r.status.exitCode, 0);
     assert.equal(r.out, "1 x pod1-host");

@@ -19,7 +19,7 @@ type Methods<D extends { methods: Record<string, MethodDef> }> = {
     opts?: { timeoutMs?: number },
   ) => Promise<ReturnType<D["methods"][K]["responseType"]["fromPartial"]>>;
 };
-type DeepPartial<T> = T extends bigint | string | number | boolean | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
+export type DeepPartial<T> = T extends bigint | string | number | boolean | Uint8Array | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
 
 export type RuntimeApi = Methods<typeof RuntimeServiceDefinition>;
 export type ImageApi = Methods<typeof ImageServiceDefinition>;

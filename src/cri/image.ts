@@ -22,7 +22,7 @@ function toCri(img: Image): CriImage {
     size: BigInt(img.size),
     uid: user.uid !== undefined ? { value: user.uid } : undefined,
     username: user.username,
-    spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "" },
+    spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: "" },
     pinned: img.pinned,
   };
 }

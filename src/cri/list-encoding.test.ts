@@ -6,7 +6,7 @@ import { serializeListContainers, serializeListPodSandbox } from "./list-encodin
 function container(i: number, labelBytes: number): Container {
   return {
     id: `${i}`.padStart(64, "c"), podSandboxId: "p".repeat(64), metadata: { name: `c${i}`, attempt: i },
-    image: { image: "reg/busybox:1", annotations: {}, userSpecifiedImage: "reg/busybox:1", runtimeHandler: "" },
+    image: { image: "reg/busybox:1", annotations: {}, userSpecifiedImage: "reg/busybox:1", runtimeHandler: "", imageRef: "" },
     imageRef: "reg/busybox@sha256:" + "1".repeat(64), imageId: "sha256:" + "2".repeat(64),
     state: i % 2 ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED,
     createdAt: 1_790_000_000_000_000_000n + BigInt(i), labels: { big: "x".repeat(labelBytes), n: `${i}` }, annotations: { a: "b" },

@@ -39,7 +39,7 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
         runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
-        features: { supplementalGroupsPolicy: false },
+        features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
       };
     }),
 

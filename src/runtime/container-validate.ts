@@ -1,6 +1,7 @@
 // Checks of a ContainerConfig that the spec generator does not make: names, env, args, mount
 // paths (never into berth's own root or state), labels and annotations, resource values.
 // Pure, so a bad request is refused before anything is created.
+import { isUtf8 } from "node:buffer";
 import path from "node:path";
 import type { ContainerConfig, LinuxContainerResources } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
@@ -53,7 +54,10 @@ export function validateContainerConfig(config: ContainerConfig, dirs: BerthDirs
   for (const { key, value } of config.envs) {
     // Newlines are fine in values (certificates from ConfigMaps), never in names.
     if (key === "" || key.includes("=") || CONTROL.test(key)) throw new InvalidArgument(`config.envs name ${JSON.stringify(key.slice(0, 100))} must be non-empty, without "=" or control characters (newlines included)`);
-    if (value.includes("\0")) throw new InvalidArgument(`config.envs ${key} must not contain NUL characters`);
+    if (value.includes(0)) throw new InvalidArgument(`config.envs ${key} must not contain NUL characters`);
+    // The OCI runtime reads its config as JSON, which carries text only: bytes that are not UTF-8
+    // would reach the process as U+FFFD, so they are refused rather than silently changed.
+    if (!isUtf8(value)) throw new InvalidArgument(`config.envs ${key}: the value is not valid UTF-8; the OCI runtime config (JSON) cannot carry it byte for byte`);
   }
   for (const m of config.mounts) {
     for (const [field, p] of [["container_path", m.containerPath], ["host_path", m.hostPath]] as const) {

@@ -1,4 +1,5 @@
 // Field-by-field tests of the OCI spec berth generates for a container.
+import type { DeepPartial } from "../cri/client.js";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ContainerConfig, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType } from "../gen/api.js";
@@ -9,7 +10,6 @@ import type { SandboxRef } from "./types.js";
 import { parseGroup, parsePasswd } from "./user.js";
 import { boundingCapabilities } from "./container-host.js";
 
-type DeepPartial<T> = T extends bigint | string | number | boolean | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
 
 const PASSWD = `root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
@@ -90,11 +90,11 @@ describe("args by the Kubernetes rules", () => {
 
 describe("env, cwd, tty", () => {
   test("image env then config env, replacing by name; PATH, HOSTNAME and HOME defaults", () => {
-    const { spec } = buildSpec(input({ envs: [{ key: "A", value: "config" }, { key: "C", value: "3" }] }, {}, { Cmd: ["sh"], Env: ["A=image", "B=2", "PATH=/custom"] }));
+    const { spec } = buildSpec(input({ envs: [{ key: "A", value: Buffer.from("config") }, { key: "C", value: Buffer.from("3") }] }, {}, { Cmd: ["sh"], Env: ["A=image", "B=2", "PATH=/custom"] }));
     assert.deepEqual(spec.process.env, ["PATH=/custom", "HOSTNAME=pod-host", "A=config", "B=2", "C=3", "HOME=/root"]);
   });
   test("PATH default when the image has none; HOME from the config wins", () => {
-    const { spec } = buildSpec(input({ envs: [{ key: "HOME", value: "/h" }] }));
+    const { spec } = buildSpec(input({ envs: [{ key: "HOME", value: Buffer.from("/h") }] }));
     assert.equal(spec.process.env[0], `PATH=${DEFAULT_PATH}`);
     assert.ok(spec.process.env.includes("HOME=/h"));
     assert.equal(spec.process.env.filter((e) => e.startsWith("HOME=")).length, 1);

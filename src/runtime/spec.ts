@@ -197,7 +197,7 @@ export function containerEnv(image: ImageRunConfig, config: Pick<ContainerConfig
   }
   for (const kv of config.envs) {
     if (kv.key === "") continue;
-    set(kv.key, kv.value);
+    set(kv.key, Buffer.from(kv.value).toString("utf8"));
   }
   if (!values.has("HOME")) set("HOME", extra.home);
   return order.map((k) => `${k}=${values.get(k)}`);
