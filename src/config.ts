@@ -41,12 +41,20 @@ export interface Config {
     /** Extra PEM CA bundles trusted for https registries, mirrors and token servers (private CAs). */
     ca_files: string[];
     pull_progress_timeout: string;
+    /** How often a running pull logs its bytes per layer (and updates the progress gauges). */
+    pull_progress_interval: string;
     max_concurrent_downloads: number;
   };
   stream: {
     address: string;
     port: number;
     idle_timeout: string;
+    tls_cert: string;
+    tls_key: string;
+  };
+  metrics: {
+    /** host:port of the Prometheus /metrics endpoint; empty turns it off. */
+    address: string;
     tls_cert: string;
     tls_key: string;
   };
@@ -80,12 +88,18 @@ export function defaultConfig(): Config {
       mirrors: {},
       ca_files: [],
       pull_progress_timeout: "5m",
+      pull_progress_interval: "10s",
       max_concurrent_downloads: 3,
     },
     stream: {
       address: "127.0.0.1",
       port: 0,
       idle_timeout: "4h",
+      tls_cert: "",
+      tls_key: "",
+    },
+    metrics: {
+      address: "127.0.0.1:9120",
       tls_cert: "",
       tls_key: "",
     },
@@ -118,9 +132,11 @@ const SCHEMA: Table = {
     mirrors: { mapOf: "string[]" },
     ca_files: "string[]",
     pull_progress_timeout: "duration",
+    pull_progress_interval: "duration",
     max_concurrent_downloads: "number",
   },
   stream: { address: "string", port: "number", idle_timeout: "duration", tls_cert: "string", tls_key: "string" },
+  metrics: { address: "string", tls_cert: "string", tls_key: "string" },
 };
 
 export class ConfigError extends Error {}
@@ -273,6 +289,19 @@ function validate(c: Config): void {
   if ((c.stream.tls_cert === "") !== (c.stream.tls_key === "")) {
     throw new ConfigError(`stream.tls_cert and stream.tls_key must be set together`);
   }
+  if ((c.metrics.tls_cert === "") !== (c.metrics.tls_key === "")) {
+    throw new ConfigError(`metrics.tls_cert and metrics.tls_key must be set together`);
+  }
+  if (c.metrics.address !== "") parseHostPort(c.metrics.address, "metrics.address");
+  if (parseDuration(c.image.pull_progress_interval) < 10) throw new ConfigError(`image.pull_progress_interval must be at least 10ms`);
+}
+
+/** "127.0.0.1:9120" or "[::1]:9120" -> host and port; a ConfigError naming `key` otherwise. */
+export function parseHostPort(text: string, key: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${key} must be host:port (e.g. "127.0.0.1:9120", "[::1]:9120"), got "${text}"`);
+  return { host: m[1] ?? m[2] ?? "", port };
 }
 
 /** The runtime root a handler's OCI runtime keeps its state in. */

@@ -16,6 +16,7 @@ import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js"
 import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
 import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
 import { RepositorySession, withRetries } from "./registry.js";
+import { PullProgress, type PullRecorder } from "./progress.js";
 import { OverlaySnapshots } from "./snapshots.js";
 import type { Image, ImageConfigDocument, ImageStore, RegistryAuth } from "./types.js";
 
@@ -51,8 +52,9 @@ export class LocalImageStore implements ImageStore {
   private readonly meta = new KeyedLock();
   private readonly pauseRef: string | undefined;
   private readonly progressTimeoutMs: number;
+  private readonly progressIntervalMs: number;
 
-  constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
+  constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string, private readonly recorder?: PullRecorder) {
     this.imageRoot = path.join(config.root, "image");
     const metaDir = path.join(this.imageRoot, "meta");
     this.content = new ContentStore(path.join(this.imageRoot, "blobs", "sha256"));
@@ -60,6 +62,7 @@ export class LocalImageStore implements ImageStore {
     this.snapshots = new OverlaySnapshots(this.imageRoot, metaDir, this.layers, this, log);
     this.records = new RecordStore(path.join(metaDir, "images"));
     this.progressTimeoutMs = parseDuration(config.image.pull_progress_timeout);
+    this.progressIntervalMs = parseDuration(config.image.pull_progress_interval);
     try {
       this.pauseRef = formatReference(parseReference(config.image.pause_image));
     } catch {
@@ -172,6 +175,18 @@ export class LocalImageStore implements ImageStore {
   }
 
   private async pullOnce(refText: string, auth: RegistryAuth | undefined): Promise<Image> {
+    const progress = new PullProgress(formatReference(parseReference(refText)), this.progressIntervalMs, this.log, this.recorder);
+    try {
+      const image = await this.pullWith(refText, auth, progress);
+      progress.finish();
+      return image;
+    } catch (err) {
+      progress.finish(err);
+      throw err;
+    }
+  }
+
+  private async pullWith(refText: string, auth: RegistryAuth | undefined, progress: PullProgress): Promise<Image> {
     const started = Date.now();
     const ref = parseReference(refText);
     const name = repoName(ref);
@@ -240,8 +255,9 @@ export class LocalImageStore implements ImageStore {
           reused++;
           return;
         }
-        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest) }, retries);
+        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest), received: progress.layer(layer.digest, layer.size) }, retries);
       }));
+      progress.layerCounts(reused, chain.length - reused);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
       await faultPoint("PullImage.after-layers");

@@ -54,6 +54,8 @@ export interface ContainerManagerDeps {
   cgroups: Cgroups;
   /** Defaults to what the host reports (gatherHostFacts). */
   host?: HostFacts;
+  /** Told of each container the OOM killer ended (the metrics endpoint's counter). */
+  metrics?: { oomKilled(): void };
 }
 
 export interface ExecSyncResult {
@@ -384,6 +386,7 @@ export class ContainerManager implements PodContainers {
     const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
+    if (oom) this.deps.metrics?.oomKilled();
     return r;
   }
 
