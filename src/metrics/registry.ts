@@ -52,6 +52,20 @@ export class BerthMetrics {
     const registers = [this.registry];
     const self = this;
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool rejects them): one gauge instead.
+    for (const bad of ["active_handles", "active_requests", "active_resources"]) {
+      this.registry.removeSingleMetric(`${PREFIX}nodejs_${bad}_total`);
+      this.registry.removeSingleMetric(`${PREFIX}nodejs_${bad}`);
+    }
+    new Gauge({
+      name: `${PREFIX}nodejs_active_resources`, help: "Resources (handles, requests, timers) keeping the event loop alive, by type.", labelNames: ["type"], registers,
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const t of process.getActiveResourcesInfo()) counts.set(t, (counts.get(t) ?? 0) + 1);
+        for (const [type, n] of counts) this.set({ type }, n);
+      },
+    });
     new Counter({
       name: `${PREFIX}cri_requests_total`, help: "CRI calls answered, by RPC.", labelNames: ["method"], registers,
       collect() {
