@@ -22,6 +22,7 @@ interface Addon {
   makePipe(): [number, number];
   spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
   pidfdSignal(pidfd: number, signal: number): boolean;
+  readFiles(paths: string[], maxBytes: number, cb: (err: Error | null, texts?: Array<string | null>) => void): void;
 }
 
 let addon: Addon | undefined;
@@ -104,6 +105,14 @@ export function fdSocket(fd: number): Socket {
 /** malloc_trim(0): returns glibc's free heap pages to the kernel; true when some were released. */
 export function trimMalloc(): boolean {
   return load().trimMalloc();
+}
+
+/**
+ * Reads small files (cgroup, /proc) in one trip to a pool thread: each text (latin1, at most
+ * `maxBytes`) or null when the file is absent or unreadable.
+ */
+export function readFiles(paths: string[], maxBytes: number): Promise<Array<string | null>> {
+  return new Promise((resolve, reject) => load().readFiles(paths, maxBytes, (err, texts) => (err ? reject(err) : resolve(texts!))));
 }
 
 /** mount(2) flags berth uses. */
