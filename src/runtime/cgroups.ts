@@ -194,7 +194,7 @@ function countLines(text: string | undefined): number[] {
 }
 
 /** blkio.throttle.io_service_bytes / io_serviced lines: "8:0 Read 4096". */
-function parseBlkio(bytes: string | undefined, ios: string | undefined): BlkioDevice[] {
+export function parseBlkio(bytes: string | undefined, ios: string | undefined): BlkioDevice[] {
   const devs = new Map<string, BlkioDevice>();
   const fill = (text: string | undefined, field: "Bytes" | "Ops") => {
     for (const line of (text ?? "").split("\n")) {
@@ -217,7 +217,7 @@ function parseBlkio(bytes: string | undefined, ios: string | undefined): BlkioDe
 }
 
 /** io.stat lines: "8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...". */
-function parseIoStat(text: string | undefined): BlkioDevice[] {
+export function parseIoStat(text: string | undefined): BlkioDevice[] {
   const out: BlkioDevice[] = [];
   for (const line of (text ?? "").split("\n")) {
     const [dev, ...kv] = line.trim().split(" ");
@@ -231,7 +231,7 @@ function parseIoStat(text: string | undefined): BlkioDevice[] {
 }
 
 /** A PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00 total=123". */
-function parsePressure(text: string | undefined): Pressure | undefined {
+export function parsePressure(text: string | undefined): Pressure | undefined {
   if (text === undefined) return undefined;
   const total = (kind: string) => BigInt(new RegExp(`^${kind} .*total=(\\d+)`, "m").exec(text)?.[1] ?? "0");
   return { someUs: total("some"), fullUs: total("full") };
