@@ -42,8 +42,13 @@ export function metricsHandlers(m: PodMetrics, log: Logger): Pick<RuntimeService
         if (call.cancelled) return;
         if (!call.write({ podSandboxMetrics: batch.map(podOf) })) {
           await new Promise<void>((resolve) => {
-            call.once("drain", resolve);
-            call.once("cancelled", resolve);
+            const go = () => {
+              call.off("drain", go);
+              call.off("cancelled", go);
+              resolve();
+            };
+            call.on("drain", go);
+            call.on("cancelled", go);
           });
         }
       }
