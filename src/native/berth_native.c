@@ -16,9 +16,11 @@
 //   pidfdSignal(pidfd, signal) -> boolean              pidfd_send_signal; false once the process is gone
 //   readFiles(paths, maxBytes, cb(err, texts))         reads many small files (cgroup, /proc) on one pool thread;
 //                                                      texts[i] is latin1 text or null (absent, unreadable)
+//   countFds(pids, cb(err, counts))                    counts[2i], counts[2i+1]: open fds and sockets of pids[i]
 // Every fd is created close-on-exec; the caller owns and closes it.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -888,6 +890,97 @@ static napi_value read_files(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Open descriptors and sockets of processes (container_file_descriptors, container_sockets):
+// a readdir of /proc/PID/fd and a readlink per entry, on one pool thread for all pids.
+struct count_fds {
+  napi_async_work work;
+  napi_ref callback;
+  uint32_t count;
+  int *pids;
+  uint32_t *out;  // 2 per pid: fds, sockets
+};
+
+static void count_fds_execute(napi_env env, void *data) {
+  (void)env;
+  struct count_fds *c = data;
+  for (uint32_t i = 0; i < c->count; i++) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", c->pids[i]);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) continue;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+      close(dfd);
+      continue;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      c->out[2 * i]++;
+      char link[64];
+      ssize_t n = readlinkat(dfd, e->d_name, link, sizeof link - 1);
+      if (n >= 7 && memcmp(link, "socket:", 7) == 0) c->out[2 * i + 1]++;
+    }
+    closedir(d);
+  }
+}
+
+static void count_fds_complete(napi_env env, napi_status status, void *data) {
+  struct count_fds *c = data;
+  napi_value cb, global, argv[2];
+  napi_get_reference_value(env, c->callback, &cb);
+  napi_get_global(env, &global);
+  napi_get_null(env, &argv[0]);
+  napi_create_array_with_length(env, 2 * c->count, &argv[1]);
+  for (uint32_t i = 0; status == napi_ok && i < 2 * c->count; i++) {
+    napi_value v;
+    napi_create_uint32(env, c->out[i], &v);
+    napi_set_element(env, argv[1], i, v);
+  }
+  napi_call_function(env, global, cb, 2, argv, NULL);
+  napi_delete_reference(env, c->callback);
+  napi_delete_async_work(env, c->work);
+  free(c->pids);
+  free(c->out);
+  free(c);
+}
+
+static napi_value count_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_array = false;
+  uint32_t count = 0;
+  if (argc == 2) napi_is_array(env, argv[0], &is_array);
+  if (!is_array || napi_get_array_length(env, argv[0], &count) != napi_ok || !is_function(env, argv[1])) {
+    napi_throw_type_error(env, NULL, "countFds(pids: number[], callback)");
+    return NULL;
+  }
+  struct count_fds *c = calloc(1, sizeof *c);
+  if (c) c->pids = calloc(count ? count : 1, sizeof *c->pids), c->out = calloc(2 * (count ? count : 1), sizeof *c->out);
+  if (!c || !c->pids || !c->out) {
+    if (c) free(c->pids), free(c->out);
+    free(c);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  c->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    if (!arg_int(env, v, &c->pids[i]) || c->pids[i] <= 0) {
+      free(c->pids), free(c->out), free(c);
+      napi_throw_type_error(env, NULL, "countFds: every pid must be a positive integer");
+      return NULL;
+    }
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "berth.countFds", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[1], 1, &c->callback);
+  napi_create_async_work(env, NULL, name, count_fds_execute, count_fds_complete, c, &c->work);
+  napi_queue_async_work(env, c->work);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"trimMalloc", NULL, trim_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -905,6 +998,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"connectSeqpacket", NULL, connect_seqpacket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countFds", NULL, count_fds, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -23,6 +23,7 @@ interface Addon {
   spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
   pidfdSignal(pidfd: number, signal: number): boolean;
   readFiles(paths: string[], maxBytes: number, cb: (err: Error | null, texts?: Array<string | null>) => void): void;
+  countFds(pids: number[], cb: (err: Error | null, counts?: number[]) => void): void;
 }
 
 let addon: Addon | undefined;
@@ -113,6 +114,20 @@ export function trimMalloc(): boolean {
  */
 export function readFiles(paths: string[], maxBytes: number): Promise<Array<string | null>> {
   return new Promise((resolve, reject) => load().readFiles(paths, maxBytes, (err, texts) => (err ? reject(err) : resolve(texts!))));
+}
+
+/** Open descriptors and, of those, sockets, summed over processes (a gone pid counts 0). */
+export function countFds(pids: number[]): Promise<{ fds: number; sockets: number }> {
+  return new Promise((resolve, reject) => load().countFds(pids, (err, counts) => {
+    if (err) return reject(err);
+    let fds = 0;
+    let sockets = 0;
+    for (let i = 0; i < counts!.length; i += 2) {
+      fds += counts![i]!;
+      sockets += counts![i + 1]!;
+    }
+    resolve({ fds, sockets });
+  }));
 }
 
 /** mount(2) flags berth uses. */

@@ -2,8 +2,9 @@
 // ListPodSandboxMetrics, which kubelet serves as /metrics/cadvisor). One cgroup sample per
 // container (cgroups.ts reads each file once), the container's processes from /proc, its
 // writable layer from the snapshotter, and the pod's interfaces from /proc/<pid>/net/dev.
-import { readdir, readlink, stat, statfs } from "node:fs/promises";
+import { stat, statfs } from "node:fs/promises";
 import type { Snapshots } from "../image/types.js";
+import { countFds } from "../native/native.js";
 import { readSmall, type CgroupSample, type Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
 import { parseNetDev, type ContainerSource, type SandboxIds } from "./stats.js";
@@ -278,16 +279,11 @@ export class PodMetricsCollector {
 
   /** Open descriptors and sockets over the container's processes, and its init process's open-files limit. */
   private async processes(pids: number[], initPid: number): Promise<ProcessCounts> {
-    const [limits, perPid] = await Promise.all([
+    const [limits, counts] = await Promise.all([
       readSmall(`/proc/${initPid > 0 ? initPid : pids[0]}/limits`),
-      Promise.all(pids.map(async (pid) => {
-        const fdDir = `/proc/${pid}/fd`;
-        const fds = await readdir(fdDir).catch(() => [] as string[]);
-        const links = await Promise.all(fds.map((fd) => readlink(`${fdDir}/${fd}`).catch(() => "")));
-        return { fds: fds.length, sockets: links.filter((l) => l.startsWith("socket:")).length };
-      })),
+      pids.length > 0 ? countFds(pids) : { fds: 0, sockets: 0 },
     ]);
-    return { fds: perPid.reduce((n, p) => n + p.fds, 0), sockets: perPid.reduce((n, p) => n + p.sockets, 0), openFiles: maxOpenFiles(limits) };
+    return { ...counts, openFiles: maxOpenFiles(limits) };
   }
 
   private async layerFilesystem(): Promise<LayerFs | undefined> {
