@@ -285,6 +285,17 @@ describe("metrics", () => {
     assert.equal((await get(metricsUrl.replace("/metrics", "/other"))).status, 404);
   });
 
+  test("a second berthd on a taken metrics port serves the CRI and says why it has no endpoint", async () => {
+    const other = await startBerthd({ config: `[metrics]\naddress = "${new URL(metricsUrl).host}"\n` });
+    try {
+      assert.equal((await other.cri.runtime.version({})).runtimeName, "berth");
+      assert.match(other.logs(), /metrics endpoint not started \(metrics\.address\)/);
+      assert.match(other.logs(), /EADDRINUSE/);
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   test("a real Prometheus server scrapes berthd and answers queries on berth's series", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "berth-prom-"));
     const port = await freePort();
