@@ -24,7 +24,7 @@ const BRIDGE = "bm1";
 const SUBNET = "10.205.1.0/24";
 const GATEWAY = "10.205.1.1";
 const CGROUP_PARENT = "/berth-test-metrics";
-const APPLETS = ["sh", "sleep", "true", "dd", "ping", "timeout", "cat", "rm"];
+const APPLETS = ["sh", "sleep", "true", "dd", "ping", "timeout", "cat", "rm", "head", "tr"];
 
 /** The names the next cri-tools conformance spec expects (issue #16). */
 const EXPECTED = `container_blkio_device_usage_total container_cpu_cfs_periods_total container_cpu_cfs_throttled_periods_total
@@ -360,6 +360,29 @@ describe("metrics", () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  test("an OOM-killed container and a failed pull are counted", async () => {
+    const cfg = (await d.cri.runtime.podSandboxStatus({ podSandboxId: podId })).status!;
+    const { containerId } = await d.cri.runtime.createContainer({
+      podSandboxId: podId,
+      sandboxConfig: podConfig("metrics", { metadata: cfg.metadata, linux: { cgroupParent: CGROUP_PARENT } }) as never,
+      config: {
+        metadata: { name: "hog" }, image: { image }, logPath: "hog.log",
+        command: ["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 5"],
+        linux: { resources: { memoryLimitInBytes: 32n << 20n } },
+      } as never,
+    });
+    await d.cri.runtime.startContainer({ containerId });
+    const st = await waitFor("the hog to be OOM-killed", async () => {
+      const s = (await d.cri.runtime.containerStatus({ containerId })).status!;
+      return s.finishedAt > 0n ? s : undefined;
+    }, 30_000, 200);
+    assert.equal(st.reason, "OOMKilled");
+    assert.match((await get(metricsUrl)).body, /^berth_container_oom_kills_total 1$/m);
+    await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/metrics/no-such-image:1` } }));
+    assert.match((await get(metricsUrl)).body, /^berth_image_pull_failures_total\{reason="NOT_FOUND"\} 1$/m);
+    await d.cri.runtime.removeContainer({ containerId });
   });
 });
 
