@@ -1,5 +1,5 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
-import { ServerCredentials, type Server } from "@grpc/grpc-js";
+import { ServerCredentials, status as grpcStatus, type Server } from "@grpc/grpc-js";
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
@@ -12,7 +12,7 @@ import { createGrpcServer } from "./cri/server.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
-import { parseDuration } from "./config.js";
+import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
@@ -33,11 +33,9 @@ import { IdleMemory } from "./idle-memory.js";
 import { observeCalls, recordRpcs } from "./cri/rpc.js";
 import { metricsHandlers } from "./cri/metrics.js";
 import { recordPluginCalls } from "./cni/invoke.js";
-import { parseHostPort } from "./config.js";
 import { BerthMetrics } from "./metrics/registry.js";
 import { MetricsServer } from "./metrics/server.js";
 import { PodMetricsCollector } from "./runtime/metrics.js";
-import { status as grpcStatus } from "@grpc/grpc-js";
 import { trimMalloc } from "./native/native.js";
 
 export interface Daemon {

@@ -32,13 +32,14 @@ export class PullProgress {
     this.timer.unref();
   }
 
-  /** Registers a layer to download; returns the callback its bytes go through. */
-  layer(digest: string, total: number): (n: number) => void {
+  /** Registers a layer to download; returns the callback told its attempt's bytes so far. */
+  layer(digest: string, total: number): (bytes: number) => void {
     const p: LayerProgress = { digest, done: 0, total };
     this.layers.set(digest, p);
-    return (n) => {
-      p.done += n;
-      this.recorder?.bytes(n);
+    return (bytes) => {
+      // A retried download starts again from 0: every byte received still counts once in the total.
+      this.recorder?.bytes(bytes >= p.done ? bytes - p.done : bytes);
+      p.done = bytes;
     };
   }
 
