@@ -48,6 +48,7 @@ describe("CDI devices", () => {
           ],
           mounts: [{ hostPath: lib, containerPath: "/opt/vendor", options: ["ro", "nosuid", "nodev"] }],
           hooks: [{ hookName: "createRuntime", path: "/bin/sh", args: ["sh", "-c", `cat > ${hookOut}`] }],
+          additionalGids: [4242],
         },
       },
     ],
@@ -112,6 +113,9 @@ describe("CDI devices", () => {
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /^vendor library\nVENDOR_COMMON=1\nVENDOR_DEVICE=from-etc\n/);
     assert.match(r.out, new RegExp(`^crw-r----- .* ${UNUSED_MAJOR}, +7 .*/dev/vendor-x$`, "m"), "type, numbers and mode came from the host node");
+    assert.match((await exec(id, "grep ^Groups: /proc/self/status")).out, /\b4242\b/, "additionalGids reach the process");
+    const st = (await d.cri.runtime.containerStatus({ containerId: id })).status!;
+    assert.ok(st.user!.linux!.supplementalGroups.includes(4242n), "and ContainerStatus.user reports them");
     const ro = await exec(id, "echo x > /opt/vendor/new");
     assert.notEqual(ro.code, 0, "the ro option of the CDI mount holds");
     const info = JSON.parse((await d.cri.runtime.containerStatus({ containerId: id, verbose: true })).info.info!);

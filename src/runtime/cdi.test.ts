@@ -127,7 +127,8 @@ test("registry: later dirs override earlier, same-dir duplicates conflict, bad f
   assert.ok(lines.some((l) => l.includes("CDI spec file skipped") && l.includes("broken.json") && l.includes("not valid JSON")), lines.join(""));
 
   await assert.rejects(reg.resolve(["v.com/x=three", "v.com/y=1"]), (e: unknown) => e instanceof InvalidArgument
-    && e.message.includes('"v.com/x=three", "v.com/y=1"') && e.message.includes(low) && e.message.includes(high));
+    && e.message.includes('"v.com/x=three", "v.com/y=1"') && e.message.includes(low) && e.message.includes(high)
+    && e.message.includes(`spec files skipped: ${path.join(high, "broken.json")}: not valid JSON`));
   await assert.rejects(reg.resolve(["not-qualified"]), InvalidArgument);
 
   // Nothing changed: the files are not read again.

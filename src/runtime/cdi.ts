@@ -322,6 +322,8 @@ interface LoadedFile {
   /** mtime, size and inode: a file rewritten in place or replaced is read again. */
   sig: string;
   spec?: CdiSpec;
+  /** Why the file was skipped, when it was. */
+  reason?: string;
 }
 
 interface DirState {
@@ -341,6 +343,8 @@ interface DeviceEntry {
 export class CdiRegistry {
   private readonly dirState = new Map<string, DirState>();
   private devices = new Map<string, DeviceEntry>();
+  /** Spec files that could not be used, with the reason: named when a device is not found. */
+  private skipped: string[] = [];
   private refreshing: Promise<void> | undefined;
 
   constructor(readonly dirs: readonly string[], private readonly log: Logger) {}
@@ -358,7 +362,8 @@ export class CdiRegistry {
       else picked.push(e);
     }
     if (unknown.length > 0) {
-      throw new InvalidArgument(`CDI device${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => `"${n}"`).join(", ")} not found in the CDI spec dirs ${this.dirs.join(", ")}: install the vendor's spec file or fix the name`);
+      const skipped = this.skipped.length > 0 ? `; spec files skipped: ${this.skipped.slice(0, 3).join("; ")}${this.skipped.length > 3 ? ` and ${this.skipped.length - 3} more (see the log)` : ""}` : "";
+      throw new InvalidArgument(`CDI device${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => `"${n}"`).join(", ")} not found in the CDI spec dirs ${this.dirs.join(", ")}: install the vendor's spec file or fix the name${skipped}`);
     }
     const all: CdiContainerEdits[] = [];
     const specsSeen = new Set<CdiSpec>();
@@ -416,33 +421,38 @@ export class CdiRegistry {
         continue;
       }
       changed = true;
-      files.set(name, { sig, spec: await this.load(file) });
+      files.set(name, { sig, ...(await this.load(file)) });
     }
     this.dirState.set(dir, { sig: dirSig, files });
     return changed;
   }
 
-  private async load(file: string): Promise<CdiSpec | undefined> {
+  private async load(file: string): Promise<{ spec?: CdiSpec; reason?: string }> {
     try {
       const text = await readFile(file, "utf8");
       const spec = parseCdiSpec(text, file.endsWith(".json") ? "json" : "yaml");
       this.log.info({ file, kind: spec.kind, devices: spec.devices.size }, "CDI spec loaded");
-      return spec;
+      return { spec };
     } catch (err) {
-      this.log.warn({ file, reason: (err as Error).message }, "CDI spec file skipped");
-      return undefined;
+      const reason = (err as Error).message;
+      this.log.warn({ file, reason }, "CDI spec file skipped");
+      return { reason };
     }
   }
 
   private rebuild(): void {
     const devices = new Map<string, DeviceEntry>();
+    const skipped: string[] = [];
     for (const dir of this.dirs) {
       const state = this.dirState.get(dir);
       if (!state) continue;
       const here = new Map<string, DeviceEntry>();
       for (const [name, f] of state.files) {
-        if (!f.spec) continue;
         const file = path.join(dir, name);
+        if (!f.spec) {
+          skipped.push(`${file}: ${f.reason ?? "unreadable"}`);
+          continue;
+        }
         for (const [dev, edits] of f.spec.devices) {
           const qn = `${f.spec.kind}=${dev}`;
           const same = here.get(qn);
@@ -453,6 +463,7 @@ export class CdiRegistry {
       for (const [qn, e] of here) devices.set(qn, e);
     }
     this.devices = devices;
+    this.skipped = skipped;
   }
 }
 
