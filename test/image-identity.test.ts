@@ -1,6 +1,6 @@
 // Image identity (the cri-api v0.36 contract, cri-tools v1.36's image specs) against a real berthd:
 // one ID for one image whatever names and registry hosts it was pulled under (the registry is
-// reached as 127.0.0.1:<port> and as localhost:<port>), in PullImage, ImageStatus, ListImages and
+// reached as 127.0.0.1:<port>, as localhost:<port> and as the mirror of mirror.test), in PullImage, ImageStatus, ListImages and
 // the containers made from it; RemoveImage by any one name removes the image; ImageSpec.image_ref.
 // Pods on a CNI bridge bi0, 10.203.0.0/24.
 import { status } from "@grpc/grpc-js";
@@ -27,15 +27,17 @@ describe("one image, one ID", () => {
   let img: PushedImage;
   let byIp: string;
   let byName: string;
+  const byMirror = "mirror.test/id/busybox";
+  const allTags = () => [`${byIp}:1`, `${byIp}:2`, `${byName}:1`, `${byMirror}:1`];
 
   const dirEntries = async (...p: string[]) => (await readdir(path.join(d.root, "image", ...p))).filter((n) => n !== "empty" && n !== "quarantine").sort();
   const pullAll = async () => {
     const refs = [];
-    for (const r of [`${byIp}:1`, `${byIp}:2`, `${byName}:1`]) refs.push((await d.cri.image.pullImage({ image: { image: r } })).imageRef);
+    for (const r of allTags()) refs.push((await d.cri.image.pullImage({ image: { image: r } })).imageRef);
     return refs;
   };
   const assertGone = async (names: string[]) => {
-    for (const q of [...names, img.id, `${byIp}@${img.manifestDigest}`, `${byName}@${img.manifestDigest}`]) {
+    for (const q of [...names, img.id, `${byIp}@${img.manifestDigest}`, `${byName}@${img.manifestDigest}`, `${byMirror}@${img.manifestDigest}`]) {
       assert.equal((await d.cri.image.imageStatus({ image: { image: q } })).image, undefined, q);
     }
     assert.equal((await d.cri.image.imageStatus({ image: { image: "", imageRef: img.id } })).image, undefined);
@@ -53,7 +55,7 @@ describe("one image, one ID", () => {
     img = await pushImage(reg, "id/busybox", { layers: [{ entries: await busyboxEntries(["sh", "true", "sleep"]) }], config: { Cmd: ["sh"], Env: ["PATH=/bin"] } }, ["1", "2"]);
     byIp = `${reg.host}/id/busybox`;
     byName = `${reg.host.replace("127.0.0.1", "localhost")}/id/busybox`;
-    d = await startBerthd({ config: `[image]\npause_image = "${byIp}:pause-unused"\n` });
+    d = await startBerthd({ config: `[image]\npause_image = "${byIp}:pause-unused"\n[image.mirrors]\n"mirror.test" = ["http://${reg.host}"]\n` });
     await writeBridgeConflist(d.dir, BRIDGE, SUBNET);
   });
   after(async () => {
@@ -63,13 +65,13 @@ describe("one image, one ID", () => {
     await removeCgroupParent(CGROUP_PARENT);
   });
 
-  test("two tags and a second registry host: one ID in PullImage, ListImages and ImageStatus by every name", async () => {
-    assert.deepEqual(await pullAll(), [img.id, img.id, img.id]);
+  test("two tags, a second registry host and a mirror: one ID in PullImage, ListImages and ImageStatus by every name", async () => {
+    assert.deepEqual(await pullAll(), [img.id, img.id, img.id, img.id]);
     const mine = (await d.cri.image.listImages({})).images.filter((i) => i.id === img.id);
     assert.equal(mine.length, 1, "one image, not one per name");
     const listed = mine[0]!;
-    assert.deepEqual([...listed.repoTags].sort(), [`${byIp}:1`, `${byIp}:2`, `${byName}:1`].sort());
-    assert.deepEqual([...listed.repoDigests].sort(), [`${byIp}@${img.manifestDigest}`, `${byName}@${img.manifestDigest}`].sort());
+    assert.deepEqual([...listed.repoTags].sort(), allTags().sort());
+    assert.deepEqual([...listed.repoDigests].sort(), [byIp, byName, byMirror].map((n) => `${n}@${img.manifestDigest}`).sort());
     for (const q of [...listed.repoTags, ...listed.repoDigests, img.id, img.id.slice(7), img.id.slice(7, 19)]) {
       assert.deepEqual((await d.cri.image.imageStatus({ image: { image: q } })).image, listed, q);
     }
@@ -109,7 +111,7 @@ describe("one image, one ID", () => {
 
   test("RemoveImage by one name of another registry host removes the image, every name and everything on disk", async () => {
     await d.cri.image.removeImage({ image: { image: `${byName}:1` } });
-    await assertGone([`${byIp}:1`, `${byIp}:2`, `${byName}:1`]);
+    await assertGone(allTags());
     await assertNothingLeft();
   });
 
@@ -136,10 +138,10 @@ describe("one image, one ID", () => {
   test("concurrent RemoveImage calls of one image all succeed and free its layers once", async () => {
     await pullAll();
     const logLen = d.logs().length;
-    const specs = [`${byIp}:1`, `${byIp}:2`, `${byName}:1`, img.id, img.id.slice(7), `${byIp}@${img.manifestDigest}`, `${byName}:1`, `${byIp}:1`];
+    const specs = [...allTags(), img.id, img.id.slice(7), `${byIp}@${img.manifestDigest}`, `${byName}:1`, `${byMirror}:1`];
     const results = await Promise.allSettled(specs.map((image) => d.cri.image.removeImage({ image: { image } })));
     assert.deepEqual(results.map((r) => r.status), specs.map(() => "fulfilled"), JSON.stringify(results.filter((r) => r.status === "rejected")));
-    await assertGone([`${byIp}:1`, `${byIp}:2`, `${byName}:1`]);
+    await assertGone(allTags());
     await assertNothingLeft();
     const removedLines = d.logs().slice(logLen).split("\n").filter((l) => l.includes('"msg":"image removed"'));
     assert.equal(removedLines.length, 1, "one of the calls removed it");
