@@ -306,9 +306,9 @@ export class LocalImageStore implements ImageStore {
 
   /**
    * Removes the image `ref` names (a tag, a digest reference or an ID) with all its tags and
-   * digests, as containerd and CRI-O do (cri-tools v1.36: "removing image by one tag should remove
-   * all tags"). Unknown images are not an error. Concurrent removals of one image all succeed:
-   * the one that finds it under the lock removes it and frees its layers and blobs.
+   * digests, as the CRI specifies and containerd 2.x does (docs/images.md). Unknown images are
+   * not an error. Concurrent removals of one image all succeed: the one that finds it under the
+   * lock removes it and frees its layers and blobs.
    */
   async remove(ref: string, imageRef?: string): Promise<void> {
     const id = this.resolveId(ref, imageRef);
