@@ -73,6 +73,8 @@ test("scalars follow the YAML 1.2 core schema; quotes keep strings", () => {
     ["a: [1, [2, 3], {b: c}]", { a: [1, [2, 3], { b: "c" }] }],
     ["a: []", { a: [] }],
     ["- a\n- - b\n  - c\n-\n  d: 1", ["a", ["b", "c"], { d: 1 }]],
+    ["a: a long\n  folded   value\n  - still text\nb: 1", { a: "a long folded   value - still text", b: 1 }],
+    ["- one\n  two\n- three", ["one two", "three"]],
     ["", null],
     ["# only a comment\n", null],
   ];
@@ -96,6 +98,9 @@ test("what the subset does not read is refused with its line", () => {
     ["<<: {a: 1}", /line 1: merge keys/],
     ['a: "\\q"', /line 1: unknown escape/],
     ["a:\n  - x\n  y: 1", /line 3: /],
+    ["a: x\n  b: 1", /line 2: a mapping cannot continue a value/],
+    ["a: x\n\n  y", /line 3: a blank or comment line inside a folded scalar/],
+    ["a: 'x'\n  y", /line 2: bad indentation/],
   ];
   for (const [text, re] of table) {
     assert.throws(() => parseYamlSubset(text), (err: unknown) => err instanceof YamlSubsetError && re.test(err.message), text);

@@ -1,7 +1,8 @@
 // The YAML subset CDI spec files are written in (what nvidia-ctk, DRA drivers and hand-written
 // specs produce): block mappings and sequences by indentation, flow sequences and mappings on one
-// line, plain, single- and double-quoted scalars, comments, one optional `---`. Anchors, aliases,
-// tags, block scalars (| >), multi-line scalars and complex keys are refused with the line named,
+// line, plain, single- and double-quoted scalars (plain ones may continue on more-indented lines, as
+// YAML emitters fold long strings), comments, one optional `---`. Anchors, aliases, tags, block
+// scalars (| >), multi-line quoted strings and flows, and complex keys are refused with the line named,
 // so a file outside the subset is skipped with a reason instead of being read wrong.
 
 export class YamlSubsetError extends Error {
@@ -16,6 +17,8 @@ interface Line {
   no: number;
   indent: number;
   text: string;
+  /** An empty line (or a comment line) came right before: a folded scalar would keep a line break there. */
+  afterBlank?: boolean;
 }
 
 /** Parses one YAML document of the subset above; throws YamlSubsetError naming the line. */
@@ -34,6 +37,7 @@ export function parseYamlSubset(source: string): YamlValue {
 function splitLines(source: string): Line[] {
   const out: Line[] = [];
   let docs = 0;
+  let blank = false;
   const raw = source.replace(/^\uFEFF/, "").split(/\r?\n/);
   for (let n = 0; n < raw.length; n++) {
     const no = n + 1;
@@ -41,7 +45,10 @@ function splitLines(source: string): Line[] {
     const lead = /^[ \t]*/.exec(full)![0];
     if (lead.includes("\t") && full.trim() !== "") throw new YamlSubsetError(no, "tab in indentation (YAML indents with spaces)");
     const text = stripComment(full.slice(lead.length), no).trimEnd();
-    if (text === "") continue;
+    if (text === "") {
+      blank = true;
+      continue;
+    }
     if (lead.length === 0 && (text === "---" || text.startsWith("--- "))) {
       if (++docs > 1 || out.length > 0) throw new YamlSubsetError(no, "more than one YAML document");
       if (text !== "---") throw new YamlSubsetError(no, "content after --- is not supported");
@@ -49,7 +56,8 @@ function splitLines(source: string): Line[] {
     }
     if (lead.length === 0 && text === "...") break;
     if (text.startsWith("%")) throw new YamlSubsetError(no, "YAML directives are not supported");
-    out.push({ no, indent: lead.length, text });
+    out.push({ no, indent: lead.length, text, afterBlank: blank });
+    blank = false;
   }
   return out;
 }
@@ -142,7 +150,21 @@ function parseSequence(lines: Line[], cur: { i: number }, indent: number): YamlV
       continue;
     }
     cur.i++;
-    out.push(parseInline(rest, l.no));
+    out.push(parseInline(withContinuation(lines, cur, indent, rest), l.no));
+  }
+  return out;
+}
+
+/** A plain scalar folded over more-indented lines that follow it: the lines join with spaces. */
+function withContinuation(lines: Line[], cur: { i: number }, indent: number, text: string): string {
+  if (/^["'[{]/.test(text)) return text;
+  let out = text;
+  while (cur.i < lines.length && lines[cur.i]!.indent > indent) {
+    const l = lines[cur.i]!;
+    if (keyColon(l.text) >= 0) throw new YamlSubsetError(l.no, `a mapping cannot continue a value (check the indentation): ${JSON.stringify(l.text)}`);
+    if (l.afterBlank) throw new YamlSubsetError(l.no, "a blank or comment line inside a folded scalar is not supported");
+    out += ` ${l.text}`;
+    cur.i++;
   }
   return out;
 }
@@ -164,7 +186,7 @@ function parseMapping(lines: Line[], cur: { i: number }, indent: number): { [key
     const rest = l.text.slice(colon + 1).trim();
     cur.i++;
     if (rest !== "") {
-      out[key] = parseInline(rest, l.no);
+      out[key] = parseInline(withContinuation(lines, cur, indent, rest), l.no);
       continue;
     }
     const next = lines[cur.i];
