@@ -104,6 +104,14 @@ test("applyCdiEdits: env replaces by name, nodes get cgroup rules, mounts replac
     { destination: "/lib/x.so", type: "bind", source: "/lib/x.so", options: ["bind", "ro"] },
   ]);
   assert.deepEqual(out.hooks, { createContainer: [{ path: "/bin/hook", args: ["hook", "x"], timeout: 5 }], poststop: [{ path: "/bin/post" }] });
+  const twice = applyCdiEdits(spec, {
+    env: ["C=1", "C=2"], hooks: [], additionalGids: [],
+    deviceNodes: [{ path: "/dev/v", type: "c", major: 1, minor: 3, permissions: "r" }, { path: "/dev/v", type: "c", major: 1, minor: 5, permissions: "rw" }],
+    mounts: [{ hostPath: "/a", containerPath: "/m" }, { hostPath: "/b", containerPath: "/m" }],
+  });
+  assert.deepEqual(twice.process.env, ["PATH=/bin", "A=old", "C=2"]);
+  assert.deepEqual(twice.linux.devices.map((d) => `${d.path} ${d.minor}`), ["/dev/fuse 229", "/dev/v 5"]);
+  assert.deepEqual(twice.mounts.map((m) => `${m.destination} ${m.source}`), ["/proc proc", "/data /old", "/m /b"]);
   const none = applyCdiEdits(spec, { env: [], deviceNodes: [], mounts: [], hooks: [], additionalGids: [] });
   assert.deepEqual(none, spec);
 });

@@ -261,30 +261,36 @@ export function parseCdiSpec(text: string, format: "json" | "yaml"): CdiSpec {
  * its cgroup rule, hooks are appended in order, additional gids are added once.
  */
 export function applyCdiEdits(spec: OciSpecWithHooks, edits: ResolvedCdiEdits): OciSpecWithHooks {
-  const envName = (e: string) => e.slice(0, e.indexOf("=") >>> 0);
+  const envName = (e: string) => {
+    const eq = e.indexOf("=");
+    return eq < 0 ? e : e.slice(0, eq);
+  };
   const newEnv = new Set(edits.env.map(envName));
-  const env = [...spec.process.env.filter((e) => !newEnv.has(envName(e))), ...edits.env];
+  const env = [...spec.process.env.filter((e) => !newEnv.has(envName(e))), ...lastBy(edits.env, envName)];
 
   const gids = [...(spec.process.user.additionalGids ?? [])];
-  for (const g of edits.additionalGids) if (!gids.includes(g) && g !== spec.process.user.gid) gids.push(g);
+  for (const g of edits.additionalGids) if (!gids.includes(g)) gids.push(g);
   const user = { ...spec.process.user };
   if (gids.length > 0) user.additionalGids = gids;
 
-  const nodePaths = new Set(edits.deviceNodes.map((d) => d.path));
+  // Two requested devices may name the same node or mount target: the later one wins.
+  const nodes = lastBy(edits.deviceNodes, (d) => d.path);
+  const nodePaths = new Set(nodes.map((d) => d.path));
   const devices: OciDevice[] = [
     ...spec.linux.devices.filter((d) => !nodePaths.has(d.path)),
-    ...edits.deviceNodes.map(({ permissions: _p, ...d }) => d),
+    ...nodes.map(({ permissions: _p, ...d }) => d),
   ];
   const rules: OciDeviceRule[] = [...(spec.linux.resources.devices ?? [])];
-  for (const d of edits.deviceNodes) {
+  for (const d of nodes) {
     if (d.type === "p") continue;
     rules.push({ allow: true, type: d.type === "u" ? "c" : d.type, major: d.major, minor: d.minor, access: d.permissions });
   }
 
-  const mountPaths = new Set(edits.mounts.map((m) => m.containerPath));
+  const cdiMounts = lastBy(edits.mounts, (m) => m.containerPath);
+  const mountPaths = new Set(cdiMounts.map((m) => m.containerPath));
   const mounts: OciMount[] = [
     ...spec.mounts.filter((m) => !mountPaths.has(m.destination)),
-    ...edits.mounts.map((m) => ociMount(m)),
+    ...cdiMounts.map((m) => ociMount(m)),
   ];
 
   const out: OciSpecWithHooks = {
@@ -306,6 +312,13 @@ export function applyCdiEdits(spec: OciSpecWithHooks, edits: ResolvedCdiEdits): 
     out.hooks = hooks;
   }
   return out;
+}
+
+/** The items in order, keeping only the last one of each key. */
+function lastBy<T>(items: T[], key: (t: T) => string): T[] {
+  const last = new Map<string, number>();
+  items.forEach((t, i) => last.set(key(t), i));
+  return items.filter((t, i) => last.get(key(t)) === i);
 }
 
 /** A CDI mount as an OCI mount: no type (or "bind") is a bind mount, recursive unless the options say "bind". */
