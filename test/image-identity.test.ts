@@ -72,12 +72,14 @@ describe("one image, one ID", () => {
     const listed = mine[0]!;
     assert.deepEqual([...listed.repoTags].sort(), allTags().sort());
     assert.deepEqual([...listed.repoDigests].sort(), [byIp, byName, byMirror].map((n) => `${n}@${img.manifestDigest}`).sort());
-    for (const q of [...listed.repoTags, ...listed.repoDigests, img.id, img.id.slice(7), img.id.slice(7, 19)]) {
+    for (const q of [...listed.repoTags, ...listed.repoDigests, img.id, img.id.slice(7), img.id.slice(7, 19), img.manifestDigest]) {
       assert.deepEqual((await d.cri.image.imageStatus({ image: { image: q } })).image, listed, q);
     }
     // image_ref (the ID PullImage returned) names the image whatever image says.
     assert.deepEqual((await d.cri.image.imageStatus({ image: { image: "", imageRef: img.id } })).image, listed);
     assert.deepEqual((await d.cri.image.imageStatus({ image: { image: `${byIp}:never-pulled`, imageRef: img.id } })).image, listed);
+    assert.deepEqual((await d.cri.image.imageStatus({ image: { image: "", imageRef: `${byName}@${img.manifestDigest}` } })).image, listed);
+    assert.deepEqual((await d.cri.image.imageStatus({ image: { image: "", imageRef: img.manifestDigest } })).image, listed);
     assert.deepEqual((await d.cri.image.listImages({ filter: { image: { image: "", imageRef: img.id } } })).images, [listed]);
     assert.equal(listed.spec!.imageRef, img.id);
     await assert.rejects(d.cri.image.imageStatus({ image: { image: "" } }), (e: GrpcErr) => e.code === status.INVALID_ARGUMENT);

@@ -136,6 +136,10 @@ export class LocalImageStore implements ImageStore {
   private resolveRef(ref: string): string | undefined {
     if (this.images.has(ref)) return ref;
     if (this.images.has(`sha256:${ref}`)) return `sha256:${ref}`;
+    // A bare manifest or index digest (what a registry calls the image) names the image pulled from it.
+    if (DIGEST.test(ref)) {
+      for (const { rec } of this.images.values()) if (rec.manifestDigest === ref || rec.indexDigest === ref) return rec.id;
+    }
     let parsed;
     try {
       parsed = parseReference(ref);
