@@ -78,6 +78,8 @@ const SEMVER = /^v?(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$/;
 /** The newest CDI spec version whose fields berth knows. */
 const MAX_VERSION = [1, 0, 0] as const;
 const PERMS = /^[rwm]{1,3}$/;
+/** Spec files are a few KiB; a bigger one is skipped rather than read into memory. */
+const MAX_SPEC_BYTES = 4 << 20;
 
 /** Splits "vendor.com/class=name"; throws InvalidArgument saying what is wrong. */
 export function parseQualifiedName(name: string): { kind: string; device: string } {
@@ -434,14 +436,15 @@ export class CdiRegistry {
         continue;
       }
       changed = true;
-      files.set(name, { sig, ...(await this.load(file)) });
+      files.set(name, { sig, ...(await this.load(file, fst.size)) });
     }
     this.dirState.set(dir, { sig: dirSig, files });
     return changed;
   }
 
-  private async load(file: string): Promise<{ spec?: CdiSpec; reason?: string }> {
+  private async load(file: string, size: number): Promise<{ spec?: CdiSpec; reason?: string }> {
     try {
+      if (size > MAX_SPEC_BYTES) throw new SpecError(`${size} bytes is more than a CDI spec file may hold (${MAX_SPEC_BYTES})`);
       const text = await readFile(file, "utf8");
       const spec = parseCdiSpec(text, file.endsWith(".json") ? "json" : "yaml");
       this.log.info({ file, kind: spec.kind, devices: spec.devices.size }, "CDI spec loaded");
