@@ -392,7 +392,7 @@ export class CdiRegistry {
     return resolveOnHost(all, names);
   }
 
-  /** Re-reads what changed under the spec dirs: two stats per dir and one per file when nothing did. */
+  /** Re-reads what changed under the spec dirs: one stat per dir and one per file when nothing did. */
   private async refresh(): Promise<void> {
     while (this.refreshing) await this.refreshing;
     this.refreshing = this.refreshOnce().finally(() => (this.refreshing = undefined));
@@ -407,8 +407,8 @@ export class CdiRegistry {
 
   private async refreshDir(dir: string): Promise<boolean> {
     const st = await stat(dir).catch((err) => {
-      if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR")) return undefined;
-      throw err;
+      if (!isErrno(err, "ENOENT") && !isErrno(err, "ENOTDIR")) this.log.warn({ dir, err: (err as Error).message }, "CDI spec dir unreadable: skipped");
+      return undefined;
     });
     const prev = this.dirState.get(dir);
     if (!st) {
@@ -419,7 +419,10 @@ export class CdiRegistry {
     const dirSig = `${st.mtimeMs}:${st.ino}`;
     let names: string[];
     if (prev && prev.sig === dirSig) names = [...prev.files.keys()];
-    else names = (await readdir(dir)).filter((n) => n.endsWith(".json") || n.endsWith(".yaml") || n.endsWith(".yml")).sort();
+    else names = (await readdir(dir).catch((err) => {
+      this.log.warn({ dir, err: (err as Error).message }, "CDI spec dir unreadable: skipped");
+      return [] as string[];
+    })).filter((n) => n.endsWith(".json") || n.endsWith(".yaml") || n.endsWith(".yml")).sort();
     const files = new Map<string, LoadedFile>();
     let changed = !prev || prev.files.size !== names.length;
     for (const name of names) {
