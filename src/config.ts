@@ -43,6 +43,10 @@ export interface Config {
     pull_progress_timeout: string;
     max_concurrent_downloads: number;
   };
+  cdi: {
+    /** CDI spec dirs, lowest priority first: a device a later dir defines wins. */
+    spec_dirs: string[];
+  };
   stream: {
     address: string;
     port: number;
@@ -82,6 +86,9 @@ export function defaultConfig(): Config {
       pull_progress_timeout: "5m",
       max_concurrent_downloads: 3,
     },
+    cdi: {
+      spec_dirs: ["/etc/cdi", "/var/run/cdi"],
+    },
     stream: {
       address: "127.0.0.1",
       port: 0,
@@ -120,6 +127,7 @@ const SCHEMA: Table = {
     pull_progress_timeout: "duration",
     max_concurrent_downloads: "number",
   },
+  cdi: { spec_dirs: "string[]" },
   stream: { address: "string", port: "number", idle_timeout: "duration", tls_cert: "string", tls_key: "string" },
 };
 

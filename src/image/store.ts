@@ -124,9 +124,22 @@ export class LocalImageStore implements ImageStore {
     return e ? this.toImage(e.rec, e.config) : undefined;
   }
 
-  private resolveId(ref: string): string | undefined {
+  private resolveId(ref: string, imageRef?: string): string | undefined {
+    // ImageSpec.image_ref is the ID kubelet got back from PullImage: it names the image exactly.
+    if (imageRef) {
+      const id = this.resolveRef(imageRef);
+      if (id) return id;
+    }
+    return ref ? this.resolveRef(ref) : undefined;
+  }
+
+  private resolveRef(ref: string): string | undefined {
     if (this.images.has(ref)) return ref;
     if (this.images.has(`sha256:${ref}`)) return `sha256:${ref}`;
+    // A bare manifest or index digest (what a registry calls the image) names the image pulled from it.
+    if (DIGEST.test(ref)) {
+      for (const { rec } of this.images.values()) if (rec.manifestDigest === ref || rec.indexDigest === ref) return rec.id;
+    }
     let parsed;
     try {
       parsed = parseReference(ref);
@@ -147,14 +160,14 @@ export class LocalImageStore implements ImageStore {
     return undefined;
   }
 
-  async resolve(ref: string): Promise<Image | undefined> {
-    const id = this.resolveId(ref);
+  async resolve(ref: string, imageRef?: string): Promise<Image | undefined> {
+    const id = this.resolveId(ref, imageRef);
     return id ? this.imageById(id) : undefined;
   }
 
-  async list(filterRef?: string): Promise<Image[]> {
-    if (filterRef) {
-      const img = await this.resolve(filterRef);
+  async list(filterRef?: string, filterImageRef?: string): Promise<Image[]> {
+    if (filterRef || filterImageRef) {
+      const img = await this.resolve(filterRef ?? "", filterImageRef);
       return img ? [img] : [];
     }
     return [...this.images.values()].map((e) => this.toImage(e.rec, e.config));
@@ -295,34 +308,28 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
-  async remove(ref: string): Promise<void> {
-    const id = this.resolveId(ref);
+  /**
+   * Removes the image `ref` names (a tag, a digest reference or an ID) with all its tags and
+   * digests, as the CRI specifies and containerd 2.x does (docs/images.md). Unknown images are
+   * not an error. Concurrent removals of one image all succeed: the one that finds it under the
+   * lock removes it and frees its layers and blobs.
+   */
+  async remove(ref: string, imageRef?: string): Promise<void> {
+    const id = this.resolveId(ref, imageRef);
     if (!id) return;
-    await this.meta.run("meta", async () => {
+    const removed = await this.meta.run("meta", async () => {
       const entry = this.images.get(id);
-      if (!entry) return;
-      const byId = id === ref || id === `sha256:${ref}` || (ID_PREFIX.test(ref) && !this.refs.has(safeFormat(ref) ?? ""));
-      if (!byId) {
-        // A tag or digest reference: drop that name; the image goes when no tag is left.
-        const name = safeFormat(ref)!;
-        const rec = { ...entry.rec, repoTags: entry.rec.repoTags.filter((t) => t !== name), repoDigests: entry.rec.repoDigests.filter((t) => t !== name) };
-        if (rec.repoTags.length > 0) {
-          rec.updated = Date.now();
-          await this.records.put(hex(id), rec);
-          entry.rec = rec;
-          this.refs.delete(name);
-          return;
-        }
-      }
+      if (!entry) return false;
       await this.records.delete(hex(id));
       this.images.delete(id);
       for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);
-    });
-    if (!this.images.has(id)) {
+      // Under the lock: a pull committing the same image again re-holds "image:<id>" after this.
       await this.layers.release(`image:${id}`);
-      await this.collectBlobs();
-      this.log.info({ ref, id }, "image removed");
-    }
+      return true;
+    });
+    if (!removed) return;
+    await this.collectBlobs();
+    this.log.info({ ref, id }, "image removed");
   }
 
   private usedBlobs(): Set<string> {
@@ -360,13 +367,5 @@ export class LocalImageStore implements ImageStore {
       inodesUsed: digests.length + layers.inodes,
       timestamp: BigInt(Date.now()) * 1_000_000n,
     };
-  }
-}
-
-function safeFormat(ref: string): string | undefined {
-  try {
-    return formatReference(parseReference(ref));
-  } catch {
-    return undefined;
   }
 }

@@ -40,7 +40,8 @@ function majorMinor(rdev: number): { major: number; minor: number } {
   return { major, minor };
 }
 
-async function deviceAt(hostPath: string, containerPath: string, permissions: string): Promise<ResolvedDevice | undefined> {
+/** The node at hostPath as a device for containerPath; undefined when it is not a character or block device. */
+export async function deviceAt(hostPath: string, containerPath: string, permissions: string): Promise<ResolvedDevice | undefined> {
   const st = await stat(hostPath);
   if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
   const { major, minor } = majorMinor(st.rdev);

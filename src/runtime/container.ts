@@ -38,6 +38,7 @@ import { readSeccompProfileFile } from "./seccomp.js";
 import { readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
+import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
@@ -54,6 +55,8 @@ export interface ContainerManagerDeps {
   cgroups: Cgroups;
   /** Defaults to what the host reports (gatherHostFacts). */
   host?: HostFacts;
+  /** Defaults to a registry over config.cdi.spec_dirs. */
+  cdi?: CdiRegistry;
 }
 
 export interface ExecSyncResult {
@@ -101,9 +104,11 @@ export class ContainerManager implements PodContainers {
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private conmonPath = "";
+  private readonly cdi: CdiRegistry;
 
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
+    this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
     this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
     this.bundles = path.join(c.state, "containers");
     this.exitDir = path.join(c.state, "exits");
@@ -233,8 +238,10 @@ export class ContainerManager implements PodContainers {
 
   private async createLocked(id: string, name: string, sandbox: SandboxRef, config: ContainerConfig, kind: ContainerRecord["kind"]): Promise<string> {
     const started = Date.now();
-    const image = await this.deps.images.resolve(config.image!.image);
-    if (!image) throw new NotFound(`image "${config.image!.image}" not found: pull it first`);
+    const image = await this.deps.images.resolve(config.image!.image, config.image!.imageRef || undefined);
+    if (!image) throw new NotFound(`image "${config.image!.image}"${config.image!.imageRef ? ` (image_ref ${config.image!.imageRef})` : ""} not found: pull it first`);
+    const cdiNames = requestedCdiDevices(config);
+    const cdiEdits = cdiNames.length > 0 ? await this.cdi.resolve(cdiNames) : undefined;
     const rt = await this.runtime(sandbox.runtimeHandler);
     const bundle = path.join(this.bundles, id);
     const exitFile = path.join(this.exitDir, id);
@@ -260,10 +267,12 @@ export class ContainerManager implements PodContainers {
       await faultPoint("CreateContainer.after-snapshot");
       const userDb = await readUserDb(rootfs);
       const imageName = image.repoTags[0] ?? config.image!.image;
-      const { spec, user } = buildSpec({
+      const built = buildSpec({
         id, config, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
         devices, seccompFiles, targetPidnsPath,
       });
+      const spec = cdiEdits ? applyCdiEdits(built.spec, cdiEdits) : built.spec;
+      const user = { ...built.user, additionalGids: spec.process.user.additionalGids ?? built.user.additionalGids };
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
 
       const logPath = kind === "infra"
