@@ -5,6 +5,7 @@ import type { Condition, NodeInfo } from "../cri/runtime-info.js";
 import type { Config } from "../config.js";
 import { findPlugin, loadNetworkConfig } from "../cni/config.js";
 import { ociRuntimeVersion } from "./runc.js";
+import { probeHandlerFeatures } from "./handler-features.js";
 
 const CACHE_MS = 2000;
 
@@ -69,6 +70,10 @@ export class NodeStatus implements NodeInfo {
       return { ready: false, reason: "NetworkPluginNotReady", message: `CNI network "${loaded.config.name}" (${loaded.config.file}) needs plugins not found in ${binDirs.join(":")}: ${missing.join(", ")}` };
     }
     return { ready: true, reason: "", message: "" };
+  }
+
+  async handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> {
+    return Promise.all(this.handlers.map(async (name) => ({ name, ...(await probeHandlerFeatures(this.config.runtime.handlers[name]!.path)) })));
   }
 
   effectiveConfig(): unknown {
