@@ -72,8 +72,13 @@ export class NodeStatus implements NodeInfo {
     return { ready: true, reason: "", message: "" };
   }
 
+  /** Every configured handler, and the default one again under "" (the CRI's name for it: what a pod naming no handler gets). */
   async handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> {
-    return Promise.all(this.handlers.map(async (name) => ({ name, ...(await probeHandlerFeatures(this.config.runtime.handlers[name]!.path)) })));
+    const names = ["", ...this.handlers];
+    return Promise.all(names.map(async (name) => {
+      const h = this.config.runtime.handlers[name || this.config.runtime.default_handler]!;
+      return { name, ...(await probeHandlerFeatures(h.path)) };
+    }));
   }
 
   effectiveConfig(): unknown {
