@@ -11,7 +11,8 @@ test("the config's signal wins over the image's, SIGTERM when neither names one"
     [Signal.RUNTIME_DEFAULT, "sigquit", "SIGQUIT"],
     [Signal.RUNTIME_DEFAULT, "USR1", "SIGUSR1"],
     [Signal.RUNTIME_DEFAULT, "9", "9"],
-    [Signal.RUNTIME_DEFAULT, "SIGRTMIN+3", "SIGRTMIN+3"],
+    [Signal.RUNTIME_DEFAULT, "SIGRTMIN+3", "37"],
+    [Signal.RUNTIME_DEFAULT, "RTMAX-2", "62"],
     [Signal.RUNTIME_DEFAULT, "SIGRTMAX", "64"],
     [Signal.SIGUSR2, "SIGQUIT", "SIGUSR2"],
     [Signal.SIGRTMIN, undefined, "34"],
@@ -33,6 +34,8 @@ test("the signal used, as the CRI enum", () => {
   assert.equal(stopSignalEnum("49"), Signal.SIGRTMINPLUS15);
   assert.equal(stopSignalEnum("50"), Signal.SIGRTMAXMINUS14);
   assert.equal(stopSignalEnum("64"), Signal.SIGRTMAX);
+  assert.equal(stopSignalEnum("37"), Signal.SIGRTMINPLUS3);
+  assert.equal(stopSignalEnum("62"), Signal.SIGRTMAXMINUS2);
   assert.equal(stopSignalEnum("99"), Signal.RUNTIME_DEFAULT);
   assert.equal(stopSignalEnum("SIGNOPE"), Signal.RUNTIME_DEFAULT);
   // Round trip for every named signal.

@@ -9,9 +9,10 @@ const RTMIN = 34;
 const RTMAX = 64;
 
 function rtNumber(name: string): number | undefined {
-  const rt = /^SIGRT(MIN|MAX)(?:(PLUS|MINUS)(\d+))?$/.exec(name);
+  // The enum spells them SIGRTMINPLUS3, images (as docker does) SIGRTMIN+3.
+  const rt = /^SIGRT(MIN|MAX)(?:(PLUS|MINUS|\+|-)(\d+))?$/.exec(name);
   if (!rt) return undefined;
-  const n = Number(rt[3] ?? 0) * (rt[2] === "MINUS" ? -1 : 1);
+  const n = Number(rt[3] ?? 0) * (rt[2] === "MINUS" || rt[2] === "-" ? -1 : 1);
   return (rt[1] === "MIN" ? RTMIN : RTMAX) + n;
 }
 
