@@ -478,7 +478,7 @@ function buildMounts(config: ContainerConfig, sandbox: SandboxRef, privileged: b
     if (m.uidMappings.length > 0 || m.gidMappings.length > 0) throw new InvalidArgument(`mount ${m.containerPath}: id-mapped mounts are not supported`);
     checkRecursiveReadOnly(m);
     if (m.recursiveReadOnly && !handler.recursiveReadOnlyMounts) {
-      throw new FailedPrecondition(`mount ${m.containerPath}: recursive_read_only needs mount_setattr (Linux 5.12 or later) and an OCI runtime that knows the "rro" mount option; this pod's runtime handler has not both`);
+      throw new FailedPrecondition(`mount ${m.containerPath}: recursive_read_only needs mount_setattr (Linux 5.12 or later) and an OCI runtime that knows the "rro" mount option; runtime handler "${sandbox.runtimeHandler}" lacks one of them (Status lists recursive_read_only_mounts per handler)`);
     }
     if (m.image?.image) throw new InvalidArgument(`mount ${m.containerPath}: image volumes are not supported`);
     out.push({
