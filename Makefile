@@ -86,7 +86,7 @@ soak: deps-test build
 critest-bin:
 	@if [ -z "$(CRITEST)" ]; then \
 	  echo "make critest needs CRITEST=/path/to/critest. critest is not shipped here: build it from a checkout of"; \
-	  echo "kubernetes-sigs/cri-tools at tag v1.26.1 or v1.29.0 with 'make critest' (needs golang-go); the binary is"; \
+	  echo "kubernetes-sigs/cri-tools at tag v1.26.1, v1.29.0 (golang-go) or v1.32.0 (Go 1.23: golang-1.23-go) with 'make critest'; the binary is"; \
 	  echo "build/bin/linux/amd64/critest. Then: make critest CRITEST=.../critest"; exit 2; fi
 	@test -x "$(CRITEST)" || { echo "CRITEST=$(CRITEST) is not an executable file"; exit 2; }
 

@@ -28,14 +28,17 @@ import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
-import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
+import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
+import { stopSignalEnum, stopSignalName } from "./stop-signal.js";
+import { probeHandlerFeatures } from "./handler-features.js";
+import { ensureAppArmorProfile } from "./lsm.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
 import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
-import { readUserDb } from "./user.js";
+import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
@@ -265,14 +268,16 @@ export class ContainerManager implements PodContainers {
         prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
       ]);
       await faultPoint("CreateContainer.after-snapshot");
-      const userDb = await readUserDb(rootfs);
+      const [userDb, handler] = await Promise.all([readUserDb(rootfs), probeHandlerFeatures(rt.binary)]);
       const imageName = image.repoTags[0] ?? config.image!.image;
       const built = buildSpec({
         id, config, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
-        devices, seccompFiles, targetPidnsPath,
+        devices, seccompFiles, targetPidnsPath, handler,
       });
       const spec = cdiEdits ? applyCdiEdits(built.spec, cdiEdits) : built.spec;
       const user = { ...built.user, additionalGids: spec.process.user.additionalGids ?? built.user.additionalGids };
+      for (const why of built.ignored) this.log.debug({ id, name }, why);
+      await ensureAppArmorProfile(built.apparmor);
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
 
       const logPath = kind === "infra"
@@ -454,10 +459,10 @@ export class ContainerManager implements PodContainers {
     });
   }
 
-  /** Stops with the stop signal, SIGKILL after `timeoutSec`; idempotent. */
+  /** Stops with the stop signal, SIGKILL after `timeoutSec`; idempotent (unknown ids are fine, as for Remove). */
   async stop(id: string, timeoutSec: number): Promise<void> {
-    const r = this.find(id, ["container", "infra"]);
-    await this.lock.run(r.id, () => this.stopLocked(r, timeoutSec));
+    const r = this.findOrUndefined(id);
+    if (r) await this.lock.run(r.id, () => this.stopLocked(r, timeoutSec));
   }
 
   private async stopLocked(r: ContainerRecord, timeoutSec: number): Promise<void> {
@@ -499,14 +504,18 @@ export class ContainerManager implements PodContainers {
 
   /** Removes the container and everything berth made for it; idempotent (unknown ids are fine). */
   async remove(id: string): Promise<void> {
-    let r: ContainerRecord;
+    const r = this.findOrUndefined(id);
+    if (r) await this.lock.run(r.id, () => this.removeLocked(r));
+  }
+
+  /** Stop and Remove since Kubernetes 1.31: an unknown id is no error (an ambiguous prefix still is). */
+  private findOrUndefined(id: string): ContainerRecord | undefined {
     try {
-      r = this.find(id, ["container", "infra"]);
+      return this.find(id, ["container", "infra"]);
     } catch (err) {
-      if (err instanceof NotFound) return;
+      if (err instanceof NotFound) return undefined;
       throw err;
     }
-    await this.lock.run(r.id, () => this.removeLocked(r));
   }
 
   private async removeLocked(r: ContainerRecord): Promise<void> {
@@ -603,7 +612,8 @@ export class ContainerManager implements PodContainers {
       mounts: r.mounts,
       logPath: r.logPath,
       resources: r.resources ? { linux: r.resources } : undefined,
-      user: { linux: { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) } },
+      user: { linux: await this.processUser(r) },
+      stopSignal: stopSignalEnum(r.stopSignal),
     });
     const info: Record<string, string> = {};
     if (verbose) {
@@ -622,6 +632,18 @@ export class ContainerManager implements PodContainers {
       });
     }
     return { status, info };
+  }
+
+  /**
+   * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
+   * the pid checked against its start time), else what its spec gave it.
+   */
+  private async processUser(r: ContainerRecord): Promise<{ uid: bigint; gid: bigint; supplementalGroups: bigint[] }> {
+    const fromSpec = { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
+    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return fromSpec;
+    const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
+    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return fromSpec;
+    return processIds(text) ?? fromSpec;
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
