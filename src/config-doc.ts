@@ -38,7 +38,7 @@ function sections(t: Table = SCHEMA, path: string[] = []): Section[] {
   return out;
 }
 
-const liveNote = (dotted: string) => (LIVE_KEYS.includes(dotted) ? " Applied on SIGHUP." : "");
+const liveNote = (dotted: string) => ((LIVE_KEYS as readonly string[]).includes(dotted) ? " Applied on SIGHUP." : "");
 
 /** The defaults as a commented TOML file: what `berthd config --default` prints and `make install` writes. */
 export function defaultConfigToml(): string {

@@ -160,13 +160,14 @@ export const SCHEMA: Table = table("", {
  * The keys a running berthd takes on SIGHUP; every other changed key is logged as needing a
  * restart. A key added here must also be applied in the daemon's reload (src/daemon.ts).
  */
-export const LIVE_KEYS: readonly string[] = [
+export const LIVE_KEYS = [
   "log_level",
   "image.mirrors",
   "image.insecure_registries",
   "image.ca_files",
   "image.pull_progress_timeout",
-];
+] as const;
+export type LiveKey = (typeof LIVE_KEYS)[number];
 
 export class ConfigError extends Error {}
 
@@ -361,14 +362,15 @@ export function keyValues(c: Config): Map<string, unknown> {
 }
 
 /** The keys whose values differ between two configs, split into those LIVE_KEYS can apply and the rest. */
-export function changedKeys(before: Config, after: Config): { live: string[]; restart: string[] } {
+export function changedKeys(before: Config, after: Config): { live: LiveKey[]; restart: string[] } {
   const a = keyValues(before);
   const b = keyValues(after);
-  const live: string[] = [];
+  const live: LiveKey[] = [];
   const restart: string[] = [];
   for (const [k, v] of b) {
     if (JSON.stringify(v) === JSON.stringify(a.get(k))) continue;
-    (LIVE_KEYS.includes(k) ? live : restart).push(k);
+    if ((LIVE_KEYS as readonly string[]).includes(k)) live.push(k as LiveKey);
+    else restart.push(k);
   }
   return { live, restart };
 }
