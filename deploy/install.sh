@@ -33,9 +33,9 @@ do_install() {
   old="$DESTDIR$MANIFEST"
   keep=""
   if [ -f "$old" ]; then
-    # A reinstall: drop the previous daemon files (an upgrade may have fewer), keep owning its config files.
-    grep '^file ' "$old" | cut -d' ' -f2- | while read -r f; do rm -f "$DESTDIR$f"; done
+    # A reinstall: keep owning the config files it wrote, drop its daemon files (an upgrade may have fewer).
     keep=$(grep '^conf ' "$old" || true)
+    grep '^file ' "$old" | cut -d' ' -f2- | while read -r f; do rm -f "$DESTDIR$f"; done
   fi
   mkdir -p "$DESTDIR$LIBDIR" "$DESTDIR$BINDIR" "$DESTDIR$UNITDIR"
   list=$(mktemp)
