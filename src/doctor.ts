@@ -28,10 +28,12 @@ const MIN_FREE = { root: 512 * MiB, state: 16 * MiB };
 /** sun_path holds 108 bytes with the NUL. */
 const MAX_SOCKET_PATH = 107;
 
-const ok = (name: string, detail: string): Check => ({ name, status: "ok", detail });
-const fail = (name: string, detail: string, fix: string): Check => ({ name, status: "fail", detail, fix });
-const warn = (name: string, detail: string, fix: string): Check => ({ name, status: "warn", detail, fix });
-const info = (name: string, detail: string): Check => ({ name, status: "info", detail });
+/** A program's multi-line error as one line: one check, one line, then its fix. */
+const oneLine = (text: string) => text.trim().replace(/\s*\n\s*/g, "; ");
+const ok = (name: string, detail: string): Check => ({ name, status: "ok", detail: oneLine(detail) });
+const fail = (name: string, detail: string, fix: string): Check => ({ name, status: "fail", detail: oneLine(detail), fix });
+const warn = (name: string, detail: string, fix: string): Check => ({ name, status: "warn", detail: oneLine(detail), fix });
+const info = (name: string, detail: string): Check => ({ name, status: "info", detail: oneLine(detail) });
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
