@@ -1,7 +1,8 @@
 // berthd's own log in a file (config log_file) rotated by size: when the next line would take
 // the file past its maximum, <file>.N-1 becomes <file>.N ... <file> becomes <file>.1, and a new
 // <file> is started; the oldest beyond the kept count is dropped. Lines are never split.
-import { open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { isErrno } from "./errors.js";
 
@@ -17,6 +18,7 @@ export class RotatingFile extends Writable {
   /** Opens (appends to) `file`; keeps `keep` rotated files of at most about `maxBytes` each. */
   static async open(file: string, maxBytes: number, keep: number): Promise<RotatingFile> {
     const r = new RotatingFile(file, maxBytes, keep);
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
     r.fh = await open(file, "a", 0o640);
     r.size = (await r.fh.stat()).size;
     return r;

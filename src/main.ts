@@ -113,7 +113,17 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const { log } = daemonLog;
-  let daemon: Daemon;
+  // One reload at a time, in signal order: a slow read must not overwrite a later one. The
+  // handler is there from start-up to exit: SIGHUP's default action would kill berthd.
+  let daemon: Daemon | undefined;
+  let reloading = Promise.resolve();
+  process.on("SIGHUP", () => {
+    if (!daemon) return void log.warn("SIGHUP while berthd is starting: ignored, send it again once it serves");
+    const running = daemon;
+    reloading = reloading.then(() => reloadConfig(running, flags, log)).catch((err: unknown) => {
+      log.error({ err: causeChain(err) }, "config reload failed");
+    });
+  });
   try {
     daemon = await startDaemon(config, log, version, notifier);
   } catch (err) {
@@ -122,8 +132,6 @@ async function main(argv: string[]): Promise<number> {
     await daemonLog.close();
     return 1;
   }
-  const onHangup = () => void reloadConfig(daemon, flags, log);
-  process.on("SIGHUP", onHangup);
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       log.info({ signal: sig }, "signal received");
@@ -132,7 +140,6 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
   });
-  process.off("SIGHUP", onHangup);
   await daemon.shutdown();
   await daemonLog.close();
   return 0;
