@@ -9,7 +9,7 @@ function typeName(leaf: Leaf): string {
 
 function entryType(e: Key | Exclude<Entry, Table>): string {
   if (e.kind === "key") return typeName(e.leaf);
-  return e.of.kind === "key" ? `table of ${typeName(e.of.leaf)}` : `table of tables (\`[…${e.entryName}]\`)`;
+  return e.of.kind === "key" ? `table: ${e.entryName} → ${typeName(e.of.leaf)}` : `table: ${e.entryName} → table (below)`;
 }
 
 /** A TOML value; strings as basic strings (JSON's escapes are TOML's for these). */
@@ -62,6 +62,7 @@ export function defaultConfigToml(): string {
       lines.push("", `# ${e.doc}${liveNote(dotted)}`);
       if (e.of.kind === "key") {
         lines.push(`[${dotted}]`);
+        if (e.example) lines.push(`# ${e.example}`);
         for (const [name, v] of items) lines.push(`${tomlKey(name)} = ${tomlValue(v)}`);
         continue;
       }
@@ -81,8 +82,9 @@ function mdDefault(v: unknown): string {
   return `\`${tomlValue(v)}\``;
 }
 
+/** Table-cell text: `|` would end the cell, `<name>` would be read as HTML. */
 function mdCell(text: string): string {
-  return text.replace(/\|/g, "\\|");
+  return text.replace(/\|/g, "\\|").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
 /** docs/config.md. */
@@ -109,7 +111,8 @@ export function configReference(): string {
     for (const [k, e] of Object.entries(table.entries)) {
       if (e.kind === "table") continue;
       const dotted = head ? `${head}.${k}` : k;
-      out.push(`| \`${k}\` | ${entryType(e)} | ${mdDefault(valueAt([...path, k]))} | ${mdCell(e.doc + liveNote(dotted))} |`);
+      const example = e.kind === "map" && e.example ? ` Example: \`${e.example}\`.` : "";
+      out.push(`| \`${k}\` | ${entryType(e)} | ${mdDefault(valueAt([...path, k]))} | ${mdCell(e.doc + liveNote(dotted))}${example} |`);
       if (e.kind === "map" && e.of.kind === "table") {
         for (const [ik, ie] of Object.entries(e.of.entries)) {
           if (ie.kind !== "key") continue;

@@ -102,12 +102,12 @@ export type Leaf = "string" | "number" | "boolean" | "string[]" | "duration" | "
 /** One key: its type and the line docs/config.md and `berthd config --default` print for it. */
 export interface Key { kind: "key"; leaf: Leaf; doc: string }
 /** A table of named entries, all of one shape (`[runtime.handlers.<name>]`, `[image.mirrors]`). */
-export interface MapOf { kind: "map"; of: Key | Table; doc: string; entryName: string }
+export interface MapOf { kind: "map"; of: Key | Table; doc: string; entryName: string; example?: string }
 export interface Table { kind: "table"; doc: string; entries: Record<string, Entry> }
 export type Entry = Key | MapOf | Table;
 
 const key = (leaf: Leaf, doc: string): Key => ({ kind: "key", leaf, doc });
-const mapOf = (entryName: string, of: Key | Table, doc: string): MapOf => ({ kind: "map", of, doc, entryName });
+const mapOf = (entryName: string, of: Key | Table, doc: string, example?: string): MapOf => ({ kind: "map", of, doc, entryName, example });
 const table = (doc: string, entries: Record<string, Entry>): Table => ({ kind: "table", doc, entries });
 
 const HANDLER = table("One RuntimeClass handler: the OCI runtime a pod naming it runs under.", {
@@ -142,7 +142,7 @@ export const SCHEMA: Table = table("", {
   image: table("Pulling and storing images.", {
     pause_image: key("string", "The infra image of pods that share a PID namespace (kept from image removal)."),
     insecure_registries: key("string[]", "Hosts reached over plain http (localhost and 127.0.0.1 always are)."),
-    mirrors: mapOf("registry host", key("string[]", ""), "Per registry host, mirror base URLs tried in order before the host itself."),
+    mirrors: mapOf("registry host", key("string[]", ""), "Per registry host, mirror base URLs tried in order before the host itself.", `"registry.k8s.io" = ["http://127.0.0.1:5000"]`),
     ca_files: key("string[]", "Extra PEM CA bundles trusted (with the system's) for https registries, mirrors and token servers."),
     pull_progress_timeout: key("duration", "A pull that receives no bytes for this long is aborted."),
     max_concurrent_downloads: key("number", "Layer downloads running at once across all pulls."),

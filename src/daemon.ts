@@ -174,7 +174,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   const reload = (next: Config) => {
     const { live, restart } = changedKeys(config, next);
     for (const k of live) applyLive[k](next);
-    if (live.some((k) => k.startsWith("image."))) images.setRegistryConfig(config.image);
+    // Always: the CA files are read again even when their list is the same (a renewed CA).
+    images.setRegistryConfig(config.image);
     return { applied: live, restart };
   };
 
