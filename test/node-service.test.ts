@@ -9,6 +9,8 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { bindDatagram, mountFs, recvDatagram, unmountFs } from "../src/native/native.js";
 import { runBerthd, startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
+import { pushImage } from "./harness/images.js";
+import { startRegistry, type TestRegistry } from "./harness/registry.js";
 import { deleteBridge, writeBridgeConflist } from "./sandbox-net.js";
 
 const BRIDGE = "bn2";
@@ -117,6 +119,43 @@ describe("SIGHUP reload", () => {
     assert.match(out, /"keys":\["runtime.default_stop_timeout"\]/);
     // The new mirror is what a pull now tries first (nothing listens on port 1).
     await assert.rejects(d.cri.image.pullImage({ image: { image: "docker.io/library/busybox:1" } }), (err: Error) => /127\.0\.0\.1:1/.test(err.message));
+  });
+});
+
+describe("SIGHUP reload of the registry settings a pull uses", () => {
+  let reg: TestRegistry;
+  let d: Berthd;
+  let dir: string;
+  let imageId: string;
+  before(async () => {
+    reg = await startRegistry({ tls: true });
+    imageId = (await pushImage(reg, "reload/app", { layers: [{ entries: [{ path: "f", content: "reloaded" }] }] })).id;
+    dir = await mkdtemp(path.join(tmpdir(), "berth-reload-reg-"));
+    mkdirSync(path.join(dir, "berth.d"));
+    d = await startBerthd({ dir });
+  });
+  after(async () => {
+    await d?.cleanup();
+    await reg?.stop();
+  });
+
+  test("a mirror and a CA file added by a reload are what the next pull uses", async () => {
+    const image = { image: "registry.example/reload/app" };
+    // No mirror yet: registry.example itself is asked (and does not resolve).
+    await assert.rejects(d.cri.image.pullImage({ image }), (e: { details: string }) => /registry\.example/.test(e.details));
+    // berth reaches loopback registries over http, so the https registry is named as an explicit https mirror.
+    const mirror = `[image.mirrors]\n"registry.example" = ["${reg.url}"]\n`;
+    const hangup = async () => {
+      const mark = d.logs().length;
+      d.proc.kill("SIGHUP");
+      await waitFor("config reloaded", async () => d.logs().slice(mark).includes("config reloaded"));
+    };
+    await writeFile(path.join(dir, "berth.d", "50-reg.toml"), mirror);
+    await hangup();
+    await assert.rejects(d.cri.image.pullImage({ image }), (e: { details: string }) => /TLS certificate of 127\.0\.0\.1:\d+ is not trusted/.test(e.details));
+    await writeFile(path.join(dir, "berth.d", "50-reg.toml"), `[image]\nca_files = ["${reg.caFile!}"]\n${mirror}`);
+    await hangup();
+    assert.equal((await d.cri.image.pullImage({ image })).imageRef, imageId);
   });
 });
 
