@@ -28,10 +28,10 @@ Flags:
   --cni-conf-dir DIR   where the CNI network config is read from
   --default            with config: the built-in defaults, each key described (docs/config.md)
   --json               with doctor: one JSON object instead of text
+  -h, --help           this text
 
 Signals: SIGHUP re-reads the config files (live keys apply, others are logged as needing a
 restart, a broken file keeps the running config); SIGTERM and SIGINT stop berthd.
-  -h, --help           this text
 `;
 
 function packageVersion(): string {
