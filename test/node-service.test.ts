@@ -232,6 +232,17 @@ describe("berthd doctor", () => {
     }
   });
 
+  test("a berthd already serving the socket is named by its pid (from <socket>.lock)", async () => {
+    const d = await startBerthd();
+    try {
+      const r = await runBerthd(["doctor", "--config", config, "--socket", d.socket]);
+      assert.equal(r.code, 0, r.stdout);
+      assert.match(r.stdout, new RegExp(`^OK    socket: ${d.socket} is served by berthd pid ${d.proc.pid} `, "m"));
+    } finally {
+      await d.cleanup();
+    }
+  });
+
   test("a config error is the one failing line", async () => {
     const bad = path.join(dir, "bad.toml");
     await writeFile(bad, `log_level = "loud"\n`);
