@@ -15,7 +15,7 @@ import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
 import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
 import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
-import { RepositorySession, withRetries } from "./registry.js";
+import { forgetCaBundles, RepositorySession, withRetries, type RegistryOptions } from "./registry.js";
 import { OverlaySnapshots } from "./snapshots.js";
 import type { Image, ImageConfigDocument, ImageStore, RegistryAuth } from "./types.js";
 
@@ -36,6 +36,18 @@ interface ImageRecord {
 const ID_PREFIX = /^(?:sha256:)?([a-f0-9]{4,64})$/;
 const hex = (d: string) => d.slice("sha256:".length);
 
+/** The image keys a running store can take again (LIVE_KEYS in config.ts). */
+export type RegistryConfig = Pick<Config["image"], "mirrors" | "insecure_registries" | "ca_files" | "pull_progress_timeout">;
+
+function registryOptions(image: RegistryConfig): Omit<RegistryOptions, "log" | "userAgent"> {
+  return {
+    insecureRegistries: image.insecure_registries,
+    mirrors: image.mirrors,
+    caFiles: image.ca_files,
+    progressTimeoutMs: parseDuration(image.pull_progress_timeout),
+  };
+}
+
 export class LocalImageStore implements ImageStore {
   readonly imageRoot: string;
   private readonly content: ContentStore;
@@ -50,7 +62,8 @@ export class LocalImageStore implements ImageStore {
   // time, holding only record writes (downloads and unpacks run outside it).
   private readonly meta = new KeyedLock();
   private readonly pauseRef: string | undefined;
-  private readonly progressTimeoutMs: number;
+  /** Where and how pulls reach registries; replaced whole by setRegistryConfig (a SIGHUP reload). */
+  private registry: Omit<RegistryOptions, "log" | "userAgent">;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
     this.imageRoot = path.join(config.root, "image");
@@ -59,12 +72,18 @@ export class LocalImageStore implements ImageStore {
     this.layers = new LayerStore(this.imageRoot, metaDir, log, new Semaphore(config.image.max_concurrent_downloads));
     this.snapshots = new OverlaySnapshots(this.imageRoot, metaDir, this.layers, this, log);
     this.records = new RecordStore(path.join(metaDir, "images"));
-    this.progressTimeoutMs = parseDuration(config.image.pull_progress_timeout);
+    this.registry = registryOptions(config.image);
     try {
       this.pauseRef = formatReference(parseReference(config.image.pause_image));
     } catch {
       log.warn({ pause_image: config.image.pause_image }, "image.pause_image is not a valid reference; no image is pinned");
     }
+  }
+
+  /** New registry settings for the pulls that start from now on; CA files are read again. */
+  setRegistryConfig(image: RegistryConfig): void {
+    this.registry = registryOptions(image);
+    forgetCaBundles();
   }
 
   /** Loads metadata, drops what a crash left half-done, and frees what nothing references. */
@@ -188,14 +207,8 @@ export class LocalImageStore implements ImageStore {
     const started = Date.now();
     const ref = parseReference(refText);
     const name = repoName(ref);
-    const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), {
-      insecureRegistries: this.config.image.insecure_registries,
-      mirrors: this.config.image.mirrors,
-      caFiles: this.config.image.ca_files,
-      progressTimeoutMs: this.progressTimeoutMs,
-      log: this.log,
-      userAgent: this.userAgent,
-    });
+    // A pull keeps the registry settings it started with, whatever a reload does meanwhile.
+    const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), { ...this.registry, log: this.log, userAgent: this.userAgent });
     const retries = <T>(what: string, fn: () => Promise<T>) => withRetries(what, this.log, fn);
     const top = await session.manifest(ref.digest ?? ref.tag!);
     const topDigest = sha256(top.bytes);
