@@ -3,7 +3,7 @@ import { ServerCredentials, status as grpcStatus, type Server } from "@grpc/grpc
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
-import type { Config } from "./config.js";
+import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
@@ -37,11 +37,20 @@ import { BerthMetrics } from "./metrics/registry.js";
 import { MetricsServer } from "./metrics/server.js";
 import { PodMetricsCollector } from "./runtime/metrics.js";
 import { trimMalloc } from "./native/native.js";
+import type { ServiceNotifier } from "./notify.js";
 
 export interface Daemon {
   readonly socket: string;
   /** Stops accepting calls, lets in-flight ones finish, releases the socket. Containers keep running. */
   shutdown(): Promise<void>;
+  /** Applies the live keys (LIVE_KEYS) of a newly loaded config; returns them and the changed keys that need a restart. */
+  reload(next: Config): { applied: LiveKey[]; restart: string[] };
+}
+
+/** The pid of the live berthd holding `<socket>.lock`, if any (a stale lock names a dead or other process). */
+export async function lockHolder(lockPath: string): Promise<number | undefined> {
+  const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid)) ? pid : undefined;
 }
 
 /** Takes `<socket>.lock` for this process, or explains which live berthd holds it. */
@@ -55,8 +64,8 @@ async function acquireLock(lockPath: string, socket: string): Promise<void> {
     } catch (err) {
       if (!isErrno(err, "EEXIST")) throw err;
     }
-    const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid))) {
+    const pid = await lockHolder(lockPath);
+    if (pid !== undefined) {
       throw new Error(`another berthd (pid ${pid}) is serving ${socket} (lock file ${lockPath})`);
     }
     await unlink(lockPath).catch(() => undefined);
@@ -95,7 +104,7 @@ function containerCounts(containers: ContainerManager, sandboxes: SandboxManager
   };
 }
 
-export async function startDaemon(config: Config, log: Logger, version: string): Promise<Daemon> {
+export async function startDaemon(config: Config, log: Logger, version: string, notifier?: ServiceNotifier): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   await mkdir(config.root, { recursive: true, mode: 0o700 });
@@ -108,6 +117,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   const cleanups: Array<() => Promise<void>> = [];
   let server: Server | undefined;
   let listener: NetServer | undefined;
+  let images: LocalImageStore;
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
@@ -128,7 +138,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
-    const images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
+    images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
@@ -194,10 +204,31 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     throw err;
   }
   log.info({ socket, root: config.root, state: config.state, version }, "berthd serving");
+  notifier?.notify("READY=1", log);
+
+  // How each live key reaches the part that uses it; the compiler wants one entry per LIVE_KEYS item.
+  const applyLive: Record<LiveKey, (next: Config) => void> = {
+    log_level: (next) => {
+      log.level = next.log_level;
+      config.log_level = next.log_level;
+    },
+    "image.mirrors": (next) => (config.image.mirrors = next.image.mirrors),
+    "image.insecure_registries": (next) => (config.image.insecure_registries = next.image.insecure_registries),
+    "image.ca_files": (next) => (config.image.ca_files = next.image.ca_files),
+    "image.pull_progress_timeout": (next) => (config.image.pull_progress_timeout = next.image.pull_progress_timeout),
+  };
+  const reload = (next: Config) => {
+    const { live, restart } = changedKeys(config, next);
+    for (const k of live) applyLive[k](next);
+    // Always: the CA files are read again even when their list is the same (a renewed CA).
+    images.setRegistryConfig(config.image);
+    return { applied: live, restart };
+  };
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
+      notifier?.notify("STOPPING=1", log);
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
       await new Promise<void>((resolve) => {
@@ -216,5 +247,5 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       await unlink(lockPath).catch(() => undefined);
       log.info("berthd stopped");
     })());
-  return { socket, shutdown };
+  return { socket, shutdown, reload };
 }

@@ -51,7 +51,8 @@ export class BerthMetrics {
   constructor(private readonly codeName: (code: number) => string) {
     const registers = [this.registry];
     const self = this;
-    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    // Event-loop delay sampled every 100 ms, not prom-client's 10: its timer would wake an idle berthd 100 times a second.
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX, eventLoopMonitoringPrecision: 100 });
     // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool rejects them): one gauge instead.
     for (const bad of ["active_handles", "active_requests", "active_resources"]) {
       this.registry.removeSingleMetric(`${PREFIX}nodejs_${bad}_total`);
