@@ -38,6 +38,7 @@ import { readSeccompProfileFile } from "./seccomp.js";
 import { readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
+import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
@@ -54,6 +55,8 @@ export interface ContainerManagerDeps {
   cgroups: Cgroups;
   /** Defaults to what the host reports (gatherHostFacts). */
   host?: HostFacts;
+  /** Where created/started/stopped/deleted of CRI containers are published (events.ts). */
+  events?: LifecyclePublisher;
 }
 
 export interface ExecSyncResult {
@@ -328,6 +331,7 @@ export class ContainerManager implements PodContainers {
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
+      this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
@@ -394,6 +398,7 @@ export class ContainerManager implements PodContainers {
     r.message = message;
     r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
     await this.save(r);
+    this.announce(r, "stopped");
     for (const w of this.exitWaiters.get(r.id) ?? []) w();
   }
 
@@ -441,6 +446,7 @@ export class ContainerManager implements PodContainers {
       r.phase = "running";
       r.startedAt = startedAt;
       await this.save(r);
+      this.announce(r, "started");
       await faultPoint("StartContainer.after-record");
     });
   }
@@ -527,6 +533,7 @@ export class ContainerManager implements PodContainers {
     await faultPoint("RemoveContainer.after-record-delete");
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
   }
 
@@ -574,9 +581,18 @@ export class ContainerManager implements PodContainers {
     return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
   }
 
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
-    const r = this.find(id);
-    const status = ContainerStatus.fromPartial({
+  /** Publishes a CRI container's lifecycle step (infra containers are the pod's business). */
+  private announce(r: ContainerRecord, kind: LifecycleKind): void {
+    if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
+  }
+
+  /** ContainerStatus (verbose = false) of every CRI container of a pod, from memory. */
+  statusesOf(sandboxId: string): ContainerStatus[] {
+    return this.containersOf(sandboxId).map((r) => this.criStatus(r));
+  }
+
+  private criStatus(r: ContainerRecord): ContainerStatus {
+    return ContainerStatus.fromPartial({
       id: r.id,
       metadata: r.metadata,
       state: this.stateOf(r.phase),
@@ -596,6 +612,11 @@ export class ContainerManager implements PodContainers {
       resources: r.resources ? { linux: r.resources } : undefined,
       user: { linux: { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) } },
     });
+  }
+
+  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    const r = this.find(id);
+    const status = this.criStatus(r);
     const info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
@@ -771,6 +792,7 @@ export class ContainerManager implements PodContainers {
     r.phase = "running";
     r.startedAt = at;
     await this.save(r);
+    this.announce(r, "started");
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {
