@@ -3,7 +3,7 @@
 // status from: the pod's PodSandboxStatus and the ContainerStatus of every container of the pod,
 // as PodSandboxStatus answers them. A pod's own events carry the pod's id as container_id, the
 // way containerd sends them (kubelet drops its cache entry on the pod's CONTAINER_DELETED_EVENT).
-import type { ServerWritableStream } from "@grpc/grpc-js";
+import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import { ContainerEventResponse, ContainerEventType, type ContainerStatus, type GetEventsRequest, type RuntimeServiceServer } from "../gen/api.js";
 import { NotFound, ResourceExhausted } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -85,6 +85,8 @@ export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<Runt
               "read the stream without pausing, then subscribe again and relist to catch up"));
           },
         });
+        // Headers right away: the client knows from them that it is subscribed.
+        call.sendMetadata(new Metadata());
         log.debug({ peer: call.getPeer(), subscribers: bus.subscribers() }, "GetContainerEvents subscriber joined");
         const gone = () => {
           sub?.close();
