@@ -143,6 +143,7 @@ describe("streaming lists", () => {
     await new Promise((r) => setTimeout(r, 1000));
     raw.stream.close(http2.constants.NGHTTP2_CANCEL);
     const line = await waitFor("berthd to stop the stream", async () => /"method":"StreamContainers","items":(\d+)[^\n]*stream list stopped: the caller is gone/.exec(d.logs()) ?? undefined, 10_000);
+    process.stderr.write(`# StreamContainers stopped after ${line![1]} of ${PODS * PER_POD} items\n`);
     assert.ok(Number(line![1]) < PODS * PER_POD, `${line![1]} items counted as sent`);
     raw.close();
     // berthd still answers.
