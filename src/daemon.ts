@@ -82,6 +82,8 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await acquireLock(lockPath, socket);
 
   const cleanups: Array<() => Promise<void>> = [];
+  // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
+  const events = new EventBus<Uint8Array>();
   let server: Server | undefined;
   let listener: NetServer | undefined;
   try {
@@ -99,8 +101,6 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const images = new LocalImageStore(config, log, `berth/${version}`);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
-    const events = new EventBus<Uint8Array>();
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events });
@@ -160,6 +160,8 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     (stopping ??= (async () => {
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
+      // Event subscriptions never end by themselves: end them so the in-flight calls can finish.
+      events.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");

@@ -84,6 +84,7 @@ export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<Runt
               `GetContainerEvents: this subscriber fell more than ${MAX_QUEUED_EVENTS} events or ${MAX_QUEUED_BYTES >> 20} MiB behind and was cut off (${dropped} events dropped); ` +
               "read the stream without pausing, then subscribe again and relist to catch up"));
           },
+          ended: resolve,
         });
         // Headers right away: the client knows from them that it is subscribed.
         call.sendMetadata(new Metadata());

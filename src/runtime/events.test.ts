@@ -14,8 +14,8 @@ function drainAll<P>(sub: { next(): P | undefined }): P[] {
 test("every subscriber gets every event in order; a closed one gets no more", () => {
   const bus = new EventBus<string>();
   bus.serving(rendering);
-  const a = bus.subscribe({ event() {}, cutOff: () => assert.fail("a cut off") });
-  const b = bus.subscribe({ event() {}, cutOff: () => assert.fail("b cut off") });
+  const a = bus.subscribe({ event() {}, cutOff: () => assert.fail("a cut off"), ended() {} });
+  const b = bus.subscribe({ event() {}, cutOff: () => assert.fail("b cut off"), ended() {} });
   assert.equal(bus.subscribers(), 2);
   bus.publish(ev("c1", "created"));
   bus.publish(ev("c1", "started"));
@@ -31,8 +31,8 @@ test("a subscriber past its bound is cut off and its events counted; the others 
   const bus = new EventBus<string>({ events: 3, bytes: 1000 });
   bus.serving(rendering);
   const cuts: number[] = [];
-  const slow = bus.subscribe({ event() {}, cutOff: (n) => cuts.push(n) });
-  const fast = bus.subscribe({ event() {}, cutOff: () => assert.fail("fast cut off") });
+  const slow = bus.subscribe({ event() {}, cutOff: (n) => cuts.push(n), ended() {} });
+  const fast = bus.subscribe({ event() {}, cutOff: () => assert.fail("fast cut off"), ended() {} });
   for (let i = 0; i < 5; i++) {
     bus.publish(ev(`c${i}`, "created"));
     assert.equal(fast.next(), `c${i}:created`);
@@ -48,7 +48,7 @@ test("the byte bound cuts off too", () => {
   const bus = new EventBus<string>({ events: 100, bytes: 20 });
   bus.serving(rendering);
   let cut = 0;
-  bus.subscribe({ event() {}, cutOff: (n) => (cut = n) });
+  bus.subscribe({ event() {}, cutOff: (n) => (cut = n), ended() {} });
   bus.publish(ev("aaaaaaaa", "created")); // 16 bytes
   assert.equal(cut, 0);
   bus.publish(ev("b", "created"));
@@ -61,8 +61,8 @@ test("events published before serving are rendered then and replayed to early su
   bus.publish(ev("c1", "stopped"));
   state.set("c1", "exited");
   bus.serving({ render: (e) => `${e.id}:${e.kind}:${state.get(e.id)}`, sizeOf: (p) => p.length });
-  const a = bus.subscribe({ event() {}, cutOff: () => assert.fail() });
-  const b = bus.subscribe({ event() {}, cutOff: () => assert.fail() });
+  const a = bus.subscribe({ event() {}, cutOff: () => assert.fail(), ended() {} });
+  const b = bus.subscribe({ event() {}, cutOff: () => assert.fail(), ended() {} });
   assert.deepEqual(drainAll(a), ["c1:stopped:exited"]);
   assert.deepEqual(drainAll(b), ["c1:stopped:exited"]);
 });
@@ -73,4 +73,16 @@ test("nothing is rendered while nobody listens", () => {
   bus.serving({ render: (e) => (renders++, e.id), sizeOf: (p) => p.length });
   bus.publish(ev("c1", "created"));
   assert.equal(renders, 0);
+});
+
+test("close ends every subscription", () => {
+  const bus = new EventBus<string>();
+  bus.serving(rendering);
+  let ended = 0;
+  const a = bus.subscribe({ event() {}, cutOff: () => assert.fail(), ended: () => ended++ });
+  bus.subscribe({ event() {}, cutOff: () => assert.fail(), ended: () => ended++ });
+  bus.close();
+  assert.equal(ended, 2);
+  assert.equal(a.closed, true);
+  assert.equal(bus.subscribers(), 0);
 });

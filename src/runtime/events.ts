@@ -41,6 +41,8 @@ export interface SubscriberHandlers {
   event(): void;
   /** The subscriber was cut off (it is unsubscribed), having lost `dropped` events. */
   cutOff(dropped: number): void;
+  /** The bus closed (berthd is shutting down). */
+  ended(): void;
 }
 
 export class Subscription<P> {
@@ -68,6 +70,12 @@ export class Subscription<P> {
 
   get queued(): number {
     return this.queue.length - this.head;
+  }
+
+  /** Ends the subscription from the bus's side. */
+  end(): void {
+    this.close();
+    this.on.ended();
   }
 
   /** Unsubscribes; queued events are let go. */
@@ -142,6 +150,11 @@ export class EventBus<P> implements LifecyclePublisher {
     this.subs.add(s);
     for (const r of this.replay) s.offer(r.payload, r.size);
     return s;
+  }
+
+  /** Ends every subscription (shutdown: open streams would hold the server's graceful stop). */
+  close(): void {
+    for (const s of [...this.subs]) s.end();
   }
 
   /** Subscribers now. */
