@@ -224,4 +224,18 @@ describe("GetContainerEvents", () => {
     assert.deepEqual(b.events.map(pick), [[c, T.CONTAINER_STOPPED_EVENT], [c, T.CONTAINER_DELETED_EVENT], [pod.id, T.CONTAINER_STOPPED_EVENT], [pod.id, T.CONTAINER_DELETED_EVENT]]);
     b.close();
   });
+
+  test("SIGTERM with a subscriber: the stream ends OK and berthd stops without waiting out its grace period", async () => {
+    const call = d.cri.runtimeStreams.getContainerEvents({});
+    await new Promise<void>((resolve, reject) => {
+      call.once("metadata", () => resolve());
+      call.once("error", reject);
+    });
+    const ended = new Promise<number>((resolve) => call.on("status", (s: { code: number }) => resolve(s.code)));
+    call.on("data", () => undefined);
+    const t0 = Date.now();
+    assert.equal(await d.stop("SIGTERM"), 0);
+    assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
+    assert.equal(await ended, 0);
+  });
 });
