@@ -9,7 +9,7 @@ import http2 from "node:http2";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { collect } from "../src/cri/client.js";
-import { ContainerState, PodSandboxState } from "../src/gen/api.js";
+import { ContainerState, PodSandboxState, StreamContainersResponse } from "../src/gen/api.js";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { rawServerStream } from "./harness/grpc-raw.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
@@ -43,8 +43,8 @@ describe("streaming lists", () => {
     await d.cri.image.pullImage({ image: { image: `${reg.host}/ls/other:1` } });
     await waitFor("NetworkReady", async () => (await d.cri.runtime.status({})).status!.conditions.find((c) => c.type === "NetworkReady")?.status);
     const started = Date.now();
-    // 8 KiB of annotations each: the 300 items take ~2.5 MB, more than one message of BATCH_BYTES.
-    const ballast = "y".repeat(8 * 1024);
+    // 12 KiB of annotations each: 100 items pass BATCH_BYTES, so the byte bound splits the batches.
+    const ballast = "y".repeat(12 * 1024);
     for (let p = 0; p < PODS; p++) {
       const cfg = podConfig(`lister-${p}`, { labels: { group: `g${p}` }, logDirectory: path.join(d.dir, "logs", `p${p}`), linux: { cgroupParent: CGROUP_PARENT } });
       const podId = (await d.cri.runtime.runPodSandbox({ config: cfg })).podSandboxId;
@@ -71,10 +71,13 @@ describe("streaming lists", () => {
     await removeCgroupParent(CGROUP_PARENT);
   });
 
-  test("StreamContainers: the ListContainers items, with each filter, in batches of at most 100", async () => {
+  test("StreamContainers: the ListContainers items, with each filter, in batches of at most 100 items and 1 MiB", async () => {
     const all = await collect(d.cri.runtimeStreams.streamContainers({}));
-    assert.ok(all.length >= 3, `${all.length} messages`);
-    for (const m of all) assert.ok(m.containers.length > 0 && m.containers.length <= 100);
+    assert.ok(all.length >= 4, `${all.length} messages`);
+    for (const m of all) {
+      assert.ok(m.containers.length > 0 && m.containers.length <= 100);
+      assert.ok(StreamContainersResponse.encode(m).finish().length <= 1024 * 1024, "at most 1 MiB");
+    }
     const items = all.flatMap((m) => m.containers);
     assert.equal(items.length, PODS * PER_POD);
     assert.deepEqual(items, (await d.cri.runtime.listContainers({})).containers);
@@ -139,7 +142,7 @@ describe("streaming lists", () => {
   test("a client that stops reading and cancels stops the stream", async () => {
     const raw = rawServerStream(d.socket, "/runtime.v1.RuntimeService/StreamContainers");
     await raw.headers;
-    // The first ~800 KB message cannot pass the 64 KiB window of a client that does not read.
+    // The first ~1 MiB message cannot pass the 64 KiB window of a client that does not read.
     await new Promise((r) => setTimeout(r, 1000));
     raw.stream.close(http2.constants.NGHTTP2_CANCEL);
     const line = await waitFor("berthd to stop the stream", async () => /"method":"StreamContainers","items":(\d+)[^\n]*stream list stopped: the caller is gone/.exec(d.logs()) ?? undefined, 10_000);
