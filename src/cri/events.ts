@@ -7,8 +7,7 @@ import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import { ContainerEventResponse, ContainerEventType, type ContainerStatus, type GetEventsRequest, type RuntimeServiceServer } from "../gen/api.js";
 import { NotFound, ResourceExhausted } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { EventBus, LifecycleEvent, LifecycleKind, Rendering } from "../runtime/events.js";
-import { MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS } from "../runtime/events.js";
+import { MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS, type EventBus, type LifecycleEvent, type LifecycleKind, type Rendering, type Subscription } from "../runtime/events.js";
 import type { SandboxRecord } from "../runtime/sandbox.js";
 import { serverStream } from "./rpc.js";
 import { toStatus } from "./sandbox.js";
@@ -75,7 +74,8 @@ export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<Runt
             }
           }
         };
-        let sub: ReturnType<typeof bus.subscribe> | undefined;
+        // Unset while subscribe() queues the start-up replay; pump() runs once it returns.
+        let sub: Subscription<Uint8Array> | undefined;
         sub = bus.subscribe({
           event: pump,
           cutOff: (dropped) => {
