@@ -86,3 +86,11 @@ test("close ends every subscription", () => {
   assert.equal(a.closed, true);
   assert.equal(bus.subscribers(), 0);
 });
+
+test("an event whose payload cannot be built is counted, not thrown at the publisher", () => {
+  const bus = new EventBus<string>();
+  bus.serving({ render: () => { throw new Error("boom"); }, sizeOf: (p) => p.length });
+  bus.subscribe({ event: () => assert.fail(), cutOff: () => assert.fail(), ended() {} });
+  bus.publish(ev("c1", "created"));
+  assert.equal(bus.droppedTotal(), 1);
+});

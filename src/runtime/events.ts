@@ -124,7 +124,14 @@ export class EventBus<P> implements LifecyclePublisher {
       return;
     }
     if (this.subs.size === 0) return;
-    const payload = this.rendering.render(event);
+    let payload: P | undefined;
+    try {
+      payload = this.rendering.render(event);
+    } catch {
+      // The lifecycle step that published this must not fail for it: the event is lost, and counted.
+      this.dropped += this.subs.size;
+      return;
+    }
     if (payload === undefined) return;
     const size = this.rendering.sizeOf(payload);
     for (const s of [...this.subs]) s.offer(payload, size);
@@ -137,7 +144,12 @@ export class EventBus<P> implements LifecyclePublisher {
   serving(rendering: Rendering<P>, replayMs = RECOVERY_REPLAY_MS): void {
     this.rendering = rendering;
     for (const e of this.early ?? []) {
-      const payload = rendering.render(e);
+      let payload: P | undefined;
+      try {
+        payload = rendering.render(e);
+      } catch {
+        this.dropped++;
+      }
       if (payload !== undefined) this.replay.push({ payload, size: rendering.sizeOf(payload) });
     }
     this.early = undefined;
