@@ -16,6 +16,9 @@ import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
+import { containerEventRendering, eventHandlers } from "./cri/events.js";
+import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
+import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import { faultTarget } from "./runtime/faults.js";
 import { recoverContainers } from "./runtime/recovery.js";
@@ -115,6 +118,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   await acquireLock(lockPath, socket);
 
   const cleanups: Array<() => Promise<void>> = [];
+  // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
+  const events = new EventBus<Uint8Array>();
   let server: Server | undefined;
   let listener: NetServer | undefined;
   let images: LocalImageStore;
@@ -141,9 +146,9 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, metrics: metrics.containers });
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
     await containers.init();
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
@@ -153,6 +158,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
     const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
     metrics.registerContainerCounts(containerCounts(containers, sandboxes));
+    metrics.registerEventCounters(events);
     if (config.metrics.address !== "") {
       const { host, port } = parseHostPort(config.metrics.address, "metrics.address");
       const endpoint = new MetricsServer({ host, port, tlsCert: config.metrics.tls_cert, tlsKey: config.metrics.tls_key }, metrics.registry, log);
@@ -180,13 +186,14 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       observeCalls(undefined);
       idle.close();
     });
+    events.serving(containerEventRendering({ pods: sandboxes, containers }));
     server = createGrpcServer(
       {
-        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
+        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, containers, log),
         ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log), ...metricsHandlers(podMetrics, log),
-        ...streamingHandlers(streams, log),
+        ...streamingHandlers(streams, log), ...eventHandlers(events, log), ...listStreamHandlers(sandboxes, containers, stats, log),
       },
-      { ...imageHandlers(images, log) },
+      { ...imageHandlers(images, log), ...imageStreamHandlers(images, log) },
       log,
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
@@ -231,6 +238,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       notifier?.notify("STOPPING=1", log);
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
+      // Event subscriptions never end by themselves: end them so the in-flight calls can finish.
+      events.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");

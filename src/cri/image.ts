@@ -1,5 +1,5 @@
 // PullImage, ImageStatus, ListImages, RemoveImage, ImageFsInfo: the CRI ImageService over an ImageStore.
-import type { Image as CriImage, ImageServiceServer, ImageSpec } from "../gen/api.js";
+import type { Image as CriImage, ImageFilter, ImageServiceServer, ImageSpec } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Image, ImageStore } from "../image/types.js";
@@ -13,7 +13,7 @@ export function imageUser(user: string | undefined): { uid?: bigint; username: s
   return { username: name };
 }
 
-function toCri(img: Image): CriImage {
+export function toCri(img: Image): CriImage {
   const user = imageUser(img.config.config?.User);
   return {
     id: img.id,
@@ -25,6 +25,11 @@ function toCri(img: Image): CriImage {
     spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: img.id },
     pinned: img.pinned,
   };
+}
+
+/** What ListImages answers (StreamImages sends the same). */
+export async function listImages(store: ImageStore, filter: ImageFilter | undefined): Promise<CriImage[]> {
+  return (await store.list(filter?.image?.image || undefined, filter?.image?.imageRef || undefined)).map(toCri);
 }
 
 /** ImageSpec.image and ImageSpec.image_ref (the ID PullImage returned, looked up first); one of them must be set. */
@@ -60,9 +65,7 @@ export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageService
       return { image: toCri(img), info };
     }),
 
-    listImages: unary(log, "ListImages", async (req) => ({
-      images: (await store.list(req.filter?.image?.image || undefined, req.filter?.image?.imageRef || undefined)).map(toCri),
-    })),
+    listImages: unary(log, "ListImages", async (req) => ({ images: await listImages(store, req.filter) })),
 
     removeImage: unary(log, "RemoveImage", async (req) => {
       const spec = requireSpec(req.image, "RemoveImage");

@@ -1,8 +1,11 @@
-// ListMetricDescriptors, ListPodSandboxMetrics, StreamPodSandboxMetrics (KEP-2371).
+// ListMetricDescriptors, ListPodSandboxMetrics, StreamPodSandboxMetrics (KEP-2371; the stream
+// batches as the other Stream* lists do, list-stream.ts, each slice of pods collected when its turn comes).
 import type { Metric, MetricDescriptor, PodSandboxMetrics, RuntimeServiceServer } from "../gen/api.js";
 import { MetricType } from "../gen/api.js";
 import type { Logger } from "../log.js";
 import type { MetricDescription, MetricSample, PodMetricsSample } from "../runtime/metrics.js";
+import { encodePodMetrics } from "./list-encoding.js";
+import { sendBatches, slices, type Call } from "./list-stream.js";
 import { serverStream, unary } from "./rpc.js";
 
 export interface PodMetrics {
@@ -12,9 +15,6 @@ export interface PodMetrics {
   collect(): Promise<PodMetricsSample[]>;
   collectPods(ids: string[]): Promise<PodMetricsSample[]>;
 }
-
-/** Pods per StreamPodSandboxMetrics message: each one is collected just before it is sent. */
-export const METRICS_STREAM_BATCH = 25;
 
 const metricOf = (m: MetricSample): Metric => ({
   name: m.name,
@@ -35,23 +35,8 @@ export function metricsHandlers(m: PodMetrics, log: Logger): Pick<RuntimeService
   return {
     listMetricDescriptors: unary(log, "ListMetricDescriptors", async () => ({ descriptors })),
     listPodSandboxMetrics: unary(log, "ListPodSandboxMetrics", async () => ({ podMetrics: (await m.collect()).map(podOf) })),
-    streamPodSandboxMetrics: serverStream(log, "StreamPodSandboxMetrics", async (_req, call) => {
-      const ids = m.readyPods();
-      for (let i = 0; i < ids.length && !call.cancelled; i += METRICS_STREAM_BATCH) {
-        const batch = await m.collectPods(ids.slice(i, i + METRICS_STREAM_BATCH));
-        if (call.cancelled) return;
-        if (!call.write({ podSandboxMetrics: batch.map(podOf) })) {
-          await new Promise<void>((resolve) => {
-            const go = () => {
-              call.off("drain", go);
-              call.off("cancelled", go);
-              resolve();
-            };
-            call.on("drain", go);
-            call.on("cancelled", go);
-          });
-        }
-      }
-    }),
+    streamPodSandboxMetrics: serverStream(log, "StreamPodSandboxMetrics", async (_req, call) =>
+      sendBatches(call as Call, log, "StreamPodSandboxMetrics", slices(m.readyPods(), async (ids) => (await m.collectPods(ids)).map(podOf)),
+        encodePodMetrics, (podSandboxMetrics) => ({ podSandboxMetrics }))),
   };
 }

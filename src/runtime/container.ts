@@ -42,6 +42,7 @@ import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
+import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
@@ -60,9 +61,13 @@ export interface ContainerManagerDeps {
   host?: HostFacts;
   /** Defaults to a registry over config.cdi.spec_dirs. */
   cdi?: CdiRegistry;
+  /** Where created/started/stopped/deleted of CRI containers are published (events.ts). */
+  events?: LifecyclePublisher;
   /** Told of each container the OOM killer ended (the metrics endpoint's counter). */
   metrics?: { oomKilled(): void };
 }
+
+type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -344,6 +349,7 @@ export class ContainerManager implements PodContainers {
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
+      this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
@@ -411,6 +417,7 @@ export class ContainerManager implements PodContainers {
     r.message = message;
     r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
     await this.save(r);
+    this.announce(r, "stopped");
     for (const w of this.exitWaiters.get(r.id) ?? []) w();
   }
 
@@ -458,6 +465,7 @@ export class ContainerManager implements PodContainers {
       r.phase = "running";
       r.startedAt = startedAt;
       await this.save(r);
+      this.announce(r, "started");
       await faultPoint("StartContainer.after-record");
     });
   }
@@ -548,6 +556,7 @@ export class ContainerManager implements PodContainers {
     await faultPoint("RemoveContainer.after-record-delete");
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
   }
 
@@ -595,9 +604,19 @@ export class ContainerManager implements PodContainers {
     return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
   }
 
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
-    const r = this.find(id);
-    const status = ContainerStatus.fromPartial({
+  /** Publishes a CRI container's lifecycle step (infra containers are the pod's business). */
+  private announce(r: ContainerRecord, kind: LifecycleKind): void {
+    if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
+  }
+
+  /** ContainerStatus (verbose = false) of every CRI container of a pod, from memory. */
+  statusesOf(sandboxId: string): ContainerStatus[] {
+    return this.containersOf(sandboxId).map((r) => this.criStatus(r));
+  }
+
+  /** A container's status from memory; `user` defaults to the ids its spec gave it (status() reads the process's). */
+  private criStatus(r: ContainerRecord, user = this.specUser(r)): ContainerStatus {
+    return ContainerStatus.fromPartial({
       id: r.id,
       metadata: r.metadata,
       state: this.stateOf(r.phase),
@@ -615,9 +634,14 @@ export class ContainerManager implements PodContainers {
       mounts: r.mounts,
       logPath: r.logPath,
       resources: r.resources ? { linux: r.resources } : undefined,
-      user: { linux: await this.processUser(r) },
+      user: { linux: user },
       stopSignal: stopSignalEnum(r.stopSignal),
     });
+  }
+
+  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    const r = this.find(id);
+    const status = this.criStatus(r, await this.processUser(r));
     const info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
@@ -641,12 +665,16 @@ export class ContainerManager implements PodContainers {
    * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
    * the pid checked against its start time), else what its spec gave it.
    */
-  private async processUser(r: ContainerRecord): Promise<{ uid: bigint; gid: bigint; supplementalGroups: bigint[] }> {
-    const fromSpec = { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
+  private async processUser(r: ContainerRecord): Promise<ProcessUser> {
+    const fromSpec = this.specUser(r);
     if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return fromSpec;
     const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
     if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return fromSpec;
     return processIds(text) ?? fromSpec;
+  }
+
+  private specUser(r: ContainerRecord): ProcessUser {
+    return { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
@@ -805,6 +833,7 @@ export class ContainerManager implements PodContainers {
     r.phase = "running";
     r.startedAt = at;
     await this.save(r);
+    this.announce(r, "started");
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {
