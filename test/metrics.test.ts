@@ -279,6 +279,9 @@ describe("metrics", () => {
       /^berth_nodejs_heap_size_used_bytes [1-9]/m,
       /^berth_nodejs_eventloop_lag_seconds /m,
       /^berth_nodejs_gc_duration_seconds_count\{kind="/m,
+      /^berth_nodejs_active_resources\{type="/m,
+      /^berth_event_subscribers 0$/m,
+      /^berth_events_dropped_total \d+$/m,
     ]) assert.match(text, want);
     const promtool = await sh("promtool", ["check", "metrics"], { input: text });
     assert.equal(promtool.code, 0, `promtool check metrics: ${promtool.stdout}${promtool.stderr}`);
