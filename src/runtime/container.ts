@@ -63,6 +63,8 @@ export interface ContainerManagerDeps {
   cdi?: CdiRegistry;
   /** Where created/started/stopped/deleted of CRI containers are published (events.ts). */
   events?: LifecyclePublisher;
+  /** Told of each container the OOM killer ended (the metrics endpoint's counter). */
+  metrics?: { oomKilled(): void };
 }
 
 type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
@@ -404,6 +406,7 @@ export class ContainerManager implements PodContainers {
     const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
+    if (oom) this.deps.metrics?.oomKilled();
     return r;
   }
 
