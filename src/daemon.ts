@@ -5,6 +5,7 @@ import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
+import { StateLayout } from "./layout.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
 import { acceptConnection } from "./cri/h2-authority.js";
@@ -116,6 +117,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
   const lockPath = `${socket}.lock`;
   await acquireLock(lockPath, socket);
+  const layout = new StateLayout(config);
 
   const cleanups: Array<() => Promise<void>> = [];
   // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
@@ -146,9 +148,9 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, layout });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers, layout });
     await containers.init();
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
@@ -175,7 +177,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       idleTimeoutMs: parseDuration(config.stream.idle_timeout),
       tlsCert: config.stream.tls_cert,
       tlsKey: config.stream.tls_key,
-    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: layout.execs, log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
     // A second after the last state-changing call, one full GC and malloc_trim (idle-memory.ts).

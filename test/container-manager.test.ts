@@ -14,6 +14,7 @@ import { createLogger } from "../src/log.js";
 import { openCgroups, type Cgroups } from "../src/runtime/cgroups.js";
 import { isConmon } from "../src/runtime/conmon.js";
 import { ContainerManager } from "../src/runtime/container.js";
+import { StateLayout } from "../src/layout.js";
 import type { SandboxRef } from "../src/runtime/types.js";
 import { CopySnapshots, DirImages, makeBusyboxRootfs, makePod, Pods, sleep } from "./container-fixtures.js";
 
@@ -274,7 +275,7 @@ describe("ContainerManager with runc and conmon", () => {
     assert.equal(await stat(`/sys/fs/cgroup/memory${rec.cgroupsPath}`).then(() => true, () => false), false);
     assert.equal(await isConmon(rec.conmonPid), false);
     assert.ok(!(await snapshots.keys()).includes(id));
-    assert.ok(!(await readdir(path.join(config.state, "exits"))).includes(id));
+    assert.ok(!(await readdir(new StateLayout(config).exits)).includes(id));
   });
 
   test("Stop: a process that exits on the stop signal stops at once with its own exit code", async () => {

@@ -18,7 +18,8 @@ import {
   type LinuxContainerResources,
   type NamespaceOption,
 } from "../gen/api.js";
-import { handlerRoot, type Config } from "../config.js";
+import type { Config } from "../config.js";
+import { StateLayout } from "../layout.js";
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
 import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
@@ -65,6 +66,8 @@ export interface ContainerManagerDeps {
   events?: LifecyclePublisher;
   /** Told of each container the OOM killer ended (the metrics endpoint's counter). */
   metrics?: { oomKilled(): void };
+  /** Defaults to the config's. */
+  layout?: StateLayout;
 }
 
 type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
@@ -102,9 +105,7 @@ export class ContainerManager implements PodContainers {
   private readonly names = new Map<string, string>();
   private readonly lock = new KeyedLock();
   private readonly store: RecordStore<ContainerRecord>;
-  private readonly bundles: string;
-  private readonly exitDir: string;
-  private readonly socketDir: string;
+  private readonly layout: StateLayout;
   private readonly runtimes = new Map<string, OciRuntime>();
   private host!: HostFacts;
   private watcher: FSWatcher | undefined;
@@ -119,18 +120,15 @@ export class ContainerManager implements PodContainers {
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
     this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
-    this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
-    this.bundles = path.join(c.state, "containers");
-    this.exitDir = path.join(c.state, "exits");
-    // conmon links <socketDir>/<id> to the bundle and cuts link names that reach 107 bytes: keep it short.
-    this.socketDir = path.join(c.state, "s");
+    this.layout = deps.layout ?? new StateLayout(c);
+    this.store = new RecordStore<ContainerRecord>(this.layout.containerRecords);
     this.log = deps.log.child({ layer: "containers" });
   }
 
   async init(): Promise<void> {
-    await mkdir(this.bundles, { recursive: true, mode: 0o711 });
-    await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
-    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.layout.bundles, { recursive: true, mode: 0o711 });
+    await mkdir(this.layout.exits, { recursive: true, mode: 0o700 });
+    await mkdir(this.layout.sockets, { recursive: true, mode: 0o700 });
     this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
     this.conmonPath = await findBinary(this.deps.config.runtime.conmon);
     const { records, problems } = await this.store.loadAll();
@@ -142,13 +140,14 @@ export class ContainerManager implements PodContainers {
       }
       if (r.phase !== "exited" && r.conmonPid === 0) {
         // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
-        r.conmonPid = (await readPid(path.join(r.bundle, "conmon.pid"))) ?? 0;
-        r.pid = (await readPid(path.join(r.bundle, "pidfile"))) ?? 0;
+        const files = this.layout.bundle(id);
+        r.conmonPid = (await readPid(files.conmonPidFile)) ?? 0;
+        r.pid = (await readPid(files.pidFile)) ?? 0;
       }
       this.records.set(id, r);
       this.names.set(r.name, id);
     }
-    this.watcher = watch(this.exitDir, (_event, file) => {
+    this.watcher = watch(this.layout.exits, (_event, file) => {
       if (!file) return;
       const name = String(file);
       for (const w of this.exitWaiters.get(name) ?? []) w();
@@ -188,7 +187,7 @@ export class ContainerManager implements PodContainers {
 
   /** Settles every live container whose exit file exists or whose conmon is gone. */
   private async sweep(): Promise<void> {
-    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
+    const exitNames = new Set(await readdir(this.layout.exits).catch(() => [] as string[]));
     await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
       if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await isConmon(r.conmonPid)))) await this.settle(r);
     }));
@@ -201,7 +200,7 @@ export class ContainerManager implements PodContainers {
     if (!rt) {
       const h = this.deps.config.runtime.handlers[name];
       if (!h) throw new InvalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(this.deps.config.runtime.handlers).join(", ")})`);
-      rt = new OciRuntime(await findBinary(h.path), handlerRoot(this.deps.config, name), this.deps.config.cgroup_driver === "systemd");
+      rt = new OciRuntime(await findBinary(h.path), this.layout.runtimeRoot(name), this.deps.config.cgroup_driver === "systemd");
       this.runtimes.set(name, rt);
     }
     return rt;
@@ -253,8 +252,9 @@ export class ContainerManager implements PodContainers {
     const cdiNames = requestedCdiDevices(config);
     const cdiEdits = cdiNames.length > 0 ? await this.cdi.resolve(cdiNames) : undefined;
     const rt = await this.runtime(sandbox.runtimeHandler);
-    const bundle = path.join(this.bundles, id);
-    const exitFile = path.join(this.exitDir, id);
+    const files = this.layout.bundle(id);
+    const bundle = files.dir;
+    const exitFile = this.layout.exitFile(id);
     const cgroupsPath = this.deps.cgroups.containerPath(sandbox.cgroupParent, id);
     const undo: Array<() => Promise<unknown>> = [];
     try {
@@ -288,8 +288,8 @@ export class ContainerManager implements PodContainers {
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
 
       const logPath = kind === "infra"
-        ? path.join(bundle, "infra.log")
-        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
+        ? files.infraLog
+        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : files.containerLog;
       const record: ContainerRecord = {
         id, sandboxId: sandbox.id, kind, name,
         metadata: config.metadata!,
@@ -307,7 +307,7 @@ export class ContainerManager implements PodContainers {
         handler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
         runtimeRoot: rt.root,
         bundle, rootfs, exitFile,
-        socketLink: path.join(this.socketDir, id),
+        socketLink: this.layout.socketLink(id),
         cgroupsPath,
         conmonPid: 0, pid: 0,
         resources: config.linux?.resources,
@@ -317,10 +317,9 @@ export class ContainerManager implements PodContainers {
       };
       // The record is written before conmon starts so a crash here leaves something to clean up.
       undo.push(() => this.store.delete(id));
-      await Promise.all([writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600), this.save(record)]);
+      await Promise.all([writeFileAtomic(files.spec, JSON.stringify(spec), 0o600), this.save(record)]);
       await faultPoint("CreateContainer.after-record");
 
-      const pidFile = path.join(bundle, "pidfile");
       undo.push(() => rt.delete(id, true));
       const started2 = await startConmon({
         conmon: this.conmonPath,
@@ -330,16 +329,16 @@ export class ContainerManager implements PodContainers {
         id,
         name: config.metadata!.name,
         bundle,
-        containerPidFile: pidFile,
-        conmonPidFile: path.join(bundle, "conmon.pid"),
+        containerPidFile: files.pidFile,
+        conmonPidFile: files.conmonPidFile,
         logPath,
-        exitDir: this.exitDir,
-        socketDir: this.socketDir,
+        exitDir: this.layout.exits,
+        socketDir: this.layout.sockets,
         stdin: config.stdin,
         stdinOnce: config.stdinOnce,
         terminal: config.tty,
         logLevel: "info",
-        conmonLogFile: path.join(bundle, "conmon.log"),
+        conmonLogFile: files.conmonLog,
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
@@ -357,7 +356,7 @@ export class ContainerManager implements PodContainers {
       for (const u of undo.reverse()) await u().catch((e) => this.log.warn({ id, err: String(e) }, "cleanup after failed create"));
       await this.deps.cgroups.remove(cgroupsPath).catch(() => undefined);
       await rm(exitFile, { force: true }).catch(() => undefined);
-      await rm(path.join(this.socketDir, id), { force: true }).catch(() => undefined);
+      await rm(this.layout.socketLink(id), { force: true }).catch(() => undefined);
       throw err;
     }
   }
@@ -402,7 +401,7 @@ export class ContainerManager implements PodContainers {
       if (!isErrno(err, "ENOENT")) throw err;
       return r;
     }
-    const [oomFile, oomKills] = await Promise.all([exists(path.join(r.bundle, "oom")), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
+    const [oomFile, oomKills] = await Promise.all([exists(this.layout.bundle(r.id).oom), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
     const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
@@ -644,7 +643,7 @@ export class ContainerManager implements PodContainers {
     const status = this.criStatus(r, await this.processUser(r));
     const info: Record<string, string> = {};
     if (verbose) {
-      const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
+      const spec = await readFile(this.layout.bundle(r.id).spec, "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
       info.info = JSON.stringify({
         sandboxID: r.sandboxId,
         pid: r.phase === "running" ? r.pid : 0,

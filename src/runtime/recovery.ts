@@ -7,7 +7,8 @@
 // removed; anything else found in berth's dirs is logged and left alone.
 import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { handlerRoot, type Config } from "../config.js";
+import type { Config } from "../config.js";
+import { StateLayout } from "../layout.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Cgroups } from "./cgroups.js";
@@ -85,13 +86,14 @@ function killQuiet(pid: number): void {
 
 export async function recoverContainers(o: ContainerRecoveryOptions): Promise<ContainerRecoveryReport> {
   const { config, log } = o;
+  const layout = new StateLayout(config);
   const report: ContainerRecoveryReport = { running: 0, exitedWhileDown: 0, rolledBack: 0, lost: 0, orphans: 0 };
   const runtimes = new Map<string, OciRuntime>();
   const runtimeFor = (handler: string) => {
     const name = handler || config.runtime.default_handler;
     let rt = runtimes.get(name);
     if (!rt) {
-      rt = new OciRuntime(config.runtime.handlers[name]?.path ?? "runc", handlerRoot(config, name), config.cgroup_driver === "systemd");
+      rt = new OciRuntime(config.runtime.handlers[name]?.path ?? "runc", layout.runtimeRoot(name), config.cgroup_driver === "systemd");
       runtimes.set(name, rt);
     }
     return rt;
@@ -104,7 +106,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
       if (r.phase === "created" && r.pid === 0) {
         // CreateContainer never finished: kubelet got no id. Roll it back, conmon and runc container included.
         log.warn(rlog, "CreateContainer was interrupted (berthd crashed); rolling the container back");
-        const conmonPid = await readPid(path.join(r.bundle, "conmon.pid"));
+        const conmonPid = await readPid(layout.bundle(r.id).conmonPidFile);
         if (conmonPid && (await isConmon(conmonPid))) r.conmonPid = conmonPid;
         // In memory only: removal deletes the record; a failed removal leaves it to the next start.
         Object.assign(r, { phase: "exited", exitCode: 255, reason: "Error", message: "rolled back after a crash during CreateContainer" });
@@ -140,9 +142,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
 
   // Orphans: berth's container resources that no record owns.
   const known = new Set(o.containers.recoveryRecords().map((r) => r.id));
-  const bundles = path.join(config.state, "containers");
-  const exits = path.join(config.state, "exits");
-  const sockets = path.join(config.state, "sock");
+  const { bundles, exits, sockets } = layout;
   const orphans = new Map<string, Set<string>>();
   const note = (id: string, what: string) => (orphans.get(id) ?? orphans.set(id, new Set()).get(id)!).add(what);
   for (const [dir, what] of [[bundles, "bundle"], [exits, "exit file"], [sockets, "socket link"]] as const) {
@@ -155,7 +155,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
     }
   }
   for (const handler of Object.keys(config.runtime.handlers)) {
-    for (const name of await entries(handlerRoot(config, handler))) {
+    for (const name of await entries(layout.runtimeRoot(handler))) {
       if (CONTAINER_ID.test(name) && !known.has(name)) note(name, `runc state (${handler})`);
     }
   }
@@ -169,12 +169,13 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
 
   for (const [id, what] of orphans) {
     try {
-      const bundle = path.join(bundles, id);
-      const spec = JSON.parse(await readFile(path.join(bundle, "config.json"), "utf8").catch(() => "{}")) as { linux?: { cgroupsPath?: string } };
+      const files = layout.bundle(id);
+      const bundle = files.dir;
+      const spec = JSON.parse(await readFile(files.spec, "utf8").catch(() => "{}")) as { linux?: { cgroupsPath?: string } };
       for (const handler of Object.keys(config.runtime.handlers)) {
         if (what.has(`runc state (${handler})`)) await runtimeFor(handler).delete(id, true);
       }
-      const conmonPid = conmons.get(id) ?? (await readPid(path.join(bundle, "conmon.pid")));
+      const conmonPid = conmons.get(id) ?? (await readPid(files.conmonPidFile));
       if (conmonPid && (await isConmon(conmonPid))) {
         // With its container deleted conmon exits by itself; give it a moment to flush, then make sure.
         for (let i = 0; i < 25 && (await isConmon(conmonPid)); i++) await new Promise((r) => setTimeout(r, 20));
@@ -183,8 +184,8 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
       if (spec.linux?.cgroupsPath) await o.cgroups.remove(spec.linux.cgroupsPath).catch((err) => log.warn({ id, err: String(err) }, "cannot remove an orphaned container cgroup"));
       if (what.has("rootfs snapshot")) await o.snapshots.remove(id);
       await rm(bundle, { recursive: true, force: true });
-      await rm(path.join(exits, id), { force: true });
-      await rm(path.join(sockets, id), { force: true });
+      await rm(layout.exitFile(id), { force: true });
+      await rm(layout.socketLink(id), { force: true });
       report.orphans++;
       log.warn({ id, found: [...what] }, "removed the resources of a container berth has no record of");
     } catch (err) {

@@ -9,13 +9,14 @@ import { resultAddresses } from "../cni/config.js";
 import type { PodNetwork } from "../cni/network.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { StateLayout } from "../layout.js";
 import { unmount } from "../image/mount.js";
 import { isPinned, removePath, stageNetnsForTeardown, unpinNamespaces } from "./namespaces.js";
 
 const SANDBOX_ID = /^[0-9a-f]{64}$/;
 
 export interface SweepOptions {
-  state: string;
+  layout: StateLayout;
   /** Ids of every sandbox record (loaded or not: a record berth could read but ignored still owns its resources). */
   known: Set<string>;
   network: PodNetwork;
@@ -28,14 +29,14 @@ async function entries(dir: string): Promise<string[]> {
 
 /** Removes orphaned pod resources; returns the ids cleaned up. */
 export async function sweepPodOrphans(opts: SweepOptions): Promise<string[]> {
-  const { state, known, network, log } = opts;
+  const { layout, known, network, log } = opts;
   const orphans = new Map<string, { result?: unknown; attached: boolean }>();
   const note = (id: string) => orphans.get(id) ?? orphans.set(id, { attached: false }).get(id)!;
 
-  for (const sub of ["ns", "pods"]) {
-    for (const name of await entries(path.join(state, sub))) {
+  for (const dir of [layout.pins, layout.pods]) {
+    for (const name of await entries(dir)) {
       if (!SANDBOX_ID.test(name)) {
-        log.warn({ path: path.join(state, sub, name) }, "unknown entry in berth's pod state dir; left alone");
+        log.warn({ path: path.join(dir, name) }, "unknown entry in berth's pod state dir; left alone");
         continue;
       }
       if (!known.has(name)) note(name);
@@ -54,8 +55,8 @@ export async function sweepPodOrphans(opts: SweepOptions): Promise<string[]> {
 
   const cleaned: string[] = [];
   for (const [id, o] of orphans) {
-    const nsDir = path.join(state, "ns", id);
-    const podDir = path.join(state, "pods", id);
+    const nsDir = layout.pinDir(id);
+    const podDir = layout.podDir(id);
     try {
       if (o.attached) {
         let netns = path.join(nsDir, "net");
@@ -66,7 +67,7 @@ export async function sweepPodOrphans(opts: SweepOptions): Promise<string[]> {
         }
         await network.tearDown({ containerId: id, netns, podName: "", podNamespace: "", podUid: "" });
       }
-      await unmount(path.join(podDir, "shm"));
+      await unmount(layout.podShm(id));
       await removePath(podDir);
       await unpinNamespaces(nsDir);
       cleaned.push(id);

@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import path from "node:path";
 import type { Config } from "../config.js";
+import { StateLayout } from "../layout.js";
 import { AlreadyExists, causeChain, FailedPrecondition, InvalidArgument, NotFound, Unimplemented, wrap } from "../errors.js";
 import { NamespaceMode, type NamespaceOption, type PodSandboxConfig, type PodSandboxMetadata } from "../gen/api.js";
 import type { Logger } from "../log.js";
@@ -79,6 +80,8 @@ export interface SandboxManagerOptions {
   podCidr?: () => string;
   /** Where a pod's created/started/stopped/deleted are published, with the pod's id as the container id (events.ts). */
   events?: LifecyclePublisher;
+  /** Defaults to the config's. */
+  layout?: StateLayout;
 }
 
 const isHost = (mode: NamespaceMode | undefined) => mode === NamespaceMode.NODE;
@@ -113,6 +116,7 @@ export class SandboxManager implements SandboxLookup {
   private readonly log: Logger;
   private readonly podCidr: () => string;
   private readonly events: LifecyclePublisher | undefined;
+  private readonly layout: StateLayout;
 
   constructor(opts: SandboxManagerOptions) {
     this.config = opts.config;
@@ -120,7 +124,8 @@ export class SandboxManager implements SandboxLookup {
     this.log = opts.log;
     this.podCidr = opts.podCidr ?? (() => "");
     this.events = opts.events;
-    this.store = new RecordStore<SandboxRecord>(path.join(opts.config.root, "sandboxes"));
+    this.layout = opts.layout ?? new StateLayout(opts.config);
+    this.store = new RecordStore<SandboxRecord>(this.layout.sandboxRecords);
   }
 
   /** The container layer, asked to stop and remove a pod's containers. */
@@ -150,7 +155,7 @@ export class SandboxManager implements SandboxLookup {
       this.names.set(rec.name, id);
     }
     for (const rec of [...this.pods.values()]) await this.recover(rec);
-    await sweepPodOrphans({ state: this.config.state, known: new Set(records.keys()), network: this.network, log: this.log });
+    await sweepPodOrphans({ layout: this.layout, known: new Set(records.keys()), network: this.network, log: this.log });
     this.log.info({ sandboxes: this.pods.size }, "sandboxes loaded");
   }
 
@@ -296,7 +301,8 @@ export class SandboxManager implements SandboxLookup {
     const id = randomBytes(32).toString("hex");
     this.names.set(name, id);
 
-    const podDir = path.join(this.config.state, "pods", id);
+    const podDir = this.layout.podDir(id);
+    const podFiles = this.layout.podFiles(id);
     const rec: SandboxRecord = {
       id,
       name,
@@ -309,12 +315,12 @@ export class SandboxManager implements SandboxLookup {
       config,
       namespaceOptions: ns,
       hostname,
-      nsDir: path.join(this.config.state, "ns", id),
+      nsDir: this.layout.pinDir(id),
       podDir,
-      resolvConfPath: path.join(podDir, "resolv.conf"),
-      hostsPath: path.join(podDir, "hosts"),
-      hostnamePath: path.join(podDir, "hostname"),
-      shmPath: hostIpc ? "/dev/shm" : path.join(podDir, "shm"),
+      resolvConfPath: podFiles.resolvConf,
+      hostsPath: podFiles.hosts,
+      hostnamePath: podFiles.hostname,
+      shmPath: hostIpc ? "/dev/shm" : this.layout.podShm(id),
       cgroupParent: cgroup,
       sysctls: Object.fromEntries(sysctls.map((s) => [s.key, s.value])),
       privileged: linux?.securityContext?.privileged ?? false,
