@@ -28,6 +28,7 @@ import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
 import { openCgroups } from "./runtime/cgroups.js";
 import { ContainerManager } from "./runtime/container.js";
+import { OciRuntimes } from "./runtime/oci/runtimes.js";
 import { PauseContainers } from "./runtime/infra.js";
 import { StatsCollector } from "./runtime/stats.js";
 import { streamingHandlers } from "./cri/streaming.js";
@@ -150,9 +151,11 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, layout });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers, layout });
+    // One OCI runtime per handler, shared by the container lifecycle, recovery and streaming.
+    const runtimes = new OciRuntimes(config, layout);
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers, layout, runtimes });
     await containers.init();
-    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
+    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, runtimes, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
@@ -177,7 +180,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       idleTimeoutMs: parseDuration(config.stream.idle_timeout),
       tlsCert: config.stream.tls_cert,
       tlsKey: config.stream.tls_key,
-    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: layout.execs, log }), log);
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, runtimes), sandboxes, log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
     // A second after the last state-changing call, one full GC and malloc_trim (idle-memory.ts).

@@ -10,9 +10,9 @@ import { lockHolder } from "./daemon.js";
 import { mountOverlay, unmount } from "./image/mount.js";
 import { runCaptured } from "./run-captured.js";
 import { detectCgroupVersion, missingControllers } from "./runtime/cgroups.js";
-import { conmonVersion } from "./runtime/conmon.js";
+import { conmonVersion } from "./runtime/oci/conmon.js";
 import { NodeStatus } from "./runtime/node-status.js";
-import { ociRuntimeVersion } from "./runtime/runc.js";
+import { ociRuntimeVersion } from "./runtime/oci/runc.js";
 
 export interface Check {
   name: string;

@@ -12,7 +12,7 @@ import { defaultConfig, type Config } from "../src/config.js";
 import { BerthError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { openCgroups, type Cgroups } from "../src/runtime/cgroups.js";
-import { isConmon } from "../src/runtime/conmon.js";
+import { isConmon } from "../src/runtime/oci/conmon.js";
 import { ContainerManager } from "../src/runtime/container.js";
 import { StateLayout } from "../src/layout.js";
 import type { SandboxRef } from "../src/runtime/types.js";

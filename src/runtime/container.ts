@@ -6,7 +6,7 @@
 // (a conmon killed before it could write the exit file, an inotify overflow).
 import { randomBytes } from "node:crypto";
 import { watch, type FSWatcher } from "node:fs";
-import { access, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import {
   ContainerState,
@@ -27,14 +27,14 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore, writeFileAtomic } from "../store/records.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
 import { stopSignalEnum, stopSignalName } from "./stop-signal.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 import { ensureAppArmorProfile } from "./lsm.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
-import { execProcess, OciRuntime } from "./runc.js";
+import type { OciRuntime } from "./oci/runtime.js";
+import { OciRuntimes } from "./oci/runtimes.js";
 import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
@@ -68,6 +68,8 @@ export interface ContainerManagerDeps {
   metrics?: { oomKilled(): void };
   /** Defaults to the config's. */
   layout?: StateLayout;
+  /** The handlers' OCI runtimes; defaults to ones built from the config. */
+  runtimes?: OciRuntimes;
 }
 
 type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
@@ -90,15 +92,6 @@ async function exists(p: string): Promise<boolean> {
   return access(p).then(() => true, () => false);
 }
 
-async function findBinary(name: string): Promise<string> {
-  if (name.includes("/")) return path.resolve(name);
-  for (const dir of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    const p = path.join(dir, name);
-    if (await exists(p)) return p;
-  }
-  throw new FailedPrecondition(`"${name}" is not on PATH`);
-}
-
 export class ContainerManager implements PodContainers {
   private readonly records = new Map<string, ContainerRecord>();
   private readonly listViews = new WeakMap<ContainerRecord, { state: ContainerState; annotations: Record<string, string>; labels: Record<string, string>; view: Container }>();
@@ -106,7 +99,7 @@ export class ContainerManager implements PodContainers {
   private readonly lock = new KeyedLock();
   private readonly store: RecordStore<ContainerRecord>;
   private readonly layout: StateLayout;
-  private readonly runtimes = new Map<string, OciRuntime>();
+  private readonly runtimes: OciRuntimes;
   private host!: HostFacts;
   private watcher: FSWatcher | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -114,13 +107,13 @@ export class ContainerManager implements PodContainers {
   /** Exit-file reads in progress, one per container. */
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
-  private conmonPath = "";
   private readonly cdi: CdiRegistry;
 
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
     this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
     this.layout = deps.layout ?? new StateLayout(c);
+    this.runtimes = deps.runtimes ?? new OciRuntimes(c, this.layout);
     this.store = new RecordStore<ContainerRecord>(this.layout.containerRecords);
     this.log = deps.log.child({ layer: "containers" });
   }
@@ -130,7 +123,7 @@ export class ContainerManager implements PodContainers {
     await mkdir(this.layout.exits, { recursive: true, mode: 0o700 });
     await mkdir(this.layout.sockets, { recursive: true, mode: 0o700 });
     this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
-    this.conmonPath = await findBinary(this.deps.config.runtime.conmon);
+    await this.runtimes.init();
     const { records, problems } = await this.store.loadAll();
     for (const p of problems) this.log.error(p, "container record quarantined");
     for (const [id, r] of records) {
@@ -140,9 +133,7 @@ export class ContainerManager implements PodContainers {
       }
       if (r.phase !== "exited" && r.conmonPid === 0) {
         // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
-        const files = this.layout.bundle(id);
-        r.conmonPid = (await readPid(files.conmonPidFile)) ?? 0;
-        r.pid = (await readPid(files.pidFile)) ?? 0;
+        Object.assign(r, await this.runtimes.createdPids(id));
       }
       this.records.set(id, r);
       this.names.set(r.name, id);
@@ -189,21 +180,13 @@ export class ContainerManager implements PodContainers {
   private async sweep(): Promise<void> {
     const exitNames = new Set(await readdir(this.layout.exits).catch(() => [] as string[]));
     await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
-      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await isConmon(r.conmonPid)))) await this.settle(r);
+      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)))) await this.settle(r);
     }));
   }
 
   /** The OCI runtime for a handler name ("" = the default). */
-  private async runtime(handler: string): Promise<OciRuntime> {
-    const name = handler || this.deps.config.runtime.default_handler;
-    let rt = this.runtimes.get(name);
-    if (!rt) {
-      const h = this.deps.config.runtime.handlers[name];
-      if (!h) throw new InvalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(this.deps.config.runtime.handlers).join(", ")})`);
-      rt = new OciRuntime(await findBinary(h.path), this.layout.runtimeRoot(name), this.deps.config.cgroup_driver === "systemd");
-      this.runtimes.set(name, rt);
-    }
-    return rt;
+  private runtime(handler: string): Promise<OciRuntime> {
+    return this.runtimes.get(handler);
   }
 
   /** Finds a record by full id or unique prefix. */
@@ -321,24 +304,8 @@ export class ContainerManager implements PodContainers {
       await faultPoint("CreateContainer.after-record");
 
       undo.push(() => rt.delete(id, true));
-      const started2 = await startConmon({
-        conmon: this.conmonPath,
-        runtimePath: rt.binary,
-        runtimeArgs: rt.globalArgs(),
-        systemdCgroup: rt.systemdCgroup,
-        id,
-        name: config.metadata!.name,
-        bundle,
-        containerPidFile: files.pidFile,
-        conmonPidFile: files.conmonPidFile,
-        logPath,
-        exitDir: this.layout.exits,
-        socketDir: this.layout.sockets,
-        stdin: config.stdin,
-        stdinOnce: config.stdinOnce,
-        terminal: config.tty,
-        logLevel: "info",
-        conmonLogFile: files.conmonLog,
+      const started2 = await rt.create({
+        id, name: config.metadata!.name, logPath, stdin: config.stdin, stdinOnce: config.stdinOnce, terminal: config.tty,
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
@@ -380,28 +347,19 @@ export class ContainerManager implements PodContainers {
   /** Updates a record from conmon's exit file (and OOM evidence); persists a change. */
   private async refresh(r: ContainerRecord): Promise<ContainerRecord> {
     if (r.phase === "exited") return r;
-    const present = await exists(r.exitFile);
+    const present = await this.runtimes.exited(r.id);
     if (!present) {
-      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) {
+      if (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)) && !(await this.runtimes.exited(r.id))) {
         // conmon is gone without an exit file: the container's fate is unknown.
         const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
         if (!alive) await this.markExited(r, 255, "Error", "conmon exited without recording the container's exit code", nowNs());
       }
       return r;
     }
-    let code: number;
-    let finished: bigint;
-    try {
-      const [text, st] = await Promise.all([readFile(r.exitFile, "utf8"), stat(r.exitFile)]);
-      code = Number.parseInt(text.trim(), 10);
-      // Seen between conmon creating the file and writing it: the next event brings the code.
-      if (!Number.isInteger(code)) return r;
-      finished = BigInt(Math.round(st.mtimeMs * 1000)) * 1000n;
-    } catch (err) {
-      if (!isErrno(err, "ENOENT")) throw err;
-      return r;
-    }
-    const [oomFile, oomKills] = await Promise.all([exists(this.layout.bundle(r.id).oom), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
+    const exit = await this.runtimes.exitOf(r.id);
+    if (!exit) return r;
+    const { code, finishedAt: finished } = exit;
+    const [oomFile, oomKills] = await Promise.all([this.runtimes.oomRecorded(r.id), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
     const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
@@ -434,7 +392,7 @@ export class ContainerManager implements PodContainers {
           wake = res;
           set.add(wake);
         });
-        if (await exists(r.exitFile)) return true;
+        if (await this.runtimes.exited(r.id)) return true;
         if (Date.now() >= until) return false;
         await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
         set.delete(wake);
@@ -577,8 +535,8 @@ export class ContainerManager implements PodContainers {
 
   /** Waits up to 1 s for the container's conmon to exit, then kills it. */
   private async conmonGone(r: ContainerRecord): Promise<void> {
-    for (let i = 0; i < 200 && (await isConmon(r.conmonPid)); i++) await sleep(5);
-    if (await isConmon(r.conmonPid)) {
+    for (let i = 0; i < 200 && (await this.runtimes.monitorAlive(r.conmonPid)); i++) await sleep(5);
+    if (await this.runtimes.monitorAlive(r.conmonPid)) {
       try {
         process.kill(r.conmonPid, "SIGKILL");
       } catch {
@@ -755,9 +713,7 @@ export class ContainerManager implements PodContainers {
     const logDir = this.deps.sandboxes.getSandbox(r.sandboxId)?.logDirectory;
     const rel = logDir ? path.relative(logDir, r.logPath) : "";
     if (logDir && rel !== "" && !rel.startsWith("..")) await prepareLogReopen(logDir, rel);
-    await reopenLog(r.bundle).catch((err) => {
-      throw wrap(`reopen log of container ${r.id}`, err);
-    });
+    await (await this.runtime(r.handler)).reopenLog(r.id);
     // conmon reopens asynchronously; kubelet looks for the new file right after this returns.
     for (let i = 0; i < 100 && !(await exists(r.logPath)); i++) await sleep(10);
     if (!(await exists(r.logPath))) throw new DeadlineExceeded(`conmon did not reopen ${r.logPath} within 1 s`);
@@ -771,20 +727,9 @@ export class ContainerManager implements PodContainers {
     // `runc exec --detach` under berth-exec (the process's parent, reporting its exit): a child
     // the command leaves holding the output neither holds the call (reading stops
     // EXEC_DRAIN_GRACE_MS after the exit) nor gets killed.
-    // The process spec and the pid file sit in the bundle under a fresh name; they go once the
-    // answer is on its way.
-    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
-    const processFile = `${base}.json`;
-    const pidFile = `${base}.pid`;
-    try {
-      await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await rt.execSync(r.id, { processFile, pidFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, drainGraceMs: EXEC_DRAIN_GRACE_MS });
-      if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
-    } finally {
-      void Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]).catch((err: unknown) =>
-        this.log.warn({ id: r.id, err: String(err) }, "removing an exec's process file"));
-    }
+    const res = await rt.execSync(r.id, r.process, cmd, { timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, drainGraceMs: EXEC_DRAIN_GRACE_MS }, this.log);
+    if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
+    return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
   }
 
   // ---- Infra (pause) containers -----------------------------------------------------------

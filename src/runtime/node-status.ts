@@ -4,7 +4,7 @@
 import type { Condition, NodeInfo } from "../cri/runtime-info.js";
 import type { Config } from "../config.js";
 import { findPlugin, loadNetworkConfig } from "../cni/config.js";
-import { ociRuntimeVersion } from "./runc.js";
+import { ociRuntimeVersion } from "./oci/runc.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 
 const CACHE_MS = 2000;

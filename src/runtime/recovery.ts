@@ -12,9 +12,9 @@ import { StateLayout } from "../layout.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Cgroups } from "./cgroups.js";
-import { isConmon, readPid } from "./conmon.js";
+import { containerConmons } from "./oci/conmon.js";
 import type { ContainerRecord } from "./container-record.js";
-import { OciRuntime } from "./runc.js";
+import type { OciRuntimes } from "./oci/runtimes.js";
 
 const CONTAINER_ID = /^[0-9a-f]{64}$/;
 
@@ -30,6 +30,7 @@ export interface ContainerRecoveryOptions {
   config: Config;
   cgroups: Cgroups;
   snapshots: { keys(): string[]; remove(key: string): Promise<void> };
+  runtimes: OciRuntimes;
   log: Logger;
 }
 
@@ -39,10 +40,6 @@ export interface ContainerRecoveryReport {
   rolledBack: number;
   lost: number;
   orphans: number;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return readFile(p).then(() => true, (err) => (err as NodeJS.ErrnoException).code === "EISDIR");
 }
 
 async function entries(dir: string): Promise<string[]> {
@@ -60,22 +57,6 @@ async function processStartNs(pid: number): Promise<bigint | undefined> {
   return BigInt(btime) * 1_000_000_000n + BigInt(ticks) * 10_000_000n;
 }
 
-/** Container conmon processes (not exec ones) whose bundle is under `bundles`, by container id. */
-async function conmonsUnder(bundles: string): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const name of await entries("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (!(await isConmon(pid))) continue;
-    const args = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (args.includes("--exec")) continue;
-    const bundle = args[args.indexOf("--bundle") + 1] ?? "";
-    const cid = args[args.indexOf("--cid") + 1] ?? "";
-    if (path.dirname(bundle) === bundles && CONTAINER_ID.test(cid)) out.set(cid, pid);
-  }
-  return out;
-}
-
 function killQuiet(pid: number): void {
   try {
     process.kill(pid, "SIGKILL");
@@ -88,16 +69,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
   const { config, log } = o;
   const layout = new StateLayout(config);
   const report: ContainerRecoveryReport = { running: 0, exitedWhileDown: 0, rolledBack: 0, lost: 0, orphans: 0 };
-  const runtimes = new Map<string, OciRuntime>();
-  const runtimeFor = (handler: string) => {
-    const name = handler || config.runtime.default_handler;
-    let rt = runtimes.get(name);
-    if (!rt) {
-      rt = new OciRuntime(config.runtime.handlers[name]?.path ?? "runc", layout.runtimeRoot(name), config.cgroup_driver === "systemd");
-      runtimes.set(name, rt);
-    }
-    return rt;
-  };
+  const { runtimes } = o;
 
   for (const r of o.containers.recoveryRecords()) {
     const rlog = { id: r.id, name: r.name, kind: r.kind };
@@ -106,20 +78,20 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
       if (r.phase === "created" && r.pid === 0) {
         // CreateContainer never finished: kubelet got no id. Roll it back, conmon and runc container included.
         log.warn(rlog, "CreateContainer was interrupted (berthd crashed); rolling the container back");
-        const conmonPid = await readPid(layout.bundle(r.id).conmonPidFile);
-        if (conmonPid && (await isConmon(conmonPid))) r.conmonPid = conmonPid;
+        const { conmonPid } = await runtimes.createdPids(r.id);
+        if (conmonPid && (await runtimes.monitorAlive(conmonPid))) r.conmonPid = conmonPid;
         // In memory only: removal deletes the record; a failed removal leaves it to the next start.
         Object.assign(r, { phase: "exited", exitCode: 255, reason: "Error", message: "rolled back after a crash during CreateContainer" });
         await o.containers.remove(r.id);
         report.rolledBack++;
         continue;
       }
-      if (await exists(r.exitFile)) {
+      if (await runtimes.exited(r.id)) {
         report.exitedWhileDown++;
         log.info(rlog, "container exited while berthd was down; its exit code is in conmon's exit file");
         continue;
       }
-      const state = await runtimeFor(r.handler).state(r.id);
+      const state = await (await runtimes.get(r.handler)).state(r.id);
       if (!state || state.status === "stopped") {
         // No exit file and runc has nothing running: a reboot wiped the state, or conmon died with it.
         await o.containers.recoverPhase(r.id, "lost", BigInt(Date.now()) * 1_000_000n,
@@ -133,7 +105,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
         await o.containers.recoverPhase(r.id, "running", (await processStartNs(state.pid)) ?? BigInt(Date.now()) * 1_000_000n);
         log.warn(rlog, "container was started before a crash; recorded as running");
       }
-      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid))) log.warn(rlog, "container runs without its conmon: its log is no longer written and its exit code will not be recorded");
+      if (r.conmonPid > 0 && !(await runtimes.monitorAlive(r.conmonPid))) log.warn(rlog, "container runs without its conmon: its log is no longer written and its exit code will not be recorded");
       if (state.status === "running") report.running++;
     } catch (err) {
       log.error({ ...rlog, err: causeChain(err) }, "cannot recover container; left as it is");
@@ -154,12 +126,12 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
       if (!known.has(name)) note(name, what);
     }
   }
-  for (const handler of Object.keys(config.runtime.handlers)) {
+  for (const handler of runtimes.names()) {
     for (const name of await entries(layout.runtimeRoot(handler))) {
       if (CONTAINER_ID.test(name) && !known.has(name)) note(name, `runc state (${handler})`);
     }
   }
-  const conmons = await conmonsUnder(bundles);
+  const conmons = await containerConmons(bundles, (id) => CONTAINER_ID.test(id));
   for (const id of conmons.keys()) if (!known.has(id)) note(id, "conmon process");
   for (const key of o.snapshots.keys()) {
     if (known.has(key)) continue;
@@ -172,14 +144,14 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
       const files = layout.bundle(id);
       const bundle = files.dir;
       const spec = JSON.parse(await readFile(files.spec, "utf8").catch(() => "{}")) as { linux?: { cgroupsPath?: string } };
-      for (const handler of Object.keys(config.runtime.handlers)) {
-        if (what.has(`runc state (${handler})`)) await runtimeFor(handler).delete(id, true);
+      for (const handler of runtimes.names()) {
+        if (what.has(`runc state (${handler})`)) await (await runtimes.get(handler)).delete(id, true);
       }
-      const conmonPid = conmons.get(id) ?? (await readPid(files.conmonPidFile));
-      if (conmonPid && (await isConmon(conmonPid))) {
+      const conmonPid = conmons.get(id) || (await runtimes.createdPids(id)).conmonPid;
+      if (conmonPid && (await runtimes.monitorAlive(conmonPid))) {
         // With its container deleted conmon exits by itself; give it a moment to flush, then make sure.
-        for (let i = 0; i < 25 && (await isConmon(conmonPid)); i++) await new Promise((r) => setTimeout(r, 20));
-        if (await isConmon(conmonPid)) killQuiet(conmonPid);
+        for (let i = 0; i < 25 && (await runtimes.monitorAlive(conmonPid)); i++) await new Promise((r) => setTimeout(r, 20));
+        if (await runtimes.monitorAlive(conmonPid)) killQuiet(conmonPid);
       }
       if (spec.linux?.cgroupsPath) await o.cgroups.remove(spec.linux.cgroupsPath).catch((err) => log.warn({ id, err: String(err) }, "cannot remove an orphaned container cgroup"));
       if (what.has("rootfs snapshot")) await o.snapshots.remove(id);

@@ -5,7 +5,8 @@
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../src/log.js";
 import { NotFound } from "../../src/errors.js";
-import { pipeBothWays, runWired } from "../../src/runtime/streaming.js";
+import { pipeBothWays } from "../../src/runtime/streaming.js";
+import { runWired } from "../../src/runtime/oci/exec-stream.js";
 import net from "node:net";
 import type { StreamIO, StreamRuntime } from "../../src/stream/types.js";
 
