@@ -12,6 +12,7 @@ import { createGrpcServer } from "./cri/server.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
+import { probeUserNamespaces } from "./runtime/userns.js";
 import { parseDuration } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
@@ -96,10 +97,15 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const images = new LocalImageStore(config, log, `berth/${version}`);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    const userns = await probeUserNamespaces([config.root, config.state]);
+    if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
+    else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
+    node.userNamespaces = userns.supported;
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, userns });
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
     await containers.init();
+    images.setVolumeUsers((id) => containers.imageVolumeUser(id));
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);

@@ -15,6 +15,8 @@ export interface NodeInfo {
   readonly runtimeVersion: string;
   readonly cgroupDriver: "cgroupfs" | "systemd";
   readonly handlers: string[];
+  /** Pods may have their own user namespace on every handler (the host can make idmapped mounts). */
+  readonly userNamespaces: boolean;
   runtimeCondition(): Promise<Condition>;
   networkCondition(): Promise<Condition>;
   /** The effective configuration, for Status verbose. */
@@ -38,7 +40,7 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
       return {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
+        runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: info.userNamespaces } })),
         features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
       };
     }),

@@ -51,6 +51,8 @@ export class LocalImageStore implements ImageStore {
   private readonly meta = new KeyedLock();
   private readonly pauseRef: string | undefined;
   private readonly progressTimeoutMs: number;
+  /** The container using an image as a volume, if any (the container layer answers; see setVolumeUsers). */
+  private volumeUser: (imageId: string) => string | undefined = () => undefined;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
     this.imageRoot = path.join(config.root, "image");
@@ -295,6 +297,11 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
+  /** Who uses an image as a volume: such an image is not removed while they exist. */
+  setVolumeUsers(user: (imageId: string) => string | undefined): void {
+    this.volumeUser = user;
+  }
+
   async remove(ref: string): Promise<void> {
     const id = this.resolveId(ref);
     if (!id) return;
@@ -314,6 +321,8 @@ export class LocalImageStore implements ImageStore {
           return;
         }
       }
+      const user = this.volumeUser(id);
+      if (user) throw new FailedPrecondition(`image ${id} is in use as an image volume by container ${user}: remove the container first`);
       await this.records.delete(hex(id));
       this.images.delete(id);
       for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);
