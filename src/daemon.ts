@@ -72,7 +72,8 @@ async function isBerthd(pid: number): Promise<boolean> {
 export async function startDaemon(config: Config, log: Logger, version: string): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
-  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  // 0711 (no listing): the runc of a user-namespaced container reaches its rootfs as the pod's mapped root.
+  await mkdir(config.root, { recursive: true, mode: 0o711 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
   const fault = faultTarget();
   if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");

@@ -1,7 +1,7 @@
 // Container root filesystems: an overlay of an image's layers (read-only lowers) with a
 // per-container upper and work dir under <root>/image/snapshots/<key>. Lower dirs are given
 // relative to the layers folder (mount runs there), so 100+ layers fit in one options page.
-import { lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { chown, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -10,7 +10,7 @@ import { RecordStore } from "../store/records.js";
 import { LayerStore } from "./layers.js";
 import { idmapMount } from "../native/native.js";
 import { isMountpoint, mountOverlay, unmount, unmountAllUnder } from "./mount.js";
-import type { Image, Snapshots } from "./types.js";
+import type { Image, Snapshots, UsernsRef } from "./types.js";
 
 interface SnapshotRecord {
   key: string;
@@ -65,7 +65,7 @@ export class OverlaySnapshots implements Snapshots {
     if (!KEY.test(key)) throw new InvalidArgument(`snapshot key "${key}" must be 1-128 of [A-Za-z0-9_.-]`);
   }
 
-  async prepare(key: string, imageId: string, opts: { userns?: string } = {}): Promise<{ rootfs: string }> {
+  async prepare(key: string, imageId: string, opts: { userns?: UsernsRef } = {}): Promise<{ rootfs: string }> {
     this.checkKey(key);
     return this.lock.run(key, async () => {
       let rec = this.known.get(key);
@@ -113,7 +113,7 @@ export class OverlaySnapshots implements Snapshots {
    * attached idmapped under `idmapDir`, the overlay is made on those, and they are detached
    * (the overlay keeps them), so files owned by 0 in the image show as the mapped root.
    */
-  private async overlay(lower: string[], target: string, rw: { upper: string; work: string } | undefined, userns: string | undefined, idmapDir: string): Promise<void> {
+  private async overlay(lower: string[], target: string, rw: { upper: string; work: string } | undefined, userns: UsernsRef | undefined, idmapDir: string): Promise<void> {
     if (!userns) {
       await mountOverlay({ lower, cwd: this.layers.dir, ...rw, target });
       return;
@@ -123,10 +123,12 @@ export class OverlaySnapshots implements Snapshots {
       const mapped = lower.map((_l, i) => String(i));
       for (const [i, l] of lower.entries()) {
         await mkdir(path.join(idmapDir, mapped[i]!), { mode: 0o700 });
-        await idmapMount(path.join(this.layers.dir, l), path.join(idmapDir, mapped[i]!), userns).catch((err: Error) => {
-          throw new Error(`idmap layer ${l} through ${userns}: ${err.message}`, { cause: err });
+        await idmapMount(path.join(this.layers.dir, l), path.join(idmapDir, mapped[i]!), userns.path).catch((err: Error) => {
+          throw new Error(`idmap layer ${l} through ${userns.path}: ${err.message}`, { cause: err });
         });
       }
+      // The overlay's root dir is the upper dir's (not idmapped): the pod's root owns it.
+      if (rw) await chown(rw.upper, userns.rootUid, userns.rootGid);
       await mountOverlay({ lower: mapped, cwd: idmapDir, ...rw, target });
     } finally {
       await unmountAllUnder(idmapDir);
@@ -138,7 +140,7 @@ export class OverlaySnapshots implements Snapshots {
    * A read-only overlay of an image's layers (no upper dir) at `target` (an image volume),
    * idmapped through `userns` when given. The caller unmounts it.
    */
-  async mountImage(imageId: string, target: string, userns?: string): Promise<void> {
+  async mountImage(imageId: string, target: string, userns?: UsernsRef): Promise<void> {
     const image = this.images.imageById(imageId);
     if (!image) throw new NotFound(`image ${imageId} not found: pull it before mounting it as a volume`);
     const lower = this.lowerDirs(`image volume at ${target}`, image.id, image.chainIds);
@@ -153,7 +155,7 @@ export class OverlaySnapshots implements Snapshots {
   }
 
   /** Mounts the snapshot's rootfs; `fresh`: the snapshot was just made, so nothing is mounted there yet. */
-  private async mount(rec: SnapshotRecord, fresh = false, userns?: string): Promise<string> {
+  private async mount(rec: SnapshotRecord, fresh = false, userns?: UsernsRef): Promise<string> {
     const p = this.paths(rec.key);
     if (!fresh && (await isMountpoint(p.rootfs))) return p.rootfs;
     const lower = this.lowerDirs(`snapshot ${rec.key}`, rec.imageId, rec.chainIds);

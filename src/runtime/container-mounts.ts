@@ -12,7 +12,7 @@ import { unmountAllUnder } from "../image/mount.js";
 import type { ImageStore, Snapshots } from "../image/types.js";
 import { idmapMount } from "../native/native.js";
 import type { SandboxRef } from "./types.js";
-import { sameMapping } from "./userns.js";
+import { sameMapping, usernsRef } from "./userns.js";
 
 /** The image a CRI mount names as a volume: the digest kubelet resolved (image_ref) when sent, else the name. */
 export function imageVolumeRef(m: Mount): string | undefined {
@@ -78,7 +78,7 @@ export class ContainerMounts {
         const imageId = images.get(m);
         if (imageId !== undefined) {
           await mkdir(base, { recursive: true, mode: 0o711 });
-          await this.snapshots.mountImage(imageId, target, sandbox.userns?.path);
+          await this.snapshots.mountImage(imageId, target, usernsRef(sandbox.userns));
           out.push({ ...m, hostPath: await subPathInside(target, m.imageSubPath), image: undefined, imageSubPath: "", uidMappings: [], gidMappings: [] });
         } else if (m.uidMappings.length > 0 || m.gidMappings.length > 0) {
           out.push({ ...m, hostPath: await this.idmapBind(m, target, sandbox), uidMappings: [], gidMappings: [] });

@@ -38,7 +38,8 @@ import { readSeccompProfileFile } from "./seccomp.js";
 import { readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
-import { ContainerMounts, imageVolumeRef } from "./container-mounts.js";
+import { ContainerMounts } from "./container-mounts.js";
+import { usernsRef } from "./userns.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
@@ -263,7 +264,7 @@ export class ContainerManager implements PodContainers {
       const sourcesReady = prepareMountSources(hostMounts);
       // The rootfs mount and what the spec needs from the host do not depend on each other.
       const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
-        this.deps.snapshots.prepare(id, image.id, { userns: sandbox.userns?.path }).catch((err) => {
+        this.deps.snapshots.prepare(id, image.id, { userns: usernsRef(sandbox.userns) }).catch((err) => {
           throw wrap(`prepare rootfs of image ${image.id}`, err);
         }),
         this.seccompFiles(config),

@@ -57,10 +57,15 @@ export async function isPinned(file: string): Promise<boolean> {
   return (await mountsUnder(file)).some((m) => m.target === file && m.fstype === "nsfs");
 }
 
-/** Writes /proc/sys/<procPath> as seen from inside the namespace pinned at nsFile. */
-export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string): Promise<void> {
+/**
+ * Writes /proc/sys/<procPath> as seen from inside the namespace pinned at nsFile; with
+ * `usernsFile`, as the root of that user namespace (which owns a user-namespaced pod's
+ * namespaces: their sysctl files are writable by it, not by the host's root).
+ */
+export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string, usernsFile?: string): Promise<void> {
   const file = path.posix.join("/proc/sys", procPath);
-  const r = await execa("nsenter", [`--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
+  const user = usernsFile ? [`--user=${usernsFile}`] : [];
+  const r = await execa("nsenter", [...user, `--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
   if (r.failed) throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
 }
 

@@ -344,7 +344,7 @@ export class SandboxManager implements SandboxLookup {
         // Before the network: a sysctl may change how the interfaces CNI makes behave.
         for (const s of sysctls) {
           step = `set sysctl ${s.key}=${s.value}`;
-          await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value);
+          await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value, rec.usernsPath);
         }
         await faultPoint("RunPodSandbox.after-sysctls");
 

@@ -1,11 +1,12 @@
 // Pod user namespaces (KEP-127): the checks of NamespaceOption.userns_options, the map lines
 // the kernel reads, and the start-up probe that decides whether berth reports the feature.
 // The namespace itself is made and pinned by namespaces.ts; idmapped mounts by the addon.
-import { mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { InvalidArgument } from "../errors.js";
 import { NamespaceMode, namespaceModeToJSON, type IDMapping, type NamespaceOption } from "../gen/api.js";
 import { unmountAllUnder } from "../image/mount.js";
+import type { UsernsRef } from "../image/types.js";
 import { idmapMount, pinNewUserNamespace } from "../native/native.js";
 
 /** One mapping: container ids [containerId, containerId+length) are host ids from hostId. */
@@ -62,6 +63,11 @@ export function hostIdOf(r: IdRange, id: number): number {
   return r.hostId + id - r.containerId;
 }
 
+/** What the image layer needs to idmap layers for a pod: its pinned user namespace and root's host ids. */
+export function usernsRef(userns: (PodUserns & { path: string }) | undefined): UsernsRef | undefined {
+  return userns && { path: userns.path, rootUid: hostIdOf(userns.uids, 0), rootGid: hostIdOf(userns.gids, 0) };
+}
+
 /** True when a CRI mount's own mappings are the pod's (the one user namespace berth can idmap it through). */
 export function sameMapping(userns: PodUserns, uids: IDMapping[], gids: IDMapping[]): boolean {
   const eq = (a: IdRange, b: IDMapping[]) => b.length === 1 && b[0]!.containerId === a.containerId && b[0]!.hostId === a.hostId && b[0]!.length === a.length;
@@ -83,6 +89,11 @@ export async function probeUserNamespaces(dirs: string[]): Promise<UsernsSupport
   if (!(max > 0)) return { supported: false, reason: "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0 or missing)" };
   for (const dir of new Set(dirs)) {
     await mkdir(dir, { recursive: true, mode: 0o711 });
+    // runc mounts a user-namespaced container's rootfs and volumes as the pod's mapped root.
+    for (let p = path.resolve(dir); ; p = path.dirname(p)) {
+      if (((await stat(p)).mode & 0o001) === 0) return { supported: false, reason: `${p} (on the way to ${dir}) is not searchable by other users (chmod o+x): a pod's mapped root could not reach its rootfs` };
+      if (p === "/") break;
+    }
     const scratch = await mkdtemp(path.join(dir, ".userns-probe-"));
     try {
       const user = path.join(scratch, "user");
