@@ -83,9 +83,9 @@ describe("pods with a user namespace (userns_options.mode POD)", () => {
     return out;
   };
 
-  test("Status reports user_namespaces for the handler (this host can make idmapped mounts)", async () => {
+  test("Status reports user_namespaces for the default handler and runc (this host can make idmapped mounts)", async () => {
     const s = await d.cri.runtime.status({ verbose: false });
-    assert.deepEqual(s.runtimeHandlers.map((h) => [h.name, h.features?.userNamespaces]), [["runc", true]]);
+    assert.deepEqual(s.runtimeHandlers.map((h) => [h.name, h.features?.userNamespaces]), [["", true], ["runc", true]]);
   });
 
   test("one pinned user namespace for the pod: maps, owners, shared by its containers, sysctls inside, gone with the pod", async () => {

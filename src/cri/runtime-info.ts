@@ -40,7 +40,8 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
       return {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: info.userNamespaces } })),
+        // "" first: the default handler, as the CRI defines it (critest looks its features up by that name).
+        runtimeHandlers: ["", ...info.handlers].map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: info.userNamespaces } })),
         features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
       };
     }),
