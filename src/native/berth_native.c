@@ -389,8 +389,13 @@ static void pin_userns(struct fs_op *o) {
     goto out;
   }
   unsigned char b = 0;
-  if (write(go[1], &b, 1) != 1 || read(ready[0], &b, 1) != 1) {
-    o->err = errno ? errno : EIO, o->step = "sync with the namespace child";
+  if (write(go[1], &b, 1) != 1) {
+    o->err = errno, o->step = "sync with the namespace child";
+    goto out;
+  }
+  ssize_t got = read(ready[0], &b, 1);
+  if (got != 1) {
+    o->err = got < 0 ? errno : ECHILD, o->step = "wait for the namespace child";
     goto out;
   }
   if (b != 0) {
