@@ -10,6 +10,7 @@ import { NamespaceMode } from "../src/gen/api.js";
 import type { BenchImages } from "./images.js";
 import { LAYER_MIB, LAYERS } from "./images.js";
 import { alternate, describeFailure, newGroup, newRow, step, timed, type Group, type Row } from "./measure.js";
+import { metricsAtScale } from "./metrics.js";
 import { descendants, listProcs, totalPssKiB } from "./procs.js";
 import type { RuntimeName, RuntimeUnderTest } from "./runtimes.js";
 import { summarize } from "./stats.js";
@@ -325,6 +326,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
   const list = newGroup("Listing and stats at scale", `median of ${p.listIterations} after ${p.warmup} warm-up, alternating, with ${listContainers} running containers in ${p.listPods} pods per runtime`, listRows);
   const pods = new Map<RuntimeName, Pod[]>();
   const ready = new Set<RuntimeName>();
+  let metrics: Group | undefined;
 
   const fail = (rt: RuntimeUnderTest, rows: Row[], err: unknown) => {
     const why = describeFailure(err);
@@ -391,6 +393,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
         if (got !== want) throw new Error(`returned ${got} items, expected ${want}`);
       });
     }
+    metrics = await metricsAtScale(ctx, listing, listContainers);
   } finally {
     for (const rt of ctx.rts) {
       const list = pods.get(rt.name) ?? [];
@@ -398,5 +401,5 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
       for (const pod of list) if (pod) await dropPod(rt.cri, pod.id);
     }
   }
-  return [mem, list];
+  return metrics ? [mem, list, metrics] : [mem, list];
 }

@@ -1,9 +1,9 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
-import { ServerCredentials, type Server } from "@grpc/grpc-js";
-import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { ServerCredentials, status as grpcStatus, type Server } from "@grpc/grpc-js";
+import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
-import type { Config } from "./config.js";
+import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
@@ -13,10 +13,13 @@ import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
-import { parseDuration } from "./config.js";
+import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
+import { containerEventRendering, eventHandlers } from "./cri/events.js";
+import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
+import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import { faultTarget } from "./runtime/faults.js";
 import { recoverContainers } from "./runtime/recovery.js";
@@ -31,13 +34,27 @@ import { streamingHandlers } from "./cri/streaming.js";
 import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
 import { StreamServer } from "./stream/server.js";
 import { IdleMemory } from "./idle-memory.js";
-import { observeCalls } from "./cri/rpc.js";
+import { observeCalls, recordRpcs } from "./cri/rpc.js";
+import { metricsHandlers } from "./cri/metrics.js";
+import { recordPluginCalls } from "./cni/invoke.js";
+import { BerthMetrics } from "./metrics/registry.js";
+import { MetricsServer } from "./metrics/server.js";
+import { PodMetricsCollector } from "./runtime/metrics.js";
 import { trimMalloc } from "./native/native.js";
+import type { ServiceNotifier } from "./notify.js";
 
 export interface Daemon {
   readonly socket: string;
   /** Stops accepting calls, lets in-flight ones finish, releases the socket. Containers keep running. */
   shutdown(): Promise<void>;
+  /** Applies the live keys (LIVE_KEYS) of a newly loaded config; returns them and the changed keys that need a restart. */
+  reload(next: Config): { applied: LiveKey[]; restart: string[] };
+}
+
+/** The pid of the live berthd holding `<socket>.lock`, if any (a stale lock names a dead or other process). */
+export async function lockHolder(lockPath: string): Promise<number | undefined> {
+  const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid)) ? pid : undefined;
 }
 
 /** Takes `<socket>.lock` for this process, or explains which live berthd holds it. */
@@ -51,8 +68,8 @@ async function acquireLock(lockPath: string, socket: string): Promise<void> {
     } catch (err) {
       if (!isErrno(err, "EEXIST")) throw err;
     }
-    const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid))) {
+    const pid = await lockHolder(lockPath);
+    if (pid !== undefined) {
       throw new Error(`another berthd (pid ${pid}) is serving ${socket} (lock file ${lockPath})`);
     }
     await unlink(lockPath).catch(() => undefined);
@@ -69,7 +86,29 @@ async function isBerthd(pid: number): Promise<boolean> {
   }
 }
 
-export async function startDaemon(config: Config, log: Logger, version: string): Promise<Daemon> {
+/** The gauges the metrics endpoint computes at scrape time, from the container and pod stores. */
+function containerCounts(containers: ContainerManager, sandboxes: SandboxManager) {
+  return {
+    async containersByState(): Promise<Record<string, number>> {
+      const out: Record<string, number> = { created: 0, running: 0, exited: 0 };
+      for (const r of await containers.allContainers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
+      return out;
+    },
+    podsByState(): Record<string, number> {
+      const out: Record<string, number> = { ready: 0, notready: 0 };
+      for (const p of sandboxes.list()) out[p.state] = (out[p.state] ?? 0) + 1;
+      return out;
+    },
+    async monitors(): Promise<number> {
+      const live = await Promise.all([...(await containers.allContainers()), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
+        .filter((r) => r.phase !== "exited" && r.conmonPid > 0)
+        .map((r) => stat(`/proc/${r.conmonPid}`).then(() => 1, () => 0)));
+      return live.reduce<number>((n, x) => n + x, 0);
+    },
+  };
+}
+
+export async function startDaemon(config: Config, log: Logger, version: string, notifier?: ServiceNotifier): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   // 0711 (no listing): the runc of a user-namespaced container reaches its rootfs as the pod's mapped root.
@@ -81,13 +120,24 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await acquireLock(lockPath, socket);
 
   const cleanups: Array<() => Promise<void>> = [];
+  // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
+  const events = new EventBus<Uint8Array>();
   let server: Server | undefined;
   let listener: NetServer | undefined;
+  let images: LocalImageStore;
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
     });
 
+    // Prometheus metrics: the sinks go in before the layers (and the RPC handlers) are built.
+    const metrics = new BerthMetrics((code) => grpcStatus[code] ?? String(code));
+    recordRpcs(metrics.rpcs);
+    recordPluginCalls(metrics.cni);
+    cleanups.push(async () => {
+      recordRpcs(undefined);
+      recordPluginCalls(undefined);
+    });
     const cniConf = new CniConfWatcher(config.cni.conf_dir, config.cni.bin_dirs, log);
     await cniConf.start();
     cleanups.push(async () => cniConf.close());
@@ -95,16 +145,16 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
-    const images = new LocalImageStore(config, log, `berth/${version}`);
+    images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const userns = await probeUserNamespaces([config.root, config.state]);
     if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
     else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
     node.userNamespaces = userns.supported;
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, userns });
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
     await containers.init();
     images.setVolumeUsers((id) => containers.imageVolumeUser(id));
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
@@ -113,6 +163,18 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
+    const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
+    metrics.registerContainerCounts(containerCounts(containers, sandboxes));
+    metrics.registerEventCounters(events);
+    if (config.metrics.address !== "") {
+      const { host, port } = parseHostPort(config.metrics.address, "metrics.address");
+      const endpoint = new MetricsServer({ host, port, tlsCert: config.metrics.tls_cert, tlsKey: config.metrics.tls_key }, metrics.registry, log);
+      // A taken port costs the endpoint, not the CRI: kubelet keeps its runtime.
+      await endpoint.start().then(
+        () => cleanups.push(() => endpoint.stop()),
+        (err: unknown) => log.error({ address: config.metrics.address, err: String(err) }, "metrics endpoint not started (metrics.address)"),
+      );
+    }
     // Streaming: the URLs Exec, Attach and PortForward hand out, and the processes behind them.
     const streams = new StreamServer({
       address: config.stream.address,
@@ -131,13 +193,14 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       observeCalls(undefined);
       idle.close();
     });
+    events.serving(containerEventRendering({ pods: sandboxes, containers }));
     server = createGrpcServer(
       {
-        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
-        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
-        ...streamingHandlers(streams, log),
+        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, containers, log),
+        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log), ...metricsHandlers(podMetrics, log),
+        ...streamingHandlers(streams, log), ...eventHandlers(events, log), ...listStreamHandlers(sandboxes, containers, stats, log),
       },
-      { ...imageHandlers(images, log) },
+      { ...imageHandlers(images, log), ...imageStreamHandlers(images, log) },
       log,
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
@@ -155,12 +218,35 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     throw err;
   }
   log.info({ socket, root: config.root, state: config.state, version }, "berthd serving");
+  notifier?.notify("READY=1", log);
+
+  // How each live key reaches the part that uses it; the compiler wants one entry per LIVE_KEYS item.
+  const applyLive: Record<LiveKey, (next: Config) => void> = {
+    log_level: (next) => {
+      log.level = next.log_level;
+      config.log_level = next.log_level;
+    },
+    "image.mirrors": (next) => (config.image.mirrors = next.image.mirrors),
+    "image.insecure_registries": (next) => (config.image.insecure_registries = next.image.insecure_registries),
+    "image.ca_files": (next) => (config.image.ca_files = next.image.ca_files),
+    "image.pull_progress_timeout": (next) => (config.image.pull_progress_timeout = next.image.pull_progress_timeout),
+  };
+  const reload = (next: Config) => {
+    const { live, restart } = changedKeys(config, next);
+    for (const k of live) applyLive[k](next);
+    // Always: the CA files are read again even when their list is the same (a renewed CA).
+    images.setRegistryConfig(config.image);
+    return { applied: live, restart };
+  };
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
+      notifier?.notify("STOPPING=1", log);
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
+      // Event subscriptions never end by themselves: end them so the in-flight calls can finish.
+      events.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");
@@ -177,5 +263,5 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       await unlink(lockPath).catch(() => undefined);
       log.info("berthd stopped");
     })());
-  return { socket, shutdown };
+  return { socket, shutdown, reload };
 }

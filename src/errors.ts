@@ -70,6 +70,11 @@ export function codeOf(err: unknown): status {
   return status.INTERNAL;
 }
 
+/** The gRPC code's name ("NOT_FOUND"): a bounded label for failure counts. */
+export function codeName(err: unknown): string {
+  return status[codeOf(err)];
+}
+
 /** True when err (or a cause) is a Node system error with this errno code. */
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;

@@ -15,6 +15,8 @@ export interface NodeInfo {
   readonly runtimeVersion: string;
   readonly cgroupDriver: "cgroupfs" | "systemd";
   readonly handlers: string[];
+  /** Per handler: what its OCI runtime on this kernel supports. */
+  handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>>;
   /** Pods may have their own user namespace on every handler (the host can make idmapped mounts). */
   readonly userNamespaces: boolean;
   runtimeCondition(): Promise<Condition>;
@@ -34,15 +36,14 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
     })),
 
     status: unary(log, "Status", async (req) => {
-      const [rt, net] = await Promise.all([info.runtimeCondition(), info.networkCondition()]);
+      const [rt, net, handlers] = await Promise.all([info.runtimeCondition(), info.networkCondition(), info.handlerFeatures()]);
       const condition = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason, message: c.message });
       const verboseInfo: Record<string, string> = req.verbose ? { config: JSON.stringify(info.effectiveConfig()) } : {};
       return {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        // "" first: the default handler, as the CRI defines it (critest looks its features up by that name).
-        runtimeHandlers: ["", ...info.handlers].map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: info.userNamespaces } })),
-        features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
+        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces: info.userNamespaces } })),
+        features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
       };
     }),
 

@@ -17,9 +17,16 @@
 //   spawnProcess(file, args, env, cwd, setsid, stdio, onExit(code, signal)) -> [pid, pidfd]
 //                                                      posix_spawn (vfork-style); a thread reaps it and calls onExit
 //   pidfdSignal(pidfd, signal) -> boolean              pidfd_send_signal; false once the process is gone
+//   sendDatagram(path, message) -> undefined           one SOCK_DGRAM message to a unix socket ("@name": abstract)
+//   bindDatagram(path)        -> fd                    a non-blocking SOCK_DGRAM socket bound at path (tests' NOTIFY_SOCKET)
+//   recvDatagram(fd)          -> string | null         the next message, null when none is waiting
+//   readFiles(paths, maxBytes, cb(err, texts))         reads many small files (cgroup, /proc) on one pool thread;
+//                                                      texts[i] is latin1 text or null (absent, unreadable)
+//   countFds(pids, cb(err, counts))                    counts[2i], counts[2i+1]: open fds and sockets of pids[i]
 // Every fd is created close-on-exec; the caller owns and closes it.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -28,6 +35,7 @@
 #include <malloc.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -959,8 +967,311 @@ static napi_value trim_malloc(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// A unix address for path; "@name" is the abstract name (no trailing NUL, as systemd reads it).
+static bool unix_address(const char *path, struct sockaddr_un *addr, socklen_t *len) {
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof addr->sun_path) return false;
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, path, n);
+  if (path[0] == '@') addr->sun_path[0] = '\0';
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+  return true;
+}
+
+// systemd's notification protocol ($NOTIFY_SOCKET) without libsystemd: one datagram per state.
+static napi_value send_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+  char msg[4096];
+  struct sockaddr_un addr;
+  socklen_t len;
+  if (argc != 2 || !arg_string(env, argv[0], path, sizeof path) || !arg_string(env, argv[1], msg, sizeof msg) ||
+      !unix_address(path, &addr, &len)) {
+    napi_throw_type_error(env, NULL, "sendDatagram(path, message) takes a unix socket path (under 108 bytes) and a message");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  ssize_t rc;
+  do rc = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
+  while (rc < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (rc < 0) return throw_errno(env, path, err);
+  return NULL;
+}
+
+static napi_value bind_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+  struct sockaddr_un addr;
+  socklen_t len;
+  if (argc != 1 || !arg_string(env, argv[0], path, sizeof path) || !unix_address(path, &addr, &len)) {
+    napi_throw_type_error(env, NULL, "bindDatagram(path) takes a unix socket path (under 108 bytes)");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&addr, len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, path, err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value recv_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc != 1 || !arg_int(env, argv[0], &fd)) {
+    napi_throw_type_error(env, NULL, "recvDatagram(fd) takes an fd");
+    return NULL;
+  }
+  char buf[4096];
+  ssize_t n;
+  do n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  napi_value out;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      napi_get_null(env, &out);
+      return out;
+    }
+    return throw_errno(env, "recv", errno);
+  }
+  napi_create_string_utf8(env, buf, (size_t)n, &out);
+  return out;
+}
+
+// Batched reads for the metrics RPCs: one async work opens, reads and closes a list of small
+// kernel files, where Node's fs would take three pool hops and a JS callback per file.
+struct read_files {
+  napi_async_work work;
+  napi_ref callback;
+  uint32_t count;
+  size_t max;
+  char **paths;
+  char **texts;
+  ssize_t *lens;
+};
+
+static void read_files_free(struct read_files *r) {
+  for (uint32_t i = 0; i < r->count; i++) {
+    free(r->paths ? r->paths[i] : NULL);
+    free(r->texts ? r->texts[i] : NULL);
+  }
+  free(r->paths);
+  free(r->texts);
+  free(r->lens);
+  free(r);
+}
+
+static void read_files_execute(napi_env env, void *data) {
+  (void)env;
+  struct read_files *r = data;
+  for (uint32_t i = 0; i < r->count; i++) {
+    r->lens[i] = -1;
+    int fd = open(r->paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) continue;
+    char *buf = malloc(r->max);
+    size_t got = 0;
+    bool ok = buf != NULL;
+    while (ok && got < r->max) {
+      ssize_t n = read(fd, buf + got, r->max - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) ok = false;
+      if (n <= 0) break;
+      got += (size_t)n;
+    }
+    close(fd);
+    if (!ok) {
+      free(buf);
+      continue;
+    }
+    r->texts[i] = buf;
+    r->lens[i] = (ssize_t)got;
+  }
+}
+
+static void read_files_complete(napi_env env, napi_status status, void *data) {
+  struct read_files *r = data;
+  napi_value cb, global, argv[2];
+  napi_get_reference_value(env, r->callback, &cb);
+  napi_get_global(env, &global);
+  if (status != napi_ok) {
+    napi_value code, message;
+    napi_create_string_utf8(env, "ECANCELED", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "readFiles: async work cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+    napi_get_undefined(env, &argv[1]);
+  } else {
+    napi_get_null(env, &argv[0]);
+    napi_create_array_with_length(env, r->count, &argv[1]);
+    for (uint32_t i = 0; i < r->count; i++) {
+      napi_value v;
+      if (r->lens[i] < 0) napi_get_null(env, &v);
+      else napi_create_string_latin1(env, r->texts[i], (size_t)r->lens[i], &v);
+      napi_set_element(env, argv[1], i, v);
+    }
+  }
+  napi_call_function(env, global, cb, 2, argv, NULL);
+  napi_delete_reference(env, r->callback);
+  napi_delete_async_work(env, r->work);
+  read_files_free(r);
+}
+
+static napi_value read_files(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_array = false;
+  uint32_t count = 0;
+  int max = 0;
+  if (argc == 3) napi_is_array(env, argv[0], &is_array);
+  if (!is_array || napi_get_array_length(env, argv[0], &count) != napi_ok || !arg_int(env, argv[1], &max) || max < 1 || max > (1 << 24) || !is_function(env, argv[2])) {
+    napi_throw_type_error(env, NULL, "readFiles(paths: string[], maxBytes 1..16 MiB, callback)");
+    return NULL;
+  }
+  struct read_files *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, "calloc", ENOMEM);
+  r->count = count;
+  r->max = (size_t)max;
+  r->paths = calloc(count ? count : 1, sizeof *r->paths);
+  r->texts = calloc(count ? count : 1, sizeof *r->texts);
+  r->lens = calloc(count ? count : 1, sizeof *r->lens);
+  if (!r->paths || !r->texts || !r->lens) {
+    read_files_free(r);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    size_t len = 0;
+    napi_get_element(env, argv[0], i, &v);
+    if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len == 0 || len > 4096 || !(r->paths[i] = malloc(len + 1))) {
+      read_files_free(r);
+      napi_throw_type_error(env, NULL, "readFiles: every path must be a string of 1..4096 bytes");
+      return NULL;
+    }
+    napi_get_value_string_utf8(env, v, r->paths[i], len + 1, &len);
+    if (strlen(r->paths[i]) != len) {
+      read_files_free(r);
+      napi_throw_type_error(env, NULL, "readFiles: a path holds a NUL byte");
+      return NULL;
+    }
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "berth.readFiles", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[2], 1, &r->callback);
+  napi_create_async_work(env, NULL, name, read_files_execute, read_files_complete, r, &r->work);
+  napi_queue_async_work(env, r->work);
+  return NULL;
+}
+
+// Open descriptors and sockets of processes (container_file_descriptors, container_sockets):
+// a readdir of /proc/PID/fd and a readlink per entry, on one pool thread for all pids.
+struct count_fds {
+  napi_async_work work;
+  napi_ref callback;
+  uint32_t count;
+  int *pids;
+  uint32_t *out;  // 2 per pid: fds, sockets
+};
+
+static void count_fds_execute(napi_env env, void *data) {
+  (void)env;
+  struct count_fds *c = data;
+  for (uint32_t i = 0; i < c->count; i++) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", c->pids[i]);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) continue;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+      close(dfd);
+      continue;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      c->out[2 * i]++;
+      char link[64];
+      ssize_t n = readlinkat(dfd, e->d_name, link, sizeof link - 1);
+      if (n >= 7 && memcmp(link, "socket:", 7) == 0) c->out[2 * i + 1]++;
+    }
+    closedir(d);
+  }
+}
+
+static void count_fds_complete(napi_env env, napi_status status, void *data) {
+  struct count_fds *c = data;
+  napi_value cb, global, argv[2];
+  napi_get_reference_value(env, c->callback, &cb);
+  napi_get_global(env, &global);
+  napi_get_null(env, &argv[0]);
+  napi_create_array_with_length(env, 2 * c->count, &argv[1]);
+  for (uint32_t i = 0; status == napi_ok && i < 2 * c->count; i++) {
+    napi_value v;
+    napi_create_uint32(env, c->out[i], &v);
+    napi_set_element(env, argv[1], i, v);
+  }
+  napi_call_function(env, global, cb, 2, argv, NULL);
+  napi_delete_reference(env, c->callback);
+  napi_delete_async_work(env, c->work);
+  free(c->pids);
+  free(c->out);
+  free(c);
+}
+
+static napi_value count_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_array = false;
+  uint32_t count = 0;
+  if (argc == 2) napi_is_array(env, argv[0], &is_array);
+  if (!is_array || napi_get_array_length(env, argv[0], &count) != napi_ok || !is_function(env, argv[1])) {
+    napi_throw_type_error(env, NULL, "countFds(pids: number[], callback)");
+    return NULL;
+  }
+  struct count_fds *c = calloc(1, sizeof *c);
+  if (c) c->pids = calloc(count ? count : 1, sizeof *c->pids), c->out = calloc(2 * (count ? count : 1), sizeof *c->out);
+  if (!c || !c->pids || !c->out) {
+    if (c) free(c->pids), free(c->out);
+    free(c);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  c->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    if (!arg_int(env, v, &c->pids[i]) || c->pids[i] <= 0) {
+      free(c->pids), free(c->out), free(c);
+      napi_throw_type_error(env, NULL, "countFds: every pid must be a positive integer");
+      return NULL;
+    }
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "berth.countFds", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[1], 1, &c->callback);
+  napi_create_async_work(env, NULL, name, count_fds_execute, count_fds_complete, c, &c->work);
+  napi_queue_async_work(env, c->work);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      {"sendDatagram", NULL, send_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bindDatagram", NULL, bind_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recvDatagram", NULL, recv_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trimMalloc", NULL, trim_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountFs", NULL, mount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmountFs", NULL, unmount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -977,6 +1288,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"makeRaw", NULL, make_raw, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectSeqpacket", NULL, connect_seqpacket, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connectInNetns", NULL, connect_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readFiles", NULL, read_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"countFds", NULL, count_fds, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

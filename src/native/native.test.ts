@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { closeSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
+import net from "node:net";
 import { describe, test } from "node:test";
-import { connectInNetns, connectSeqpacket, fdSocket, idmapMount, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, readFiles, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -234,5 +235,76 @@ describe("berth native addon: spawnChild (posix_spawn)", () => {
     assert.deepEqual(await c.exited, { code: null, signal: "SIGTERM" });
     assert.throws(() => spawnChild({ file: "/nonexistent/x", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /nonexistent\/x: No such file/);
     assert.throws(() => spawnChild({ file: "relative", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /absolute file/);
+  });
+});
+
+describe("berth native addon: unix datagrams (systemd's NOTIFY_SOCKET)", () => {
+  test("path and abstract sockets: messages arrive whole and in order; none waiting is null", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-dgram-"));
+    try {
+      for (const addr of [path.join(dir, "n.sock"), `@berth-native-test-${process.pid}`]) {
+        const fd = bindDatagram(addr);
+        try {
+          assert.equal(recvDatagram(fd), null);
+          sendDatagram(addr, "READY=1");
+          sendDatagram(addr, "STATUS=two words\nSTOPPING=1");
+          assert.equal(recvDatagram(fd), "READY=1");
+          assert.equal(recvDatagram(fd), "STATUS=two words\nSTOPPING=1");
+          assert.equal(recvDatagram(fd), null);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      assert.throws(() => sendDatagram(path.join(dir, "nobody.sock"), "READY=1"), /nobody\.sock: No such file/);
+      assert.throws(() => sendDatagram(`/${"x".repeat(120)}`, "READY=1"), /under 108 bytes/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("batched reads for the metrics RPCs", () => {
+  test("readFiles: each file's text in order, null for one that is absent or a directory, capped at maxBytes", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-readfiles-"));
+    try {
+      await writeFile(path.join(dir, "a"), "usage 42\n");
+      await writeFile(path.join(dir, "big"), Buffer.alloc(100_000, 0x61));
+      const got = await readFiles([path.join(dir, "a"), path.join(dir, "missing"), dir, path.join(dir, "big"), "/proc/self/limits"], 65536);
+      assert.equal(got[0], "usage 42\n");
+      assert.equal(got[1], null);
+      assert.equal(got[2], null);
+      assert.equal(got[3]!.length, 65536);
+      assert.match(got[4]!, /^Max open files/m);
+      assert.deepEqual(await readFiles([], 10), []);
+      await assert.rejects(readFiles(["a\0b"], 10), /NUL/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("countFds: open descriptors and sockets of live processes; a gone pid counts nothing", async () => {
+    const p = spawn("sh", ["-c", "exec 3<>/dev/null; exec sleep 30"], { stdio: ["ignore", "ignore", "ignore"] });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const one = await countFds([p.pid!]);
+      assert.equal(one.fds, (await readdir(`/proc/${p.pid}/fd`)).length, "what /proc/PID/fd lists (fd 3 and those inherited)");
+      assert.ok(one.fds >= 4);
+      assert.equal(one.sockets, 0);
+      const server = net.createServer();
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      try {
+        const before = await countFds([process.pid]);
+        const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+        await new Promise((r) => client.once("connect", r));
+        const after = await countFds([process.pid]);
+        client.destroy();
+        assert.ok(after.sockets >= before.sockets + 1, `sockets ${before.sockets} -> ${after.sockets}`);
+      } finally {
+        server.close();
+      }
+      assert.deepEqual(await countFds([p.pid!, 0x3fffffff]), one);
+    } finally {
+      p.kill("SIGKILL");
+    }
   });
 });

@@ -24,6 +24,11 @@ interface Addon {
   makePipe(): [number, number];
   spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
   pidfdSignal(pidfd: number, signal: number): boolean;
+  sendDatagram(socketPath: string, message: string): void;
+  bindDatagram(socketPath: string): number;
+  recvDatagram(fd: number): string | null;
+  readFiles(paths: string[], maxBytes: number, cb: (err: Error | null, texts?: Array<string | null>) => void): void;
+  countFds(pids: number[], cb: (err: Error | null, counts?: number[]) => void): void;
 }
 
 let addon: Addon | undefined;
@@ -106,6 +111,28 @@ export function fdSocket(fd: number): Socket {
 /** malloc_trim(0): returns glibc's free heap pages to the kernel; true when some were released. */
 export function trimMalloc(): boolean {
   return load().trimMalloc();
+}
+
+/**
+ * Reads small files (cgroup, /proc) in one trip to a pool thread: each text (latin1, at most
+ * `maxBytes`) or null when the file is absent or unreadable.
+ */
+export function readFiles(paths: string[], maxBytes: number): Promise<Array<string | null>> {
+  return new Promise((resolve, reject) => load().readFiles(paths, maxBytes, (err, texts) => (err ? reject(err) : resolve(texts!))));
+}
+
+/** Open descriptors and, of those, sockets, summed over processes (a gone pid counts 0). */
+export function countFds(pids: number[]): Promise<{ fds: number; sockets: number }> {
+  return new Promise((resolve, reject) => load().countFds(pids, (err, counts) => {
+    if (err) return reject(err);
+    let fds = 0;
+    let sockets = 0;
+    for (let i = 0; i < counts!.length; i += 2) {
+      fds += counts![i]!;
+      sockets += counts![i + 1]!;
+    }
+    resolve({ fds, sockets });
+  }));
 }
 
 /** mount(2) flags berth uses. */
@@ -246,4 +273,19 @@ export function spawnChild(o: { file: string; args: string[]; env: NodeJS.Proces
     exited,
     kill: (signal = "SIGTERM") => !gone && addon.pidfdSignal(pidfd, osConstants.signals[signal]),
   };
+}
+
+/** Sends one datagram to a unix SOCK_DGRAM socket; a path starting with "@" is an abstract name. */
+export function sendDatagram(socketPath: string, message: string): void {
+  load().sendDatagram(socketPath, message);
+}
+
+/** A non-blocking SOCK_DGRAM socket bound at `socketPath` ("@name": abstract); the caller closes the fd. */
+export function bindDatagram(socketPath: string): number {
+  return load().bindDatagram(socketPath);
+}
+
+/** The next datagram waiting on a bound socket, or null when there is none. */
+export function recvDatagram(fd: number): string | null {
+  return load().recvDatagram(fd);
 }

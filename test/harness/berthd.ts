@@ -36,6 +36,8 @@ export interface BerthdOptions {
   env?: NodeJS.ProcessEnv;
   /** Use this dir; a config already written there (by an earlier start) is reused. */
   dir?: string;
+  /** Another berthd executable (an installed one) instead of the checkout's bin/berthd. */
+  berthd?: string;
 }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
@@ -62,10 +64,12 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
   if (!(await stat(configFile).then(() => true, () => false))) {
     await mkdir(path.join(dir, "cni"), { recursive: true });
     const base = `root = "${root}"\nstate = "${state}"\nsocket = "${socket}"\nlog_level = "debug"\n`;
-    await writeFile(configFile, base + (opts.config ?? ""));
+    // Test daemons run side by side: none takes the fixed default metrics port unless its test asks for one.
+    const metrics = opts.config?.includes("[metrics]") ? "" : `[metrics]\naddress = ""\n`;
+    await writeFile(configFile, base + (opts.config ?? "") + (opts.config && !opts.config.endsWith("\n") ? "\n" : "") + metrics);
   }
   let out = "";
-  const proc = spawn(BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
+  const proc = spawn(opts.berthd ?? BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
     env: { ...BERTHD_ENV, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
