@@ -87,11 +87,13 @@ export interface UsernsSupport {
 export async function probeUserNamespaces(dirs: string[]): Promise<UsernsSupport> {
   const max = Number((await readFile("/proc/sys/user/max_user_namespaces", "utf8").catch(() => "0")).trim());
   if (!(max > 0)) return { supported: false, reason: "user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0 or missing)" };
-  for (const dir of new Set(dirs)) {
-    await mkdir(dir, { recursive: true, mode: 0o711 });
+  for (const wanted of new Set(dirs)) {
+    // A dir not made yet (berthd doctor before a first start) is probed at its nearest existing parent.
+    let dir = path.resolve(wanted);
+    while (dir !== "/" && !(await stat(dir).then(() => true, () => false))) dir = path.dirname(dir);
     // runc mounts a user-namespaced container's rootfs and volumes as the pod's mapped root.
-    for (let p = path.resolve(dir); ; p = path.dirname(p)) {
-      if (((await stat(p)).mode & 0o001) === 0) return { supported: false, reason: `${p} (on the way to ${dir}) is not searchable by other users (chmod o+x): a pod's mapped root could not reach its rootfs` };
+    for (let p = dir; ; p = path.dirname(p)) {
+      if (((await stat(p)).mode & 0o001) === 0) return { supported: false, reason: `${p} (on the way to ${wanted}) is not searchable by other users (chmod o+x): a pod's mapped root could not reach its rootfs` };
       if (p === "/") break;
     }
     const scratch = await mkdtemp(path.join(dir, ".userns-probe-"));
@@ -102,7 +104,7 @@ export async function probeUserNamespaces(dirs: string[]): Promise<UsernsSupport
       await pinNewUserNamespace({ user }, "0 65534 1\n", "0 65534 1\n", "");
       await idmapMount(path.join(scratch, "src"), path.join(scratch, "dst"), user);
     } catch (err) {
-      return { supported: false, reason: `no idmapped mount on the filesystem of ${dir}: ${(err as Error).message}` };
+      return { supported: false, reason: `no idmapped mount on the filesystem of ${wanted}: ${(err as Error).message}` };
     } finally {
       await unmountAllUnder(scratch);
       await rm(scratch, { recursive: true, force: true });
