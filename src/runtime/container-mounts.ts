@@ -14,6 +14,8 @@ import { idmapMount } from "../native/native.js";
 import type { SandboxRef } from "./types.js";
 import { sameMapping, usernsRef } from "./userns.js";
 
+const CONTAINER_ID = /^[0-9a-f]{64}$/;
+
 /** The image a CRI mount names as a volume: the digest kubelet resolved (image_ref) when sent, else the name. */
 export function imageVolumeRef(m: Mount): string | undefined {
   const spec = m.image;
@@ -119,11 +121,14 @@ export class ContainerMounts {
     await rm(base, { recursive: true, force: true });
   }
 
-  /** Removes the staged mounts of containers not in `known` (a crash between staging and the record, or before removal ended). */
+  /**
+   * Removes the staged mounts of containers not in `known` (a crash between staging and the
+   * record, or before removal ended); entries not named like a container id are left alone.
+   */
   async sweep(known: (id: string) => boolean): Promise<string[]> {
     const gone: string[] = [];
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      if (known(name)) continue;
+      if (known(name) || !CONTAINER_ID.test(name)) continue;
       await this.release(name);
       gone.push(name);
     }
