@@ -21,6 +21,7 @@ test("every path under root and state", () => {
     // The links conmon writes and recovery sweeps are one path: they once drifted (s vs sock).
     [L.socketLink(id), `/s/s/${id}`],
     [L.execs, "/s/exec"],
+    [L.stagedMounts, "/s/mounts"],
     [L.runtimeRoot("runc"), "/s/runtime/runc"],
     [L.runtimeRoot("kata"), "/k"],
     [L.pin(id, "net"), `/s/ns/${id}/net`],

@@ -119,6 +119,11 @@ export class StateLayout {
     return path.join(this.sockets, id);
   }
 
+  /** Mounts staged for containers: <stagedMounts>/<container id>/<n> (image volumes, idmapped binds). */
+  get stagedMounts(): string {
+    return path.join(this.c.state, "mounts");
+  }
+
   /** Pid and process files of streaming execs. */
   get execs(): string {
     return path.join(this.c.state, "exec");
