@@ -1,35 +1,26 @@
-// ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
-// snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
-// Update and ExecSync go to runc, ReopenLog to conmon; state comes from conmon's exit file, so
-// it stays right across berthd restarts. Records live in the crash-safe store. The exit dir is
-// watched, so List and Status answer from memory; a periodic sweep catches what a watch misses
-// (a conmon killed before it could write the exit file, an inotify overflow).
+// ContainerManager: the CRI container lifecycle. Create prepares the rootfs snapshot, writes
+// the OCI bundle and has the handler's OCI runtime (oci/runtime.ts) create the container
+// through conmon; Start, Stop, Remove, Update, ExecSync and ReopenLog go to the same object.
+// State comes from conmon's exit file (exit-monitor.ts says when to look), so it stays right
+// across berthd restarts; records, names and look-up are the container store's.
 import { randomBytes } from "node:crypto";
-import { watch, type FSWatcher } from "node:fs";
-import { access, mkdir, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { access, mkdir, readFile, rm, unlink } from "node:fs/promises";
 import path from "node:path";
-import {
-  ContainerState,
-  ContainerStatus,
-  NamespaceMode,
-  type Container,
-  type ContainerConfig,
-  type ContainerFilter,
-  type LinuxContainerResources,
-  type NamespaceOption,
-} from "../gen/api.js";
+import { NamespaceMode, type ContainerConfig, type LinuxContainerResources, type NamespaceOption } from "../gen/api.js";
 import type { Config } from "../config.js";
 import { StateLayout } from "../layout.js";
-import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
+import { DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
 import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
-import { RecordStore, writeFileAtomic } from "../store/records.js";
+import { writeFileAtomic } from "../store/records.js";
+import { ContainerStore } from "./container-store.js";
+import { ExitMonitor } from "./exit-monitor.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
-import { stopSignalEnum, stopSignalName } from "./stop-signal.js";
+import { stopSignalName } from "./stop-signal.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 import { ensureAppArmorProfile } from "./lsm.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
@@ -50,8 +41,6 @@ import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
 export const EXEC_DRAIN_GRACE_MS = 100;
-/** How often running containers are checked for a conmon that died without an exit file. */
-const SWEEP_INTERVAL_MS = 5_000;
 
 export interface ContainerManagerDeps {
   config: Config;
@@ -74,7 +63,25 @@ export interface ContainerManagerDeps {
   runtimes?: OciRuntimes;
 }
 
-type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
+/** The ids a container's process holds (the CRI's ContainerUser.linux). */
+export type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
+
+/** ListContainers' filter: id and pod id match as prefixes; every label must match. */
+export interface ContainerListFilter {
+  id?: string;
+  podSandboxId?: string;
+  labelSelector?: Record<string, string>;
+  /** "none" matches no container (a CRI state berth never reports). */
+  phase?: ContainerPhase | "none";
+}
+
+/** What ContainerStatus reports of a container (src/cri/container-status.ts builds the message). */
+export interface ContainerInspection {
+  record: ContainerRecord;
+  /** The ids the running process holds; undefined: those its spec gave it. */
+  user: ProcessUser | undefined;
+  info: Record<string, string>;
+}
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -95,17 +102,13 @@ async function exists(p: string): Promise<boolean> {
 }
 
 export class ContainerManager implements PodContainers {
-  private readonly records = new Map<string, ContainerRecord>();
-  private readonly listViews = new WeakMap<ContainerRecord, { state: ContainerState; annotations: Record<string, string>; labels: Record<string, string>; view: Container }>();
-  private readonly names = new Map<string, string>();
   private readonly lock = new KeyedLock();
-  private readonly store: RecordStore<ContainerRecord>;
+  /** Records, names and look-up (container-store.ts). */
+  readonly store: ContainerStore;
+  private readonly exits: ExitMonitor;
   private readonly layout: StateLayout;
   private readonly runtimes: OciRuntimes;
   private host!: HostFacts;
-  private watcher: FSWatcher | undefined;
-  private sweeper: NodeJS.Timeout | undefined;
-  private readonly exitWaiters = new Map<string, Set<() => void>>();
   /** Exit-file reads in progress, one per container. */
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
@@ -116,12 +119,21 @@ export class ContainerManager implements PodContainers {
 
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
+    this.log = deps.log.child({ layer: "containers" });
     this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
     this.layout = deps.layout ?? new StateLayout(c);
     this.runtimes = deps.runtimes ?? new OciRuntimes(c, this.layout);
-    this.store = new RecordStore<ContainerRecord>(this.layout.containerRecords);
+    this.store = new ContainerStore(this.layout.containerRecords);
+    this.exits = new ExitMonitor({
+      dir: this.layout.exits,
+      exited: (id) => this.runtimes.exited(id),
+      monitorAlive: (pid) => this.runtimes.monitorAlive(pid),
+      record: (id) => this.store.get(id),
+      records: () => this.store.all(),
+      settle: (r) => this.settle(r),
+      log: this.log,
+    });
     this.mounts = new ContainerMounts(this.layout.stagedMounts, deps.images, deps.snapshots);
-    this.log = deps.log.child({ layer: "containers" });
   }
 
   async init(): Promise<void> {
@@ -130,39 +142,20 @@ export class ContainerManager implements PodContainers {
     await mkdir(this.layout.sockets, { recursive: true, mode: 0o700 });
     this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
     await this.runtimes.init();
-    const { records, problems } = await this.store.loadAll();
-    for (const p of problems) this.log.error(p, "container record quarantined");
-    for (const [id, r] of records) {
-      if (r.id !== id) {
-        this.log.error({ file: id }, "container record names another id; ignored");
-        continue;
-      }
+    for (const r of await this.store.load(this.log)) {
       if (r.phase !== "exited" && r.conmonPid === 0) {
         // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
-        Object.assign(r, await this.runtimes.createdPids(id));
+        Object.assign(r, await this.runtimes.createdPids(r.id));
       }
-      this.records.set(id, r);
-      this.names.set(r.name, id);
     }
-    for (const id of await this.mounts.sweep((cid) => this.records.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
-    this.watcher = watch(this.layout.exits, (_event, file) => {
-      if (!file) return;
-      const name = String(file);
-      for (const w of this.exitWaiters.get(name) ?? []) w();
-      const r = this.records.get(name);
-      if (r && r.phase !== "exited") void this.settle(r);
-    });
-    this.watcher.on("error", (err) => this.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
-    // Exits that happened while berthd was down (the watch is up first, so none slips between).
-    await this.sweep();
-    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
-    this.sweeper.unref();
-    this.log.info({ containers: this.records.size }, "container records loaded");
+    for (const id of await this.mounts.sweep((cid) => this.store.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
+    // Exits that happened while berthd was down are settled here.
+    await this.exits.start();
+    this.log.info({ containers: this.store.size }, "container records loaded");
   }
 
   close(): void {
-    this.watcher?.close();
-    clearInterval(this.sweeper);
+    this.exits.close();
   }
 
   /**
@@ -174,21 +167,13 @@ export class ContainerManager implements PodContainers {
     if (!p) {
       p = this.lock
         .run(r.id, async () => {
-          if (this.records.get(r.id) === r) await this.refresh(r);
+          if (this.store.holds(r)) await this.refresh(r);
         })
         .catch((err) => this.log.warn({ id: r.id, err: String(err) }, "reading the container's exit state"))
         .finally(() => this.settling.delete(r.id));
       this.settling.set(r.id, p);
     }
     return p;
-  }
-
-  /** Settles every live container whose exit file exists or whose conmon is gone. */
-  private async sweep(): Promise<void> {
-    const exitNames = new Set(await readdir(this.layout.exits).catch(() => [] as string[]));
-    await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
-      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)))) await this.settle(r);
-    }));
   }
 
   /** The OCI runtime for a handler name ("" = the default). */
@@ -198,17 +183,11 @@ export class ContainerManager implements PodContainers {
 
   /** Finds a record by full id or unique prefix. */
   private find(idOrPrefix: string, kinds: Array<ContainerRecord["kind"]> = ["container"]): ContainerRecord {
-    if (!idOrPrefix) throw new InvalidArgument("container id is empty");
-    const exact = this.records.get(idOrPrefix);
-    if (exact && kinds.includes(exact.kind)) return exact;
-    const matches = [...this.records.values()].filter((r) => kinds.includes(r.kind) && r.id.startsWith(idOrPrefix));
-    if (matches.length === 1) return matches[0]!;
-    if (matches.length > 1) throw new InvalidArgument(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
-    throw new NotFound(`container "${idOrPrefix}" not found`);
+    return this.store.find(idOrPrefix, kinds);
   }
 
-  private async save(r: ContainerRecord): Promise<void> {
-    await this.store.put(r.id, r);
+  private save(r: ContainerRecord): Promise<void> {
+    return this.store.save(r);
   }
 
   // ---- Create ---------------------------------------------------------------------------
@@ -223,14 +202,12 @@ export class ContainerManager implements PodContainers {
     const m = sandbox.metadata;
     const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
     if (config.logPath) logPathParts(config.logPath);
-    const taken = this.names.get(name);
-    if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
     const id = randomBytes(32).toString("hex");
-    this.names.set(name, id);
+    this.store.reserve(name, id, (taken) => `container name "${name}" is already used by container ${taken}; remove it first`);
     try {
       return await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "container"));
     } catch (err) {
-      this.names.delete(name);
+      this.store.release(name, id);
       throw err;
     }
   }
@@ -321,7 +298,7 @@ export class ContainerManager implements PodContainers {
         process: spec.process,
       };
       // The record is written before conmon starts so a crash here leaves something to clean up.
-      undo.push(() => this.store.delete(id));
+      undo.push(() => this.store.deleteFile(id));
       await Promise.all([writeFileAtomic(files.spec, JSON.stringify(spec), 0o600), this.save(record)]);
       await faultPoint("CreateContainer.after-record");
 
@@ -336,7 +313,7 @@ export class ContainerManager implements PodContainers {
       record.pid = started2.containerPid;
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
-      this.records.set(id, record);
+      this.store.add(record);
       this.volumesInCreate.delete(id);
       this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
@@ -398,32 +375,12 @@ export class ContainerManager implements PodContainers {
     r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
     await this.save(r);
     this.announce(r, "stopped");
-    for (const w of this.exitWaiters.get(r.id) ?? []) w();
+    this.exits.wake(r.id);
   }
 
   /** Waits up to `ms` for the container's exit file. */
-  private async waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
-    const base = path.basename(r.exitFile);
-    let wake!: () => void;
-    const set = this.exitWaiters.get(base) ?? new Set();
-    this.exitWaiters.set(base, set);
-    const until = Date.now() + ms;
-    try {
-      for (;;) {
-        // Listening before looking: a file written in between still wakes this wait.
-        const woke = new Promise<void>((res) => {
-          wake = res;
-          set.add(wake);
-        });
-        if (await this.runtimes.exited(r.id)) return true;
-        if (Date.now() >= until) return false;
-        await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
-        set.delete(wake);
-      }
-    } finally {
-      set.delete(wake);
-      if (set.size === 0) this.exitWaiters.delete(base);
-    }
+  private waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
+    return this.exits.waitExit(r.id, ms);
   }
 
   // ---- Start / Stop / Remove -----------------------------------------------------------
@@ -501,16 +458,11 @@ export class ContainerManager implements PodContainers {
 
   /** Stop and Remove since Kubernetes 1.31: an unknown id is no error (an ambiguous prefix still is). */
   private findOrUndefined(id: string): ContainerRecord | undefined {
-    try {
-      return this.find(id, ["container", "infra"]);
-    } catch (err) {
-      if (err instanceof NotFound) return undefined;
-      throw err;
-    }
+    return this.store.findOrUndefined(id, ["container", "infra"]);
   }
 
   private async removeLocked(r: ContainerRecord): Promise<void> {
-    if (!this.records.has(r.id)) return;
+    if (!this.store.holds(r)) return;
     await this.refresh(r);
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
@@ -533,10 +485,9 @@ export class ContainerManager implements PodContainers {
       })(),
     ]);
     await faultPoint("RemoveContainer.after-files");
-    await this.store.delete(r.id);
+    await this.store.deleteFile(r.id);
     await faultPoint("RemoveContainer.after-record-delete");
-    this.records.delete(r.id);
-    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.store.forget(r);
     this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
   }
@@ -571,65 +522,31 @@ export class ContainerManager implements PodContainers {
 
   /** A container that uses image `imageId` as a volume (RemoveImage must wait for it to go), if any. */
   imageVolumeUser(imageId: string): string | undefined {
-    for (const r of this.records.values()) if (r.imageVolumes?.includes(imageId)) return r.id;
+    for (const r of this.store.all()) if (r.imageVolumes?.includes(imageId)) return r.id;
     for (const [id, ids] of this.volumesInCreate) if (ids.includes(imageId)) return id;
     return undefined;
   }
 
   async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {
-    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    const mine = this.store.containersOf(sandboxId);
     await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.stopLocked(r, timeoutSec))));
   }
 
   async removeAll(sandboxId: string): Promise<void> {
-    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    const mine = this.store.containersOf(sandboxId);
     await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.removeLocked(r))));
   }
 
   // ---- Status / List --------------------------------------------------------------------
-
-  private stateOf(p: ContainerPhase): ContainerState {
-    return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
-  }
 
   /** Publishes a CRI container's lifecycle step (infra containers are the pod's business). */
   private announce(r: ContainerRecord, kind: LifecycleKind): void {
     if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
   }
 
-  /** ContainerStatus (verbose = false) of every CRI container of a pod, from memory. */
-  statusesOf(sandboxId: string): ContainerStatus[] {
-    return this.containersOf(sandboxId).map((r) => this.criStatus(r));
-  }
-
-  /** A container's status from memory; `user` defaults to the ids its spec gave it (status() reads the process's). */
-  private criStatus(r: ContainerRecord, user = this.specUser(r)): ContainerStatus {
-    return ContainerStatus.fromPartial({
-      id: r.id,
-      metadata: r.metadata,
-      state: this.stateOf(r.phase),
-      createdAt: r.createdAt,
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      exitCode: r.exitCode,
-      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" },
-      imageRef: r.imageRef,
-      imageId: r.imageId,
-      reason: r.reason,
-      message: r.message,
-      labels: r.labels,
-      annotations: r.annotations,
-      mounts: r.mounts,
-      logPath: r.logPath,
-      resources: r.resources ? { linux: r.resources } : undefined,
-      user: { linux: user },
-      stopSignal: stopSignalEnum(r.stopSignal),
-    });
-  }
-
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+  async status(id: string, verbose: boolean): Promise<ContainerInspection> {
     const r = this.find(id);
-    const status = this.criStatus(r, await this.processUser(r));
+    const user = await this.processUser(r);
     const info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(this.layout.bundle(r.id).spec, "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
@@ -646,71 +563,37 @@ export class ContainerManager implements PodContainers {
         runtimeSpec: spec,
       });
     }
-    return { status, info };
+    return { record: r, user, info };
   }
 
   /**
    * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
-   * the pid checked against its start time), else what its spec gave it.
+   * the pid checked against its start time); undefined: what its spec gave it.
    */
-  private async processUser(r: ContainerRecord): Promise<ProcessUser> {
-    const fromSpec = this.specUser(r);
-    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return fromSpec;
+  private async processUser(r: ContainerRecord): Promise<ProcessUser | undefined> {
+    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return undefined;
     const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
-    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return fromSpec;
-    return processIds(text) ?? fromSpec;
+    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return undefined;
+    return processIds(text);
   }
 
-  private specUser(r: ContainerRecord): ProcessUser {
-    return { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
-  }
-
-  async list(filter: ContainerFilter | undefined): Promise<Container[]> {
-    const out: Container[] = [];
-    for (const r of this.records.values()) {
-      if (r.kind !== "container") continue;
-      if (filter?.id && !r.id.startsWith(filter.id)) continue;
-      if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
-      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
-      if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
-      out.push(this.listView(r));
-    }
-    return out;
-  }
-
-  /**
-   * A record's ListContainers entry: the same object until the container's state or
-   * annotations change, so the CRI front can keep its encoded bytes (kubelet lists every
-   * container every second). Never mutated once handed out.
-   */
-  private listView(r: ContainerRecord): Container {
-    const state = this.stateOf(r.phase);
-    const memo = this.listViews.get(r);
-    if (memo && memo.state === state && memo.annotations === r.annotations && memo.labels === r.labels) return memo.view;
-    const view: Container = {
-      id: r.id,
-      podSandboxId: r.sandboxId,
-      metadata: r.metadata,
-      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" },
-      imageRef: r.imageRef,
-      imageId: r.imageId,
-      state,
-      createdAt: r.createdAt,
-      labels: r.labels,
-      annotations: r.annotations,
-    };
-    this.listViews.set(r, { state, annotations: r.annotations, labels: r.labels, view });
-    return view;
+  /** ListContainers: the CRI containers matching `filter`. */
+  list(filter: ContainerListFilter = {}): ContainerRecord[] {
+    return this.store.containers().filter((r) =>
+      (!filter.id || r.id.startsWith(filter.id)) &&
+      (!filter.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
+      (!filter.labelSelector || Object.entries(filter.labelSelector).every(([k, v]) => r.labels[k] === v)) &&
+      (!filter.phase || r.phase === filter.phase));
   }
 
   /** Records of a pod's CRI containers (not its infra container). */
   containersOf(sandboxId: string): ContainerRecord[] {
-    return [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    return this.store.containersOf(sandboxId);
   }
 
   /** Every CRI container record (kept current by the exit watch). */
   async allContainers(): Promise<ContainerRecord[]> {
-    return [...this.records.values()].filter((r) => r.kind === "container");
+    return this.store.containers();
   }
 
   async record(id: string): Promise<ContainerRecord> {
@@ -769,15 +652,14 @@ export class ContainerManager implements PodContainers {
   async runInfra(sandbox: SandboxRef, config: ContainerConfig): Promise<ContainerRecord> {
     const id = randomBytes(32).toString("hex");
     const name = `POD_${sandbox.id}`;
-    if (this.names.has(name)) throw new AlreadyExists(`pod ${sandbox.id} already has an infra container ${this.names.get(name)}`);
-    this.names.set(name, id);
+    this.store.reserve(name, id, (holder) => `pod ${sandbox.id} already has an infra container ${holder}`);
     try {
       await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "infra"));
     } catch (err) {
-      this.names.delete(name);
+      this.store.release(name, id);
       throw err;
     }
-    const r = this.records.get(id)!;
+    const r = this.store.get(id)!;
     await this.lock.run(id, async () => {
       const rt = await this.runtime(r.handler);
       try {
@@ -797,12 +679,12 @@ export class ContainerManager implements PodContainers {
 
   /** Every record, infra containers included. */
   recoveryRecords(): ContainerRecord[] {
-    return [...this.records.values()];
+    return this.store.all();
   }
 
   /** Sets what runc showed after a crash: a container started before its record said so, or one that is gone. */
   async recoverPhase(id: string, phase: "running" | "lost", at: bigint, message = ""): Promise<void> {
-    const r = this.records.get(id);
+    const r = this.store.get(id);
     if (!r || r.phase === "exited") return;
     if (phase === "lost") return this.markExited(r, 255, "Error", message, at);
     r.phase = "running";
@@ -812,7 +694,7 @@ export class ContainerManager implements PodContainers {
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {
-    return [...this.records.values()].find((r) => r.sandboxId === sandboxId && r.kind === "infra");
+    return this.store.infraOf(sandboxId);
   }
 
   async stopInfra(sandboxId: string): Promise<void> {
