@@ -12,6 +12,7 @@ import { createGrpcServer } from "./cri/server.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
+import { observeUnrunnable } from "./runtime/runc.js";
 import { parseDuration } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
@@ -90,6 +91,9 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     await cniConf.start();
     cleanups.push(async () => cniConf.close());
     const node = new NodeStatus(config, version, () => cniConf.condition());
+    observeUnrunnable((binary, why) => node.runtime.callFailed(binary, why));
+    cleanups.push(async () => observeUnrunnable(undefined));
+    await node.init();
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.

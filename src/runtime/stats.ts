@@ -1,6 +1,7 @@
-// Container and pod stats: cgroup counters (v1 or v2), the writable layer's usage from the
-// snapshotter, and the pod's network interfaces read from /proc/<pid>/net/dev of a process
-// inside the pod's network namespace.
+// Container and pod stats: cgroup counters (v1 or v2, each cgroup read once per call, a bounded
+// number at a time), the writable layer's usage from the snapshotter (a walk of the upper dir,
+// kept for a bounded age), and the pod's network interfaces read from /proc/<pid>/net/dev of a
+// process inside the pod's network namespace.
 import { readFile } from "node:fs/promises";
 import type {
   ContainerStats,
@@ -13,6 +14,7 @@ import type {
   PodSandboxStatsFilter,
 } from "../gen/api.js";
 import { NotFound } from "../errors.js";
+import { Semaphore } from "../image/layers.js";
 import type { Snapshots } from "../image/types.js";
 import type { CgroupStats, Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
@@ -30,6 +32,24 @@ export interface ContainerSource {
 export type SandboxIds = () => string[];
 
 const u64 = (v: bigint | number) => ({ value: BigInt(v) });
+
+export interface StatsOptions {
+  /**
+   * How long a writable layer's measured usage is reused. A container writes its upper dir
+   * directly, so the usage cannot be tracked, only walked; kubelet's own cAdvisor path re-walks
+   * container filesystems once a minute, so half that keeps kubelet's eviction view as fresh.
+   */
+  layerUsageMaxAgeMs: number;
+  /** Cgroups (and layer walks) read at once: the libuv pool has 4 threads, more only queues. */
+  parallel: number;
+}
+
+export const DEFAULT_STATS_OPTIONS: StatsOptions = { layerUsageMaxAgeMs: 30_000, parallel: 8 };
+
+interface LayerUsage {
+  at: number;
+  value: Promise<{ bytes: number; inodes: number } | undefined>;
+}
 
 export interface InterfaceCounters {
   name: string;
@@ -56,6 +76,9 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 export class StatsCollector {
   /** The previous cpu sample per cgroup path, for usage_nano_cores. */
   private readonly lastCpu = new Map<string, { at: bigint; usage: bigint }>();
+  /** Writable-layer usage per snapshot key, reused for `layerUsageMaxAgeMs`. */
+  private readonly layerUsage = new Map<string, LayerUsage>();
+  private readonly bound: Semaphore;
 
   constructor(
     private readonly containers: ContainerSource,
@@ -63,7 +86,10 @@ export class StatsCollector {
     private readonly snapshots: Snapshots,
     private readonly sandboxes: SandboxLookup,
     private readonly sandboxIds: SandboxIds,
-  ) {}
+    private readonly options: StatsOptions = DEFAULT_STATS_OPTIONS,
+  ) {
+    this.bound = new Semaphore(options.parallel);
+  }
 
   private cpu(key: string, s: CgroupStats): CpuUsage {
     const prev = this.lastCpu.get(key);
@@ -90,13 +116,31 @@ export class StatsCollector {
     };
   }
 
-  private async one(r: ContainerRecord): Promise<ContainerStats> {
-    const [s, usage] = await Promise.all([
-      r.phase === "running" ? this.cgroups.stats(r.cgroupsPath) : Promise.resolve(undefined),
-      this.snapshots.usage(r.id).catch(() => undefined),
-    ]);
+  /** The writable layer's usage, walked at most once per `layerUsageMaxAgeMs` (concurrent callers share a walk). */
+  private writableLayer(key: string): Promise<{ bytes: number; inodes: number } | undefined> {
+    const now = Date.now();
+    const hit = this.layerUsage.get(key);
+    if (hit && now - hit.at <= this.options.layerUsageMaxAgeMs) return hit.value;
+    const value = this.bound.run(() => this.snapshots.usage(key)).catch(() => undefined);
+    this.layerUsage.set(key, { at: now, value });
+    return value;
+  }
+
+  /** Forgets layer usage older than its age bound (removed containers' among them). */
+  private pruneLayerUsage(): void {
+    const now = Date.now();
+    for (const [k, u] of this.layerUsage) if (now - u.at > this.options.layerUsageMaxAgeMs) this.layerUsage.delete(k);
+  }
+
+  private readCgroup(r: ContainerRecord): Promise<CgroupStats | undefined> {
+    return r.phase === "running" ? this.bound.run(() => this.cgroups.stats(r.cgroupsPath)) : Promise.resolve(undefined);
+  }
+
+  /** One container's stats and the cgroup counters they came from (read once, for the pod's sum too). */
+  private async one(r: ContainerRecord): Promise<{ stats: ContainerStats; cgroup: CgroupStats | undefined }> {
+    const [s, usage] = await Promise.all([this.readCgroup(r), this.writableLayer(r.id)]);
     const now = BigInt(Date.now()) * 1_000_000n;
-    return {
+    const stats: ContainerStats = {
       attributes: { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations },
       cpu: s ? this.cpu(r.cgroupsPath, s) : { timestamp: now, usageCoreNanoSeconds: u64(0), usageNanoCores: u64(0), psi: undefined },
       memory: s ? this.memory(s) : { timestamp: now, workingSetBytes: u64(0), availableBytes: undefined, usageBytes: u64(0), rssBytes: u64(0), pageFaults: u64(0), majorPageFaults: u64(0), psi: undefined },
@@ -104,10 +148,11 @@ export class StatsCollector {
       swap: undefined,
       io: undefined,
     };
+    return { stats, cgroup: s };
   }
 
   async containerStats(id: string): Promise<ContainerStats> {
-    return this.one(await this.containers.record(id));
+    return (await this.one(await this.containers.record(id))).stats;
   }
 
   async listContainerStats(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]> {
@@ -117,7 +162,8 @@ export class StatsCollector {
       (!filter?.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
       Object.entries(filter?.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v) &&
       r.phase === "running");
-    return Promise.all(picked.map((r) => this.one(r)));
+    this.pruneLayerUsage();
+    return (await Promise.all(picked.map((r) => this.one(r)))).map((x) => x.stats);
   }
 
   private async network(sandbox: SandboxRef, members: ContainerRecord[]): Promise<NetworkUsage | undefined> {
@@ -125,7 +171,7 @@ export class StatsCollector {
     const infra = this.containers.infraOf(sandbox.id);
     const pids = [infra, ...members].filter((r): r is ContainerRecord => r !== undefined && r.phase === "running" && r.pid > 0).map((r) => r.pid);
     for (const pid of pids) {
-      const text = await readFile(`/proc/${pid}/net/dev`, "utf8").catch(() => undefined);
+      const text = await this.bound.run(() => readFile(`/proc/${pid}/net/dev`, "utf8")).catch(() => undefined);
       if (!text) continue;
       const ifaces: NetworkInterfaceUsage[] = parseNetDev(text).filter((i) => i.name !== "lo").map((i) => ({
         name: i.name, rxBytes: u64(i.rxBytes), rxErrors: u64(i.rxErrors), txBytes: u64(i.txBytes), txErrors: u64(i.txErrors),
@@ -138,12 +184,19 @@ export class StatsCollector {
   async podStats(sandboxId: string): Promise<PodSandboxStats> {
     const sandbox = this.sandboxes.getSandbox(sandboxId);
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
+    return this.podOf(sandbox);
+  }
+
+  private async podOf(sandbox: SandboxRef): Promise<PodSandboxStats> {
     const members = this.containers.containersOf(sandbox.id);
-    const containers = await Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r)));
-    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
     const infra = this.containers.infraOf(sandbox.id);
-    const cgs = (await Promise.all([...members, ...(infra ? [infra] : [])].filter((r) => r.phase === "running").map((r) => this.cgroups.stats(r.cgroupsPath).catch(() => undefined))))
-      .filter((x): x is CgroupStats => x !== undefined);
+    const [containers, infraCgroup, network] = await Promise.all([
+      Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r))),
+      infra ? this.readCgroup(infra).catch(() => undefined) : Promise.resolve(undefined),
+      this.network(sandbox, members),
+    ]);
+    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
+    const cgs = [...containers.map((c) => c.cgroup), infraCgroup].filter((x): x is CgroupStats => x !== undefined);
     const now = BigInt(Date.now()) * 1_000_000n;
     const total = (f: (c: CgroupStats) => bigint) => cgs.reduce((acc, c) => acc + f(c), 0n);
     const summed: CgroupStats = {
@@ -157,17 +210,14 @@ export class StatsCollector {
       oomKills: cgs.reduce((acc, c) => acc + c.oomKills, 0),
       pids: cgs.reduce((acc, c) => acc + c.pids, 0),
     };
-    const cpu = this.cpu(`pod:${sandbox.id}`, summed);
-    const memory = this.memory(summed);
-    const processCount = summed.pids;
     return {
       attributes: { id: sandbox.id, metadata: sandbox.metadata, labels: sandbox.labels, annotations: sandbox.annotations },
       linux: {
-        cpu,
-        memory,
-        network: await this.network(sandbox, members),
-        process: { timestamp: now, processCount: u64(processCount) },
-        containers,
+        cpu: this.cpu(`pod:${sandbox.id}`, summed),
+        memory: this.memory(summed),
+        network,
+        process: { timestamp: now, processCount: u64(summed.pids) },
+        containers: containers.map((c) => c.stats),
         io: undefined,
       },
       windows: undefined,
@@ -175,14 +225,16 @@ export class StatsCollector {
   }
 
   async listPodStats(filter: PodSandboxStatsFilter | undefined): Promise<PodSandboxStats[]> {
-    const out: PodSandboxStats[] = [];
+    const picked: SandboxRef[] = [];
     for (const id of this.sandboxIds()) {
       if (filter?.id && !id.startsWith(filter.id)) continue;
       const sb = this.sandboxes.getSandbox(id);
       if (!sb || sb.state !== "ready") continue;
       if (Object.entries(filter?.labelSelector ?? {}).some(([k, v]) => sb.labels[k] !== v)) continue;
-      out.push(await this.podStats(id));
+      picked.push(sb);
     }
-    return out;
+    this.pruneLayerUsage();
+    // Every pod at once: the reads underneath are what the bound limits.
+    return Promise.all(picked.map((sb) => this.podOf(sb)));
   }
 }
