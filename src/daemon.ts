@@ -139,7 +139,7 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
     const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    listener = createServer((conn) => injector.injectConnection(acceptConnection(conn)));
+    listener = createServer((conn) => acceptConnection(conn, (c) => injector.injectConnection(c)));
     await new Promise<void>((resolve, reject) => {
       listener!.once("error", reject);
       listener!.listen(socket, () => resolve());
