@@ -99,6 +99,8 @@ export function goals(groups: Group[]): Goal[] {
   return [
     { text: "PullImage 8 x 8 MiB layers <= 0.8x containerd (issue 3)", value: rel("pull-layers8"), limit: 0.8 },
     { text: "PullImage busybox <= 0.8x containerd (issue 3)", value: rel("pull-busybox"), limit: 0.8 },
+    { text: "PullImage 10 layers with whiteouts, straight, <= 0.8x containerd (issue 17)", value: rel("pull-layers10"), limit: 0.8 },
+    { text: "PullImage 10 layers with whiteouts, through the mirror, <= 0.8x containerd (issue 17)", value: rel("pull-layers10-mirror"), limit: 0.8 },
     { text: "RunPodSandbox <= 0.5x containerd (issue 4)", value: rel("runp"), limit: 0.5 },
     { text: "StopPodSandbox + RemovePodSandbox <= 0.8x containerd (issue 4)", value: rel("stopp-rmp"), limit: 0.8 },
     { text: "CreateContainer + StartContainer <= 0.8x containerd (issue 8)", value: rel("create-start"), limit: 0.8 },

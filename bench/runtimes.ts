@@ -196,6 +196,9 @@ export function containerdConfig(o: { root: string; state: string; socket: strin
     `[${cri}.registry.mirrors."${o.registryHost}"]`,
     `endpoint = ["http://${o.registryHost}"]`,
     ``,
+    `[${cri}.registry.mirrors."docker.io"]`,
+    `endpoint = ["http://${o.registryHost}"]`,
+    ``,
   ].join("\n");
 }
 

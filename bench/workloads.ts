@@ -112,6 +112,8 @@ function containerConfig(image: string, name: string) {
     image: { image, userSpecifiedImage: image },
     command: SLEEPER,
     logPath: `${name}.log`,
+    // As kubelet sends them: the pod's namespaces, PID per container (CRI-O refuses a pod-level PID namespace the pod lacks).
+    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } } },
     labels: { "berth-bench": "1" },
   };
 }
@@ -142,17 +144,20 @@ export async function pullWorkload(ctx: Ctx): Promise<Group> {
   const rows = [
     newRow("pull-busybox", "PullImage: busybox, 1 layer (first pull, after RemoveImage)"),
     newRow("pull-layers8", `PullImage: ${LAYERS} layers x ${LAYER_MIB} MiB random data (first pull, after RemoveImage)`),
+    newRow("pull-layers10", `PullImage: 10 layers (busybox, ${LAYERS} x ${LAYER_MIB} MiB, whiteouts + opaque dir), straight from the registry`),
+    newRow("pull-layers10-mirror", `PullImage: the same 10 layers as docker.io/..., through each runtime's mirror settings`),
   ];
   const g = newGroup("Image pull + unpack", `median of ${ctx.plan.pullIterations} after 1 warm-up pull, alternating; RemoveImage (untimed) before each pull; from the same local docker-registry over http`, rows);
-  const images: Array<[Row, string]> = [[rows[0]!, ctx.images.busybox], [rows[1]!, ctx.images.layers8]];
+  const images: Array<[Row, string]> = [[rows[0]!, ctx.images.busybox], [rows[1]!, ctx.images.layers8], [rows[2]!, ctx.images.layers10], [rows[3]!, ctx.images.layers10Mirrored]];
   for (const [row, ref] of images) {
     await alternate(ctx.rts, [row], { iterations: ctx.plan.pullIterations, warmup: 1, aborted: ctx.aborted, log: ctx.log }, async (rt, it) => {
-      if (it.index > 0) await removeImage(rt.cri, ref);
+      // Every name of the image goes, so the pull fetches and unpacks every layer again.
+      for (const name of row.key.startsWith("pull-layers10") ? [ctx.images.layers10, ctx.images.layers10Mirrored] : [ref]) await removeImage(rt.cri, name).catch(() => undefined);
       it.record(row, await timed("PullImage", () => rt.cri.image.pullImage({ image: { image: ref } }, { timeoutMs: 300_000 })));
     });
   }
   // Leave only the busybox image behind for the container workloads.
-  for (const rt of ctx.rts) await removeImage(rt.cri, ctx.images.layers8).catch(() => undefined);
+  for (const rt of ctx.rts) for (const ref of [ctx.images.layers8, ctx.images.layers10, ctx.images.layers10Mirrored]) await removeImage(rt.cri, ref).catch(() => undefined);
   return g;
 }
 

@@ -92,7 +92,10 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     cleanups.push(async () => cniConf.close());
     const node = new NodeStatus(config, version, () => cniConf.condition());
     observeUnrunnable((binary, why) => node.runtime.callFailed(binary, why));
-    cleanups.push(async () => observeUnrunnable(undefined));
+    cleanups.push(async () => {
+      observeUnrunnable(undefined);
+      node.close();
+    });
     await node.init();
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();

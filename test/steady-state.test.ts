@@ -3,10 +3,10 @@
 // ImageFsInfo follows pulls and removals; stats read once per call and stay right. CNI bridge
 // bs0 (10.206.0.0/24).
 import assert from "node:assert/strict";
-import { chmod, copyFile, mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -72,12 +72,21 @@ describe("steady-state polling answers", () => {
     assert.equal((await runtimeReady()).status, true);
     const file = path.join(bin, "runc");
     await rename(file, `${file}.away`);
-    const gone = await runtimeReady();
-    assert.equal(gone.status, false);
+    // berthd learns of the change from an inotify watch, which may reach it just after the call.
+    const gone = await waitFor("RuntimeReady false", async () => {
+      const c = await runtimeReady();
+      return !c.status && c;
+    }, 5000);
     assert.equal(gone.reason, "OCIRuntimeNotRunnable");
     assert.match(gone.message, /handler "runc".*not there/);
     await rename(`${file}.away`, file);
     assert.equal((await runtimeReady()).status, true);
+    // A rewrite in place (same inode) counts too: a broken binary is not ready.
+    const good = await readFile(file);
+    await writeFile(file, "#!/nonexistent/interpreter\n");
+    await waitFor("RuntimeReady false after a rewrite", async () => !(await runtimeReady()).status, 5000);
+    await writeFile(file, good);
+    await waitFor("RuntimeReady true again", async () => (await runtimeReady()).status, 5000);
   });
 
   test("a runtime call that cannot start the handler marks RuntimeReady false until it runs again", async () => {

@@ -75,10 +75,9 @@ export class CniConfWatcher {
     if (!SUPPORTED_VERSIONS.includes(c.cniVersion)) {
       return notReady(`CNI network "${c.name}" (${c.file}) has cniVersion ${c.cniVersion}; berth supports ${SUPPORTED_VERSIONS.join(", ")}`);
     }
-    const missing: string[] = [];
-    for (const p of c.plugins) {
-      if (!(await findPlugin(p.type, this.binDirs))) missing.push(p.type);
-    }
+    // Looked up at once: Status asks every few seconds and each look-up is a file system round trip.
+    const found = await Promise.all(c.plugins.map((p) => findPlugin(p.type, this.binDirs)));
+    const missing = c.plugins.filter((_, i) => !found[i]).map((p) => p.type);
     if (missing.length) {
       return notReady(`CNI network "${c.name}" (${c.file}) needs plugins not found in ${this.binDirs.join(":")}: ${missing.join(", ")}`);
     }

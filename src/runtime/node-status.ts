@@ -1,8 +1,9 @@
 // The node's readiness as the CRI Status RPC reports it, from what berth already knows rather
 // than a process per call (kubelet asks every 5 s). RuntimeReady: the default handler's binary
-// ran (`--version`) at start and again only when its file changed (one stat per Status) or
-// after a runtime call could not start it (runc.ts reports those). NetworkReady: the CNI conf
-// watcher's answer, which follows the conf dir.
+// ran (`--version`) at start and again only when its file changed (an inotify watch on it; one
+// stat per Status where the watch cannot be set) or after a runtime call could not start it
+// (runc.ts reports those). NetworkReady: the CNI conf watcher's answer, which follows the conf dir.
+import { watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Condition, NodeInfo } from "../cri/runtime-info.js";
 import type { Config } from "../config.js";
@@ -10,6 +11,12 @@ import { findBinary } from "./container.js";
 import { ociRuntimeVersion } from "./runc.js";
 
 const READY: Condition = { ready: true, reason: "", message: "" };
+
+/** What changes when a file is rewritten, replaced, chmod-ed or touched. */
+async function identityOf(file: string): Promise<string> {
+  const st = await stat(file, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.size}`;
+}
 
 /** RuntimeReady for one handler's binary, re-run only when the file or a call says it changed. */
 export class HandlerReadiness {
@@ -20,8 +27,36 @@ export class HandlerReadiness {
   /** Why a runtime call could not start the binary, until the next check runs it again. */
   private callFailure: string | undefined;
   private checking: Promise<Condition> | undefined;
+  /** Watches the verified file: any change (write, chmod, rename, removal) drops the verification. */
+  private watcher: FSWatcher | undefined;
 
   constructor(readonly handler: string, readonly binary: string) {}
+
+  close(): void {
+    this.unwatch();
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  private watchFile(file: string): void {
+    this.unwatch();
+    try {
+      const w = watch(file, { persistent: false }, () => {
+        this.verified = undefined;
+        this.unwatch();
+      });
+      w.on("error", () => {
+        this.verified = undefined;
+        this.unwatch();
+      });
+      this.watcher = w;
+    } catch {
+      // No watch: every Status stats the file instead.
+    }
+  }
 
   /** A runtime call could not start `binary` (no such file, not executable, bad interpreter). */
   callFailed(binary: string, why: string): void {
@@ -29,14 +64,15 @@ export class HandlerReadiness {
   }
 
   async condition(): Promise<Condition> {
+    if (this.watcher && this.verified !== undefined && this.callFailure === undefined) return READY;
     let identity: string;
     try {
       this.path ??= await findBinary(this.binary);
-      const st = await stat(this.path, { bigint: true });
-      identity = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.size}`;
+      identity = await identityOf(this.path);
     } catch (err) {
       this.path = undefined;
       this.verified = undefined;
+      this.unwatch();
       return this.notReady(`${this.binary} is not there (${(err as Error).message}); install it or fix runtime.handlers.${this.handler}.path`);
     }
     if (identity === this.verified && this.callFailure === undefined) return READY;
@@ -53,6 +89,9 @@ export class HandlerReadiness {
       return this.notReady(failure ? `a runtime call could not start it: ${failure}; \`${file} --version\`: ${(err as Error).message}` : (err as Error).message);
     }
     this.verified = identity;
+    this.watchFile(file);
+    // Changed between the stat and the watch: check again next time.
+    if ((await identityOf(file).catch(() => undefined)) !== identity) this.verified = undefined;
     // A failure reported while `--version` ran is kept for the next check.
     if (this.callFailure === failure) this.callFailure = undefined;
     return READY;
@@ -82,6 +121,10 @@ export class NodeStatus implements NodeInfo {
   /** The start-up check of the handler binary. */
   async init(): Promise<void> {
     await this.runtime.condition();
+  }
+
+  close(): void {
+    this.runtime.close();
   }
 
   runtimeCondition(): Promise<Condition> {
