@@ -2,7 +2,6 @@
 // number at a time), the writable layer's usage from the snapshotter (a walk of the upper dir,
 // kept for a bounded age), and the pod's network interfaces read from /proc/<pid>/net/dev of a
 // process inside the pod's network namespace.
-import { readFile } from "node:fs/promises";
 import type {
   ContainerStats,
   ContainerStatsFilter,
@@ -16,7 +15,7 @@ import type {
 import { NotFound } from "../errors.js";
 import { Semaphore } from "../image/layers.js";
 import type { Snapshots } from "../image/types.js";
-import type { CgroupStats, Cgroups } from "./cgroups.js";
+import { readSmallFile, type CgroupStats, type Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
 import type { SandboxLookup, SandboxRef } from "./types.js";
 
@@ -132,13 +131,14 @@ export class StatsCollector {
     for (const [k, u] of this.layerUsage) if (now - u.at > this.options.layerUsageMaxAgeMs) this.layerUsage.delete(k);
   }
 
-  private readCgroup(r: ContainerRecord): Promise<CgroupStats | undefined> {
-    return r.phase === "running" ? this.bound.run(() => this.cgroups.stats(r.cgroupsPath)) : Promise.resolve(undefined);
+  /** The counters; the process count only for a pod's sum (a container's stats carry none), the OOM count never. */
+  private readCgroup(r: ContainerRecord, pids: boolean): Promise<CgroupStats | undefined> {
+    return r.phase === "running" ? this.bound.run(() => this.cgroups.stats(r.cgroupsPath, { pids, oomKills: false })) : Promise.resolve(undefined);
   }
 
   /** One container's stats and the cgroup counters they came from (read once, for the pod's sum too). */
-  private async one(r: ContainerRecord): Promise<{ stats: ContainerStats; cgroup: CgroupStats | undefined }> {
-    const [s, usage] = await Promise.all([this.readCgroup(r), this.writableLayer(r.id)]);
+  private async one(r: ContainerRecord, forPod = false): Promise<{ stats: ContainerStats; cgroup: CgroupStats | undefined }> {
+    const [s, usage] = await Promise.all([this.readCgroup(r, forPod), this.writableLayer(r.id)]);
     const now = BigInt(Date.now()) * 1_000_000n;
     const stats: ContainerStats = {
       attributes: { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations },
@@ -171,7 +171,7 @@ export class StatsCollector {
     const infra = this.containers.infraOf(sandbox.id);
     const pids = [infra, ...members].filter((r): r is ContainerRecord => r !== undefined && r.phase === "running" && r.pid > 0).map((r) => r.pid);
     for (const pid of pids) {
-      const text = await this.bound.run(() => readFile(`/proc/${pid}/net/dev`, "utf8")).catch(() => undefined);
+      const text = await this.bound.run(() => readSmallFile(`/proc/${pid}/net/dev`)).catch(() => undefined);
       if (!text) continue;
       const ifaces: NetworkInterfaceUsage[] = parseNetDev(text).filter((i) => i.name !== "lo").map((i) => ({
         name: i.name, rxBytes: u64(i.rxBytes), rxErrors: u64(i.rxErrors), txBytes: u64(i.txBytes), txErrors: u64(i.txErrors),
@@ -191,8 +191,8 @@ export class StatsCollector {
     const members = this.containers.containersOf(sandbox.id);
     const infra = this.containers.infraOf(sandbox.id);
     const [containers, infraCgroup, network] = await Promise.all([
-      Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r))),
-      infra ? this.readCgroup(infra).catch(() => undefined) : Promise.resolve(undefined),
+      Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r, true))),
+      infra ? this.readCgroup(infra, true).catch(() => undefined) : Promise.resolve(undefined),
       this.network(sandbox, members),
     ]);
     // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
