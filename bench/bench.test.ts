@@ -10,7 +10,7 @@ import { loadConfig } from "../src/config.js";
 import { benchIptablesRules, mountsUnder, splitShellish } from "./cleanup.js";
 import { conflist, NETWORKS } from "./cni.js";
 import { newGroup, newRow } from "./measure.js";
-import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, writeCritestSection } from "./report.js";
+import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, serversSection, SERVERS_BEGIN, SERVERS_END, writeCritestSection } from "./report.js";
 import { berthConfig, containerdConfig, crioConfig, crioRegistries } from "./runtimes.js";
 import { formatSpread, formatValue, ratio, summarize } from "./stats.js";
 
@@ -63,6 +63,7 @@ describe("report", () => {
     const old = `# x\n${CRITEST_BEGIN}\nfigures from critest\n${CRITEST_END}\n`;
     assert.equal(critestSection(old), `${CRITEST_BEGIN}\nfigures from critest\n${CRITEST_END}`);
     assert.match(critestSection(undefined), /Not run yet/);
+    assert.equal(serversSection(`# x\n${SERVERS_BEGIN}\nby hand\n${SERVERS_END}\n${CRITEST_BEGIN}\nc\n${CRITEST_END}`), `${SERVERS_BEGIN}\nby hand\n${SERVERS_END}`);
   });
   test("writeCritestSection replaces only the critest section", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "berth-benchtest-report-"));
