@@ -28,6 +28,8 @@ export interface Config {
     /** Never ask the kernel for an oom_score_adj below berthd's own (no CAP_SYS_RESOURCE). */
     restrict_oom_score_adj: boolean;
     default_stop_timeout: number;
+    /** How long one OCI runtime call (create through conmon, start, kill, delete, state, update) may take before it is killed: DEADLINE_EXCEEDED. */
+    call_timeout: string;
   };
   cni: {
     conf_dir: string;
@@ -68,6 +70,7 @@ export function defaultConfig(): Config {
       drop_infra: true,
       restrict_oom_score_adj: true,
       default_stop_timeout: 10,
+      call_timeout: "60s",
     },
     cni: {
       conf_dir: "/etc/cni/net.d",
@@ -110,6 +113,7 @@ const SCHEMA: Table = {
     drop_infra: "boolean",
     restrict_oom_score_adj: "boolean",
     default_stop_timeout: "number",
+    call_timeout: "duration",
   },
   cni: { conf_dir: "string", bin_dirs: "string[]", plugin_timeout: "duration" },
   image: {

@@ -7,6 +7,7 @@ import { execa } from "execa";
 import { mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
+import { InvalidArgument } from "../errors.js";
 import { MS, mountFs, pinNewNamespaces } from "../native/native.js";
 
 export type PinnedKind = "net" | "ipc" | "uts";
@@ -57,8 +58,15 @@ export async function isPinned(file: string): Promise<boolean> {
 export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string): Promise<void> {
   const file = path.posix.join("/proc/sys", procPath);
   const r = await execa("nsenter", [`--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
-  if (r.failed) throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
+  if (!r.failed) return;
+  // tee's last words are the kernel's answer to the write (strerror): a refused value is the request's fault.
+  const answer = /: ([^:\n]+)\s*$/.exec(String(r.stderr))?.[1];
+  if (r.exitCode === 1 && answer && KERNEL_REFUSED.test(answer)) throw new InvalidArgument(`the kernel refused the value (write ${file}): ${answer}`);
+  throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
 }
+
+/** strerror texts of the errnos a sysctl write gets for a value it does not take (EINVAL, ERANGE, EOVERFLOW). */
+const KERNEL_REFUSED = /^(Invalid argument|Numerical result out of range|Value too large for defined data type)$/;
 
 /** Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`. */
 export async function mountShm(target: string, sizeBytes: number): Promise<void> {
