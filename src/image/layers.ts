@@ -10,7 +10,7 @@ import path from "node:path";
 import { PassThrough, Transform, type Duplex, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { InvalidArgument, wrap } from "../errors.js";
+import { causedByNoSpace, InvalidArgument, noSpaceAt, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
@@ -256,6 +256,7 @@ export class LayerStore {
       await rm(tmp, { recursive: true, force: true });
       if (err instanceof UnsafeEntry) throw new InvalidArgument(`layer ${source.digest} is unsafe: ${err.message}; nothing was stored`, { cause: err });
       if (err instanceof DigestMismatch) throw err;
+      if (causedByNoSpace(err)) throw noSpaceAt(`unpack layer ${source.digest} into ${tmp}; nothing was stored`, this.dir, err);
       throw wrap(`layer ${source.digest} (corrupt, or not the content its digest names; nothing was stored)`, err);
     }
   }
