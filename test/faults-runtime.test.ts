@@ -1,10 +1,11 @@
 // Faults a node does to the runtime's helpers, against a real berthd, runc, conmon and CNI
 // plugins: a sysctl value the kernel refuses, a conmon (and a pause container's conmon) killed
 // with SIGKILL, an OCI runtime that hangs in `create`, a CNI plugin that hangs in ADD. Bridge
-// bfrt0 (10.207.1.0/24); the hung runtime and plugin are wrapper scripts written here.
+// bfrt0 (10.207.1.0/24); the hung runtime and plugin are wrapper scripts (test/harness/hung-helpers.ts).
 import { status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode, PodSandboxState } from "../src/gen/api.js";
@@ -12,7 +13,8 @@ import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, leakDiff, removeCgroupParent, type HostSnapshot } from "./harness/leaks.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
-import { bridgePorts, deleteBridge, filesUnder, mountsUnder, podConfig, sh } from "./sandbox-net.js";
+import { HUNG_PLUGIN, hungSleepers, writeHungHelpers } from "./harness/hung-helpers.js";
+import { bridgePorts, deleteBridge, filesUnder, mountsUnder, podConfig } from "./sandbox-net.js";
 
 const BRIDGE = "bfrt0";
 const SUBNET = "10.207.1.0/24";
@@ -33,27 +35,6 @@ async function running(pid: number): Promise<boolean> {
   return stat !== "" && !/^\d+ \(.*\) [ZX] /s.test(stat);
 }
 
-/** The runtime handler "hang": runc, except that `create` sleeps (and records its pid) first. */
-function hangingRuntime(runc: string, pidFile: string): string {
-  return `#!/bin/sh
-for a in "$@"; do
-  if [ "$a" = create ]; then echo $$ > ${pidFile}; sleep 3600; fi
-done
-exec ${runc} "$@"
-`;
-}
-
-/** A chained CNI plugin: passes the previous result through, except that ADD for a pod named hang-* sleeps. */
-const HANGING_PLUGIN = `#!/bin/sh
-in=$(cat)
-case "$CNI_COMMAND" in
-VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
-ADD)
-  case "$CNI_ARGS" in *K8S_POD_NAME=hang-*) sleep 3601 ;; esac
-  printf '%s' "$in" | jq -c .prevResult ;;
-esac
-`;
-
 describe("faults around runc, conmon and CNI plugins", () => {
   let reg: TestRegistry;
   let d: Berthd;
@@ -68,28 +49,21 @@ describe("faults around runc, conmon and CNI plugins", () => {
     await pushImage(reg, "faults/busybox", { layers: [{ entries: base }], config: { Cmd: ["sh"], Env: ["PATH=/bin"] } }, ["1"]);
     await pushImage(reg, "faults/pause", { layers: [{ entries: base }], config: { Entrypoint: ["/bin/sleep", "2147483647"], Env: ["PATH=/bin"] } }, ["1"]);
     image = `${reg.host}/faults/busybox:1`;
-    const { mkdtemp } = await import("node:fs/promises");
-    const { tmpdir } = await import("node:os");
     const dir = await mkdtemp(path.join(tmpdir(), "berth-faults-rt-"));
     binDir = path.join(dir, "bin");
-    await mkdir(binDir, { recursive: true });
-    const runc = (await sh("sh", ["-c", "command -v runc"])).stdout.trim();
-    await writeFile(path.join(binDir, "hang-runc"), hangingRuntime(runc, path.join(dir, "hung-runtime.pid")));
-    await writeFile(path.join(binDir, "berth-hang"), HANGING_PLUGIN);
-    await chmod(path.join(binDir, "hang-runc"), 0o755);
-    await chmod(path.join(binDir, "berth-hang"), 0o755);
+    const runtime = await writeHungHelpers(binDir, path.join(dir, "hung-runtime.pid"));
     await mkdir(path.join(dir, "cni"), { recursive: true });
     await writeFile(path.join(dir, "cni", `10-${BRIDGE}.conflist`), JSON.stringify({
       cniVersion: "1.0.0",
       name: `${BRIDGE}-net`,
       plugins: [
         { type: "bridge", bridge: BRIDGE, isGateway: true, ipMasq: true, ipam: { type: "host-local", dataDir: path.join(dir, "ipam"), ranges: [[{ subnet: SUBNET }]] } },
-        { type: "berth-hang" },
+        { type: HUNG_PLUGIN },
       ],
     }));
     d = await startBerthd({
       dir,
-      config: `[runtime]\ncall_timeout = "${CALL_TIMEOUT_S}s"\n[runtime.handlers.hang]\npath = "${path.join(binDir, "hang-runc")}"\n` +
+      config: `[runtime]\ncall_timeout = "${CALL_TIMEOUT_S}s"\n[runtime.handlers.hang]\npath = "${runtime}"\n` +
         `[cni]\nbin_dirs = ["${binDir}", "/usr/lib/cni"]\nplugin_timeout = "${CALL_TIMEOUT_S}s"\n[image]\npause_image = "${reg.host}/faults/pause:1"\n`,
     });
     await waitFor("NetworkReady", async () => (await d.cri.runtime.status({})).status!.conditions.find((c) => c.type === "NetworkReady")?.status);
@@ -233,6 +207,7 @@ describe("faults around runc, conmon and CNI plugins", () => {
     assert.ok(otherDoneAt < hungDoneAt, "the other pod's calls waited for the hung one");
     assert.ok(tookMs < CALL_TIMEOUT_S * 1000 + 10_000, `took ${tookMs} ms`);
     assert.equal(await running(hungPid), false, "the hung runtime still runs");
+    assert.deepEqual(await hungSleepers(), [], "the hung runtime's sleep still runs");
     assert.deepEqual((await d.cri.runtime.listContainers({ filter: { podSandboxId: hungPod.podSandboxId } })).containers, []);
     await d.cri.runtime.removeContainer({ containerId: otherId });
     await removePod(other.podSandboxId);
@@ -255,8 +230,7 @@ describe("faults around runc, conmon and CNI plugins", () => {
     process.stderr.write(`# hung CNI plugin: RunPodSandbox failed after ${tookMs} ms; another pod was made ${hungDoneAt - otherDoneAt} ms before it\n`);
     assert.ok(otherDoneAt < hungDoneAt, "the other pod waited for the hung one");
     assert.ok(tookMs < CALL_TIMEOUT_S * 1000 + 10_000, `took ${tookMs} ms`);
-    const sleepers = (await sh("pgrep", ["-f", "sleep 3601"])).stdout.trim();
-    assert.equal(sleepers, "", "the hung plugin's sleep still runs");
+    assert.deepEqual(await hungSleepers(), [], "the hung plugin's sleep still runs");
     assert.deepEqual((await d.cri.runtime.listPodSandbox({})).items.map((p) => p.metadata!.name), ["beside-hung-cni"]);
     assert.equal((await bridgePorts(BRIDGE)).length, 1, "only the other pod's veth is on the bridge");
     // host-local holds one address (the other pod's): the hung pod's was released by the rollback's DEL.
