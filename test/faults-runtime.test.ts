@@ -162,6 +162,22 @@ describe("faults around runc, conmon and CNI plugins", () => {
     await assertNoLeaks();
   });
 
+  test("a container whose conmon died while berthd was down is killed and reported MonitorDied after the restart", async () => {
+    const pod = await newPod("monitor-killed-while-down");
+    const id = await run(pod, ["sleep", "1000"]);
+    const i = await info(id);
+    await d.stop("SIGKILL");
+    process.kill(i.conmonPid, "SIGKILL");
+    d = await d.restart();
+    const s = (await d.cri.runtime.containerStatus({ containerId: id })).status!;
+    assert.equal(s.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(s.reason, "MonitorDied");
+    assert.equal(await running(i.pid), false, "the container's init still runs");
+    await d.cri.runtime.removeContainer({ containerId: id });
+    await removePod(pod.podSandboxId);
+    await assertNoLeaks();
+  });
+
   test("a pod whose pause container's conmon is killed becomes NOTREADY, its processes killed; stop and remove succeed", async () => {
     const pod = await newPod("pause-monitor-killed", { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD } } } });
     const ps = await d.cri.runtime.podSandboxStatus({ podSandboxId: pod.podSandboxId, verbose: true });

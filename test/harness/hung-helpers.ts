@@ -5,9 +5,9 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { sh } from "../sandbox-net.js";
 
-/** The sleeps' lengths: `pgrep -f "sleep <n>"` finds what a kill missed. */
-export const HUNG_RUNTIME_SLEEP = 3600;
-export const HUNG_PLUGIN_SLEEP = 3601;
+/** Unusual sleep lengths: `pgrep -f "^sleep <n>$"` finds what a kill missed, and nothing else. */
+export const HUNG_RUNTIME_SLEEP = 86413;
+export const HUNG_PLUGIN_SLEEP = 86414;
 /** The CNI plugin's type, and the pod-name prefix it hangs for. */
 export const HUNG_PLUGIN = "berth-hang";
 export const HANG_POD_PREFIX = "hang-";
