@@ -3,7 +3,7 @@
 // then ListContainers from STORM_CLIENTS (20) clients, each on its own connection; then the same
 // teardown. Passes when every call succeeds or fails with a clear status (not INTERNAL/UNKNOWN),
 // nothing is left behind, berthd's RSS returns near its idle size, and no call waits longer than
-// the slowest call of the same RPC in a serial run times the number of calls in flight with it.
+// the slowest serial call of its phase's RPCs times the number of calls in flight with it.
 // Network: bridge bfst0, 10.207.3.0/24; cgroups under /berth-faults-storm.
 import { status } from "@grpc/grpc-js";
 import { readFile } from "node:fs/promises";
@@ -82,31 +82,34 @@ async function main(): Promise<void> {
     const podCfg = (name: string) => podConfig(name, { linux: { cgroupParent: CGROUP_PARENT } });
     const ctrCfg = (name: string) => ({ metadata: { name }, image: { image }, command: ["sleep", "100000"] });
 
-    // The serial run: each RPC's slowest call with nothing else in flight.
+    // The serial run: each RPC's slowest call with nothing else in flight. It runs before and
+    // after the storm (the machine's load from elsewhere moves), and the slower of the two counts.
     const serial: Phase = { name: "serial", depth: 1, latencies: new Map() };
-    phase = serial;
-    const sPods: Array<{ id: string; cfg: Record<string, unknown> }> = [];
-    const sCtrs: string[] = [];
-    for (let i = 0; i < SERIAL; i++) {
-      const cfg = podCfg(`serial-${i}`);
-      const id = (await call("RunPodSandbox", () => client(0).runPodSandbox({ config: cfg }, DEADLINE)))?.podSandboxId;
-      if (id) sPods.push({ id, cfg });
-    }
-    for (let i = 0; i < SERIAL * 2; i++) {
-      const pod = sPods[i % sPods.length]!;
-      const id = (await call("CreateContainer", () => client(0).createContainer({ podSandboxId: pod.id, sandboxConfig: pod.cfg, config: ctrCfg(`s${i}`) }, DEADLINE)))?.containerId;
-      if (id && (await call("StartContainer", () => client(0).startContainer({ containerId: id }, DEADLINE)))) sCtrs.push(id);
-    }
-    for (let i = 0; i < SERIAL; i++) await call("ListContainers", () => client(0).listContainers({}, DEADLINE));
-    for (const id of sCtrs) {
-      await call("StopContainer", () => client(0).stopContainer({ containerId: id, timeout: 0n }, DEADLINE));
-      await call("RemoveContainer", () => client(0).removeContainer({ containerId: id }, DEADLINE));
-    }
-    for (const p of sPods) {
-      await call("StopPodSandbox", () => client(0).stopPodSandbox({ podSandboxId: p.id }, DEADLINE));
-      await call("RemovePodSandbox", () => client(0).removePodSandbox({ podSandboxId: p.id }, DEADLINE));
-    }
-    const serialMax = new Map([...serial.latencies].map(([op, l]) => [op, Math.max(...l)]));
+    const serialRun = async (tag: string) => {
+      phase = serial;
+      const sPods: Array<{ id: string; cfg: Record<string, unknown> }> = [];
+      const sCtrs: string[] = [];
+      for (let i = 0; i < SERIAL; i++) {
+        const cfg = podCfg(`serial-${tag}-${i}`);
+        const id = (await call("RunPodSandbox", () => client(0).runPodSandbox({ config: cfg }, DEADLINE)))?.podSandboxId;
+        if (id) sPods.push({ id, cfg });
+      }
+      for (let i = 0; i < SERIAL * 2; i++) {
+        const pod = sPods[i % sPods.length]!;
+        const id = (await call("CreateContainer", () => client(0).createContainer({ podSandboxId: pod.id, sandboxConfig: pod.cfg, config: ctrCfg(`s${i}`) }, DEADLINE)))?.containerId;
+        if (id && (await call("StartContainer", () => client(0).startContainer({ containerId: id }, DEADLINE)))) sCtrs.push(id);
+      }
+      for (let i = 0; i < SERIAL; i++) await call("ListContainers", () => client(0).listContainers({}, DEADLINE));
+      for (const id of sCtrs) {
+        await call("StopContainer", () => client(0).stopContainer({ containerId: id, timeout: 0n }, DEADLINE));
+        await call("RemoveContainer", () => client(0).removeContainer({ containerId: id }, DEADLINE));
+      }
+      for (const p of sPods) {
+        await call("StopPodSandbox", () => client(0).stopPodSandbox({ podSandboxId: p.id }, DEADLINE));
+        await call("RemovePodSandbox", () => client(0).removePodSandbox({ podSandboxId: p.id }, DEADLINE));
+      }
+    };
+    await serialRun("before");
 
     // Idle: the daemon's full GC runs a second after the last state-changing call.
     await sleep(3000);
@@ -135,11 +138,9 @@ async function main(): Promise<void> {
       const id = (await call("CreateContainer", () => client(i).createContainer({ podSandboxId: pod.id, sandboxConfig: pod.cfg, config: ctrCfg(`c${i}`) }, DEADLINE)))?.containerId;
       if (id && (await call("StartContainer", () => client(i).startContainer({ containerId: id }, DEADLINE)))) ctrs.push(id);
     })));
-    // ListContainers' cost grows with the containers listed: its serial figure is taken with all of them there.
-    const serialLists = serial.latencies.get("ListContainers") ?? [];
+    // ListContainers' cost grows with the containers listed: its serial figure is also taken with all of them there.
     phase = serial;
     for (let i = 0; i < SERIAL; i++) await call("ListContainers", () => client(0).listContainers({}, DEADLINE));
-    serialMax.set("ListContainers", Math.max(...serialLists));
     await storm("ListContainers", CLIENTS, () => Promise.all(clients.map((_c, i) => call("ListContainers", () => client(i).listContainers({}, DEADLINE)))));
     await storm("StopContainer+RemoveContainer", ctrs.length, () => Promise.all(ctrs.map(async (id, i) => {
       await call("StopContainer", () => client(i).stopContainer({ containerId: id, timeout: 0n }, DEADLINE));
@@ -153,14 +154,18 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     await sleep(3000);
     const endRss = await rssBytes(berthd.proc.pid!);
+    await serialRun("after");
+    const serialMax = new Map([...serial.latencies].map(([op, l]) => [op, Math.max(...l)]));
 
     console.log(`storm: ${PODS} pods, ${CONTAINERS} containers, ${CLIENTS} clients: ${stormSeconds.toFixed(1)} s; ${pods.length} pods and ${ctrs.length} containers made`);
-    console.log("storm: latency per RPC (ms): serial max | storm p50, p99, max | bound = serial max x calls in flight");
+    console.log("storm: latency per RPC (ms): serial max | storm p50, p99, max | bound = the phase's slowest serial call x calls in flight");
     for (const p of phases) {
+      // A call queues behind the phase's other calls, whatever their RPC: the slowest of them bounds each wait.
+      const slowest = Math.max(...[...p.latencies.keys()].map((op) => serialMax.get(op) ?? Infinity));
       for (const [op, l] of p.latencies) {
         const sorted = [...l].sort((a, b) => a - b);
         const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * f))]!;
-        const bound = (serialMax.get(op) ?? Infinity) * p.depth;
+        const bound = slowest * p.depth;
         const max = sorted[sorted.length - 1]!;
         console.log(`  ${op.padEnd(17)} ${(serialMax.get(op) ?? 0).toFixed(0).padStart(6)} | ${q(0.5).toFixed(0).padStart(6)} ${q(0.99).toFixed(0).padStart(6)} ${max.toFixed(0).padStart(6)} | ${bound.toFixed(0)} (${sorted.length} calls)`);
         if (max > bound) over.push(`${op} waited ${max.toFixed(0)} ms, over ${bound.toFixed(0)} ms`);
