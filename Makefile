@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils gcc libc6-dev
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps apache2-utils
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps apache2-utils systemd
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc
@@ -17,7 +17,7 @@ define apt_ensure
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 endef
 
-.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak storm fuzz clean cni-default
+.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak storm fuzz clean cni-default install install-files uninstall
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
@@ -60,6 +60,24 @@ cni-default:
 	  install -m 0644 docs/cni/10-berth.conflist $(CNI_CONF_DIR)/10-berth.conflist; \
 	  echo "installed $(CNI_CONF_DIR)/10-berth.conflist"; fi
 
+# The built daemon under $(PREFIX)/lib/berth, $(PREFIX)/bin/berthd, the systemd unit, and
+# /etc/berth/berth.toml and /etc/crictl.yaml when absent (deploy/install.sh; DESTDIR honoured).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_VARS = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)"
+
+install: build
+	@$(INSTALL_VARS) deploy/install.sh install
+
+# What install does, without building first (the tests: they must not rewrite dist/ while other tests read it).
+install-files:
+	@$(INSTALL_VARS) deploy/install.sh install
+
+# Removes exactly what install listed in $(PREFIX)/lib/berth/install-manifest.
+uninstall:
+	@$(INSTALL_VARS) deploy/install.sh uninstall
+
 run: build cni-default
 	exec ./bin/berthd $(BERTHD_FLAGS)
 
@@ -90,7 +108,7 @@ storm: deps-test build
 critest-bin:
 	@if [ -z "$(CRITEST)" ]; then \
 	  echo "make critest needs CRITEST=/path/to/critest. critest is not shipped here: build it from a checkout of"; \
-	  echo "kubernetes-sigs/cri-tools at tag v1.26.1 or v1.29.0 with 'make critest' (needs golang-go); the binary is"; \
+	  echo "kubernetes-sigs/cri-tools at tag v1.26.1, v1.29.0 (golang-go) or v1.32.0 (Go 1.23: golang-1.23-go) with 'make critest'; the binary is"; \
 	  echo "build/bin/linux/amd64/critest. Then: make critest CRITEST=.../critest"; exit 2; fi
 	@test -x "$(CRITEST)" || { echo "CRITEST=$(CRITEST) is not an executable file"; exit 2; }
 

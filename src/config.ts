@@ -19,6 +19,9 @@ export interface Config {
   state: string;
   socket: string;
   log_level: string;
+  log_file: string;
+  log_file_max_size: string;
+  log_file_max_files: number;
   cgroup_driver: "cgroupfs" | "systemd";
   runtime: {
     default_handler: string;
@@ -45,6 +48,10 @@ export interface Config {
     pull_progress_timeout: string;
     max_concurrent_downloads: number;
   };
+  cdi: {
+    /** CDI spec dirs, lowest priority first: a device a later dir defines wins. */
+    spec_dirs: string[];
+  };
   stream: {
     address: string;
     port: number;
@@ -62,6 +69,9 @@ export function defaultConfig(): Config {
     state: "/run/berth",
     socket: "/run/berth/berth.sock",
     log_level: "info",
+    log_file: "",
+    log_file_max_size: "10MiB",
+    log_file_max_files: 5,
     cgroup_driver: "cgroupfs",
     runtime: {
       default_handler: "runc",
@@ -85,6 +95,9 @@ export function defaultConfig(): Config {
       pull_progress_timeout: "5m",
       max_concurrent_downloads: 3,
     },
+    cdi: {
+      spec_dirs: ["/etc/cdi", "/var/run/cdi"],
+    },
     stream: {
       address: "127.0.0.1",
       port: 0,
@@ -95,37 +108,80 @@ export function defaultConfig(): Config {
   };
 }
 
-type Leaf = "string" | "number" | "boolean" | "string[]" | "duration" | { oneOf: string[] };
-interface Table { [key: string]: Leaf | Table | { mapOf: Leaf | Table } }
+export type Leaf = "string" | "number" | "boolean" | "string[]" | "duration" | "size" | { oneOf: string[] };
+/** One key: its type and the line docs/config.md and `berthd config --default` print for it. */
+export interface Key { kind: "key"; leaf: Leaf; doc: string }
+/** A table of named entries, all of one shape (`[runtime.handlers.<name>]`, `[image.mirrors]`). */
+export interface MapOf { kind: "map"; of: Key | Table; doc: string; entryName: string; example?: string }
+export interface Table { kind: "table"; doc: string; entries: Record<string, Entry> }
+export type Entry = Key | MapOf | Table;
 
-const HANDLER: Table = { path: "string", root: "string" };
+const key = (leaf: Leaf, doc: string): Key => ({ kind: "key", leaf, doc });
+const mapOf = (entryName: string, of: Key | Table, doc: string, example?: string): MapOf => ({ kind: "map", of, doc, entryName, example });
+const table = (doc: string, entries: Record<string, Entry>): Table => ({ kind: "table", doc, entries });
 
-const SCHEMA: Table = {
-  root: "string",
-  state: "string",
-  socket: "string",
-  log_level: { oneOf: ["trace", "debug", "info", "warn", "error", "fatal"] },
-  cgroup_driver: { oneOf: ["cgroupfs", "systemd"] },
-  runtime: {
-    default_handler: "string",
-    handlers: { mapOf: HANDLER },
-    conmon: "string",
-    drop_infra: "boolean",
-    restrict_oom_score_adj: "boolean",
-    default_stop_timeout: "number",
-    call_timeout: "duration",
-  },
-  cni: { conf_dir: "string", bin_dirs: "string[]", plugin_timeout: "duration" },
-  image: {
-    pause_image: "string",
-    insecure_registries: "string[]",
-    mirrors: { mapOf: "string[]" },
-    ca_files: "string[]",
-    pull_progress_timeout: "duration",
-    max_concurrent_downloads: "number",
-  },
-  stream: { address: "string", port: "number", idle_timeout: "duration", tls_cert: "string", tls_key: "string" },
-};
+const HANDLER = table("One RuntimeClass handler: the OCI runtime a pod naming it runs under.", {
+  path: key("string", "The OCI runtime binary (a name on PATH or an absolute path)."),
+  root: key("string", "The runtime's --root for its state; empty: <state>/runtime/<handler>."),
+});
+
+// The one description of every key: loading checks files against it, docs/config.md and
+// `berthd config --default` are generated from it (with the values of defaultConfig()).
+export const SCHEMA: Table = table("", {
+  root: key("string", "Persistent data: images, pod and container metadata (an absolute path)."),
+  state: key("string", "Volatile state: sockets, runtime state, pid files (an absolute path, usually on tmpfs)."),
+  socket: key("string", "The CRI unix socket (mode 0660); <socket>.lock keeps a second berthd out."),
+  log_level: key({ oneOf: ["trace", "debug", "info", "warn", "error", "fatal"] }, "The least severe level berthd logs."),
+  log_file: key("string", "Where berthd's own log goes; empty: stderr (the journal under systemd)."),
+  log_file_max_size: key("size", "With log_file: the size at which the file is rotated to <log_file>.1."),
+  log_file_max_files: key("number", "With log_file: how many rotated files (<log_file>.1 ... .N) are kept."),
+  cgroup_driver: key({ oneOf: ["cgroupfs", "systemd"] }, "How container cgroups are named and created (kubelet's --cgroup-driver must match)."),
+  runtime: table("Pods and containers: OCI runtimes, the monitor, defaults.", {
+    default_handler: key("string", "The RuntimeClass handler used when a pod names none."),
+    handlers: mapOf("handler", HANDLER, "One table per RuntimeClass handler."),
+    conmon: key("string", "The per-container monitor binary (a name on PATH or an absolute path)."),
+    drop_infra: key("boolean", "No pause container unless the pod shares a PID namespace."),
+    restrict_oom_score_adj: key("boolean", "Never ask for an oom_score_adj below berthd's own (hosts without CAP_SYS_RESOURCE)."),
+    default_stop_timeout: key("number", "Seconds StopContainer waits when the request gives no timeout."),
+    call_timeout: key("duration", "How long one OCI runtime call (create through conmon, start, kill, delete, state, update) may take before it and what it started are killed and the RPC fails with DEADLINE_EXCEEDED."),
+  }),
+  cni: table("Pod networking through CNI plugins.", {
+    conf_dir: key("string", "Where the network config (*.conf, *.conflist, *.json) is read from; the first by name is used."),
+    bin_dirs: key("string[]", "Where plugin binaries are looked for, in order."),
+    plugin_timeout: key("duration", "How long one plugin call may take before it is killed."),
+  }),
+  image: table("Pulling and storing images.", {
+    pause_image: key("string", "The infra image of pods that share a PID namespace (kept from image removal)."),
+    insecure_registries: key("string[]", "Hosts reached over plain http (localhost and 127.0.0.1 always are)."),
+    mirrors: mapOf("registry host", key("string[]", ""), "Per registry host, mirror base URLs tried in order before the host itself.", `"registry.k8s.io" = ["http://127.0.0.1:5000"]`),
+    ca_files: key("string[]", "Extra PEM CA bundles trusted (with the system's) for https registries, mirrors and token servers."),
+    pull_progress_timeout: key("duration", "A pull that receives no bytes for this long is aborted."),
+    max_concurrent_downloads: key("number", "Layer downloads running at once across all pulls."),
+  }),
+  cdi: table("Container Device Interface: devices named by CDI_devices or cdi.k8s.io/* annotations.", {
+    spec_dirs: key("string[]", "Folders of CDI spec files (JSON or YAML), later ones overriding earlier ones; re-read when they change."),
+  }),
+  stream: table("The streaming server behind Exec, Attach and PortForward URLs.", {
+    address: key("string", "The address it listens on."),
+    port: key("number", "Its port; 0: a free port."),
+    idle_timeout: key("duration", "A streaming connection with no traffic this long is closed (its process killed)."),
+    tls_cert: key("string", "With tls_key: the server speaks TLS with this PEM certificate."),
+    tls_key: key("string", "With tls_cert: the PEM private key."),
+  }),
+});
+
+/**
+ * The keys a running berthd takes on SIGHUP; every other changed key is logged as needing a
+ * restart. A key added here must also be applied in the daemon's reload (src/daemon.ts).
+ */
+export const LIVE_KEYS = [
+  "log_level",
+  "image.mirrors",
+  "image.insecure_registries",
+  "image.ca_files",
+  "image.pull_progress_timeout",
+] as const;
+export type LiveKey = (typeof LIVE_KEYS)[number];
 
 export class ConfigError extends Error {}
 
@@ -146,6 +202,16 @@ function isTable(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
+const SIZE = /^(\d+)(B|KiB|MiB|GiB)?$/;
+const SIZE_UNIT: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+
+/** Parses "10MiB", "512KiB", "1GiB" or a plain byte count into bytes. */
+export function parseSize(text: string): number {
+  const m = SIZE.exec(text);
+  if (!m) throw new ConfigError(`"${text}" is not a size (examples: 4096, 512KiB, 10MiB, 1GiB)`);
+  return Number(m[1]) * SIZE_UNIT[m[2] ?? "B"]!;
+}
+
 function checkLeaf(leaf: Leaf, value: unknown, key: string, file: string): void {
   const bad = (want: string) => new ConfigError(`${file}: key "${key}" must be ${want}, got ${JSON.stringify(value)}`);
   if (typeof leaf === "object") {
@@ -160,9 +226,12 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string, file: string): void 
       if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) throw bad("an array of strings");
       return;
     case "duration":
-      if (typeof value !== "string") throw bad("a duration string such as \"30s\"");
-      try { parseDuration(value); } catch (e) { throw bad(`a duration: ${(e as Error).message}`); }
+    case "size": {
+      const parseIt = leaf === "duration" ? parseDuration : parseSize;
+      if (typeof value !== "string") throw bad(leaf === "duration" ? "a duration string such as \"30s\"" : "a size string such as \"10MiB\"");
+      try { parseIt(value); } catch (e) { throw bad(`a ${leaf}: ${(e as Error).message}`); }
       return;
+    }
   }
 }
 
@@ -170,28 +239,27 @@ function checkLeaf(leaf: Leaf, value: unknown, key: string, file: string): void 
 function mergeChecked(target: Record<string, unknown>, data: Record<string, unknown>, schema: Table, file: string, prefix: string): void {
   for (const [k, v] of Object.entries(data)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    const spec = schema[k];
+    const spec = schema.entries[k];
     if (spec === undefined) throw new ConfigError(`${file}: unknown key "${key}"`);
-    if (typeof spec === "string" || "oneOf" in spec) {
-      checkLeaf(spec as Leaf, v, key, file);
+    if (spec.kind === "key") {
+      checkLeaf(spec.leaf, v, key, file);
       target[k] = v;
-    } else if ("mapOf" in spec) {
+    } else if (spec.kind === "map") {
       if (!isTable(v)) throw new ConfigError(`${file}: key "${key}" must be a table`);
       const map = (target[k] ??= {}) as Record<string, unknown>;
-      const inner = spec.mapOf as Leaf | Table;
       for (const [name, entry] of Object.entries(v)) {
-        if (typeof inner === "string" || "oneOf" in inner) {
-          checkLeaf(inner as Leaf, entry, `${key}.${name}`, file);
+        if (spec.of.kind === "key") {
+          checkLeaf(spec.of.leaf, entry, `${key}.${name}`, file);
           map[name] = entry;
         } else {
           if (!isTable(entry)) throw new ConfigError(`${file}: key "${key}.${name}" must be a table`);
           const merged = (map[name] ??= {}) as Record<string, unknown>;
-          mergeChecked(merged, entry, inner as Table, file, `${key}.${name}`);
+          mergeChecked(merged, entry, spec.of, file, `${key}.${name}`);
         }
       }
     } else {
       if (!isTable(v)) throw new ConfigError(`${file}: key "${key}" must be a table`);
-      mergeChecked(target[k] as Record<string, unknown>, v, spec as Table, file, key);
+      mergeChecked(target[k] as Record<string, unknown>, v, spec, file, key);
     }
   }
 }
@@ -274,6 +342,10 @@ function validate(c: Config): void {
   if (!Number.isInteger(c.image.max_concurrent_downloads) || c.image.max_concurrent_downloads < 1) {
     throw new ConfigError(`image.max_concurrent_downloads must be a positive integer`);
   }
+  if (!Number.isInteger(c.log_file_max_files) || c.log_file_max_files < 0) {
+    throw new ConfigError(`log_file_max_files must be a whole number (0 or more), got ${c.log_file_max_files}`);
+  }
+  if (c.log_file !== "" && !path.isAbsolute(c.log_file)) throw new ConfigError(`key "log_file" must be an absolute path, got "${c.log_file}"`);
   if ((c.stream.tls_cert === "") !== (c.stream.tls_key === "")) {
     throw new ConfigError(`stream.tls_cert and stream.tls_key must be set together`);
   }
@@ -287,4 +359,32 @@ export function handlerRoot(c: Config, handler: string): string {
 
 export function configToToml(c: Config): string {
   return stringify(c as unknown as Record<string, unknown>);
+}
+
+/** Every key's value by dotted path (a map such as image.mirrors counts as one key), in schema order. */
+export function keyValues(c: Config): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  const walk = (t: Table, value: Record<string, unknown>, prefix: string) => {
+    for (const [k, e] of Object.entries(t.entries)) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      if (e.kind === "table") walk(e, (value[k] ?? {}) as Record<string, unknown>, p);
+      else out.set(p, value[k]);
+    }
+  };
+  walk(SCHEMA, c as unknown as Record<string, unknown>, "");
+  return out;
+}
+
+/** The keys whose values differ between two configs, split into those LIVE_KEYS can apply and the rest. */
+export function changedKeys(before: Config, after: Config): { live: LiveKey[]; restart: string[] } {
+  const a = keyValues(before);
+  const b = keyValues(after);
+  const live: LiveKey[] = [];
+  const restart: string[] = [];
+  for (const [k, v] of b) {
+    if (JSON.stringify(v) === JSON.stringify(a.get(k))) continue;
+    if ((LIVE_KEYS as readonly string[]).includes(k)) live.push(k as LiveKey);
+    else restart.push(k);
+  }
+  return { live, restart };
 }

@@ -3,7 +3,7 @@ import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
-import type { Config } from "./config.js";
+import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
@@ -16,6 +16,9 @@ import { parseDuration } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
+import { containerEventRendering, eventHandlers } from "./cri/events.js";
+import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
+import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import { faultTarget } from "./runtime/faults.js";
 import { recoverContainers } from "./runtime/recovery.js";
@@ -32,11 +35,20 @@ import { StreamServer } from "./stream/server.js";
 import { IdleMemory } from "./idle-memory.js";
 import { observeCalls } from "./cri/rpc.js";
 import { trimMalloc } from "./native/native.js";
+import type { ServiceNotifier } from "./notify.js";
 
 export interface Daemon {
   readonly socket: string;
   /** Stops accepting calls, lets in-flight ones finish, releases the socket. Containers keep running. */
   shutdown(): Promise<void>;
+  /** Applies the live keys (LIVE_KEYS) of a newly loaded config; returns them and the changed keys that need a restart. */
+  reload(next: Config): { applied: LiveKey[]; restart: string[] };
+}
+
+/** The pid of the live berthd holding `<socket>.lock`, if any (a stale lock names a dead or other process). */
+export async function lockHolder(lockPath: string): Promise<number | undefined> {
+  const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid)) ? pid : undefined;
 }
 
 /** Takes `<socket>.lock` for this process, or explains which live berthd holds it. */
@@ -50,8 +62,8 @@ async function acquireLock(lockPath: string, socket: string): Promise<void> {
     } catch (err) {
       if (!isErrno(err, "EEXIST")) throw err;
     }
-    const pid = Number.parseInt((await readFile(lockPath, "utf8").catch(() => "")).trim(), 10);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isBerthd(pid))) {
+    const pid = await lockHolder(lockPath);
+    if (pid !== undefined) {
       throw new Error(`another berthd (pid ${pid}) is serving ${socket} (lock file ${lockPath})`);
     }
     await unlink(lockPath).catch(() => undefined);
@@ -68,7 +80,7 @@ async function isBerthd(pid: number): Promise<boolean> {
   }
 }
 
-export async function startDaemon(config: Config, log: Logger, version: string): Promise<Daemon> {
+export async function startDaemon(config: Config, log: Logger, version: string, notifier?: ServiceNotifier): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
   await mkdir(config.root, { recursive: true, mode: 0o700 });
@@ -79,8 +91,11 @@ export async function startDaemon(config: Config, log: Logger, version: string):
   await acquireLock(lockPath, socket);
 
   const cleanups: Array<() => Promise<void>> = [];
+  // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
+  const events = new EventBus<Uint8Array>();
   let server: Server | undefined;
   let listener: NetServer | undefined;
+  let images: LocalImageStore;
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
@@ -93,12 +108,12 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
-    const images = new LocalImageStore(config, log, `berth/${version}`);
+    images = new LocalImageStore(config, log, `berth/${version}`);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr });
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups });
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events });
     await containers.init();
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
@@ -124,13 +139,14 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       observeCalls(undefined);
       idle.close();
     });
+    events.serving(containerEventRendering({ pods: sandboxes, containers }));
     server = createGrpcServer(
       {
-        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, log),
+        ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, containers, log),
         ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
-        ...streamingHandlers(streams, log),
+        ...streamingHandlers(streams, log), ...eventHandlers(events, log), ...listStreamHandlers(sandboxes, containers, stats, log),
       },
-      { ...imageHandlers(images, log) },
+      { ...imageHandlers(images, log), ...imageStreamHandlers(images, log) },
       log,
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
@@ -148,12 +164,35 @@ export async function startDaemon(config: Config, log: Logger, version: string):
     throw err;
   }
   log.info({ socket, root: config.root, state: config.state, version }, "berthd serving");
+  notifier?.notify("READY=1", log);
+
+  // How each live key reaches the part that uses it; the compiler wants one entry per LIVE_KEYS item.
+  const applyLive: Record<LiveKey, (next: Config) => void> = {
+    log_level: (next) => {
+      log.level = next.log_level;
+      config.log_level = next.log_level;
+    },
+    "image.mirrors": (next) => (config.image.mirrors = next.image.mirrors),
+    "image.insecure_registries": (next) => (config.image.insecure_registries = next.image.insecure_registries),
+    "image.ca_files": (next) => (config.image.ca_files = next.image.ca_files),
+    "image.pull_progress_timeout": (next) => (config.image.pull_progress_timeout = next.image.pull_progress_timeout),
+  };
+  const reload = (next: Config) => {
+    const { live, restart } = changedKeys(config, next);
+    for (const k of live) applyLive[k](next);
+    // Always: the CA files are read again even when their list is the same (a renewed CA).
+    images.setRegistryConfig(config.image);
+    return { applied: live, restart };
+  };
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
+      notifier?.notify("STOPPING=1", log);
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
+      // Event subscriptions never end by themselves: end them so the in-flight calls can finish.
+      events.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn("in-flight calls did not finish in 10s; closing them");
@@ -170,5 +209,5 @@ export async function startDaemon(config: Config, log: Logger, version: string):
       await unlink(lockPath).catch(() => undefined);
       log.info("berthd stopped");
     })());
-  return { socket, shutdown };
+  return { socket, shutdown, reload };
 }

@@ -1,16 +1,22 @@
-// berthd's command line: flags, --help, --version, `berthd config`, then the daemon.
+// berthd's command line: flags, --help, --version, `berthd config [--default]`, `berthd doctor`,
+// then the daemon (SIGHUP reloads the config, SIGTERM/SIGINT stop it).
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, configToToml, loadConfig, type ConfigFlags } from "./config.js";
 import { startDaemon } from "./daemon.js";
 import { causeChain } from "./errors.js";
-import { createLogger } from "./log.js";
+import { defaultConfigToml } from "./config-doc.js";
+import { runDoctor } from "./doctor.js";
+import { createDaemonLogger, type Logger } from "./log.js";
+import { ServiceNotifier } from "./notify.js";
+import type { Daemon } from "./daemon.js";
 
 const HELP = `berthd — a Kubernetes container runtime serving the CRI v1 API
 
 Usage:
   berthd [flags]          serve RuntimeService and ImageService on the socket
-  berthd config [flags]   print the effective configuration as TOML
+  berthd config [flags]   print the effective configuration as TOML (--default: the defaults, commented)
+  berthd doctor [flags]   check this host can run pods (--json for scripts); exit 0 when it can
   berthd --version        print the version
 
 Flags:
@@ -20,7 +26,12 @@ Flags:
   --socket PATH        the CRI unix socket
   --log-level LEVEL    trace, debug, info, warn, error
   --cni-conf-dir DIR   where the CNI network config is read from
+  --default            with config: the built-in defaults, each key described (docs/config.md)
+  --json               with doctor: one JSON object instead of text
   -h, --help           this text
+
+Signals: SIGHUP re-reads the config files (live keys apply, others are logged as needing a
+restart, a broken file keeps the running config); SIGTERM and SIGINT stop berthd.
 `;
 
 function packageVersion(): string {
@@ -43,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
         "cni-conf-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
+        default: { type: "boolean" },
+        json: { type: "boolean" },
       },
     });
   } catch (err) {
@@ -59,9 +72,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`berthd ${version}\n`);
     return 0;
   }
-  if (positionals.length > 1 || (positionals.length === 1 && positionals[0] !== "config")) {
+  const command = positionals[0];
+  if (positionals.length > 1 || (command !== undefined && command !== "config" && command !== "doctor")) {
     process.stderr.write(`berthd: unknown command "${positionals.join(" ")}"\n\n${HELP}`);
     return 2;
+  }
+  if (command === "config" && values.default) {
+    process.stdout.write(defaultConfigToml());
+    return 0;
   }
   const flags: ConfigFlags = {
     config: values.config,
@@ -71,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
     logLevel: values["log-level"],
     cniConfDir: values["cni-conf-dir"],
   };
+  if (command === "doctor") return runDoctor(flags, { json: values.json === true, out: process.stdout, version });
   let config;
   try {
     ({ config } = await loadConfig(flags));
@@ -81,18 +100,36 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (positionals[0] === "config") {
+  if (command === "config") {
     process.stdout.write(configToToml(config));
     return 0;
   }
-  const log = createLogger(config.log_level);
-  let daemon;
+  const notifier = ServiceNotifier.fromEnvironment();
+  let daemonLog;
   try {
-    daemon = await startDaemon(config, log, version);
+    daemonLog = await createDaemonLogger(config);
+  } catch (err) {
+    process.stderr.write(`berthd: cannot open log_file ${config.log_file}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const { log } = daemonLog;
+  // One reload at a time, in signal order: a slow read must not overwrite a later one. The
+  // handler is there from start-up to exit: SIGHUP's default action would kill berthd.
+  let daemon: Daemon | undefined;
+  let reloading = Promise.resolve();
+  process.on("SIGHUP", () => {
+    if (!daemon) return void log.warn("SIGHUP while berthd is starting: ignored, send it again once it serves");
+    const running = daemon;
+    reloading = reloading.then(() => reloadConfig(running, flags, log)).catch((err: unknown) => {
+      log.error({ err: causeChain(err) }, "config reload failed");
+    });
+  });
+  try {
+    daemon = await startDaemon(config, log, version, notifier);
   } catch (err) {
     log.fatal({ err: causeChain(err) }, "berthd failed to start");
     process.stderr.write(`berthd: ${causeChain(err)}\n`);
-    log.flush();
+    await daemonLog.close();
     return 1;
   }
   await new Promise<void>((resolve) => {
@@ -104,8 +141,22 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", onSignal);
   });
   await daemon.shutdown();
-  log.flush();
+  await daemonLog.close();
   return 0;
+}
+
+/** SIGHUP: the same files and flags as at start, loaded again; a file that does not load changes nothing. */
+async function reloadConfig(daemon: Daemon, flags: ConfigFlags, log: Logger): Promise<void> {
+  let loaded;
+  try {
+    loaded = await loadConfig(flags);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, "config reload failed; the running configuration is kept");
+    return;
+  }
+  const { applied, restart } = daemon.reload(loaded.config);
+  log.info({ files: loaded.files, applied }, "config reloaded");
+  if (restart.length) log.warn({ keys: restart }, "config keys changed that take effect only after a restart of berthd");
 }
 
 main(process.argv.slice(2)).then(

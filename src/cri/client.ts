@@ -19,10 +19,38 @@ type Methods<D extends { methods: Record<string, MethodDef> }> = {
     opts?: { timeoutMs?: number },
   ) => Promise<ReturnType<D["methods"][K]["responseType"]["fromPartial"]>>;
 };
+/** The server-streaming RPCs: each returns the call's stream of responses. */
+type StreamMethods<D extends { methods: Record<string, MethodDef> }> = {
+  [K in keyof D["methods"] as D["methods"][K]["responseStream"] extends true ? K : never]: (
+    req?: DeepPartial<ReturnType<D["methods"][K]["requestType"]["fromPartial"]>>,
+    opts?: { timeoutMs?: number },
+  ) => ClientReadableStream<ReturnType<D["methods"][K]["responseType"]["fromPartial"]>>;
+};
 export type DeepPartial<T> = T extends bigint | string | number | boolean | Uint8Array | undefined ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
 
 export type RuntimeApi = Methods<typeof RuntimeServiceDefinition>;
 export type ImageApi = Methods<typeof ImageServiceDefinition>;
+
+function bindStreams<D extends { methods: Record<string, MethodDef> }>(client: Client, definition: D): StreamMethods<D> {
+  const api: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(definition.methods)) {
+    if (!def.responseStream) continue;
+    const fn = (client as unknown as Record<string, Function>)[key]!.bind(client);
+    api[key] = (req: unknown = {}, opts: { timeoutMs?: number } = {}) =>
+      fn(def.requestType.fromPartial(req), new Metadata(), { deadline: opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity });
+  }
+  return api as StreamMethods<D>;
+}
+
+/** Every response of a server stream, once it ends; rejects with the stream's error. */
+export function collect<T>(stream: ClientReadableStream<T>): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const out: T[] = [];
+    stream.on("data", (m: T) => out.push(m));
+    stream.on("error", reject);
+    stream.on("end", () => resolve(out));
+  });
+}
 
 function bind<D extends { methods: Record<string, MethodDef> }>(client: Client, definition: D): Methods<D> {
   const api: Record<string, unknown> = {};
@@ -42,6 +70,9 @@ export interface CriClient {
   runtime: RuntimeApi;
   image: ImageApi;
   events(req?: Partial<GetEventsRequest>): ClientReadableStream<ContainerEventResponse>;
+  /** The server-streaming RPCs (StreamContainers, GetContainerEvents, …). */
+  runtimeStreams: StreamMethods<typeof RuntimeServiceDefinition>;
+  imageStreams: StreamMethods<typeof ImageServiceDefinition>;
   close(): void;
 }
 
@@ -56,6 +87,8 @@ export function connectCri(socket: string, o: { ownConnection?: boolean } = {}):
   return {
     runtime: bind(rt, RuntimeServiceDefinition),
     image: bind(im, ImageServiceDefinition),
+    runtimeStreams: bindStreams(rt, RuntimeServiceDefinition),
+    imageStreams: bindStreams(im, ImageServiceDefinition),
     events: (req = {}) => (rt as unknown as { getContainerEvents(r: GetEventsRequest): ClientReadableStream<ContainerEventResponse> }).getContainerEvents({ ...req } as GetEventsRequest),
     close: () => {
       rt.close();

@@ -1,5 +1,5 @@
 // PullImage, ImageStatus, ListImages, RemoveImage, ImageFsInfo: the CRI ImageService over an ImageStore.
-import type { Image as CriImage, ImageServiceServer } from "../gen/api.js";
+import type { Image as CriImage, ImageFilter, ImageServiceServer, ImageSpec } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Image, ImageStore } from "../image/types.js";
@@ -13,7 +13,7 @@ export function imageUser(user: string | undefined): { uid?: bigint; username: s
   return { username: name };
 }
 
-function toCri(img: Image): CriImage {
+export function toCri(img: Image): CriImage {
   const user = imageUser(img.config.config?.User);
   return {
     id: img.id,
@@ -22,20 +22,27 @@ function toCri(img: Image): CriImage {
     size: BigInt(img.size),
     uid: user.uid !== undefined ? { value: user.uid } : undefined,
     username: user.username,
-    spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: "" },
+    spec: { image: img.id, annotations: {}, userSpecifiedImage: "", runtimeHandler: "", imageRef: img.id },
     pinned: img.pinned,
   };
 }
 
-function requireRef(ref: string | undefined, rpc: string): string {
-  if (!ref) throw new InvalidArgument(`${rpc}: image.image must name an image (a reference or an image ID)`);
-  return ref;
+/** What ListImages answers (StreamImages sends the same). */
+export async function listImages(store: ImageStore, filter: ImageFilter | undefined): Promise<CriImage[]> {
+  return (await store.list(filter?.image?.image || undefined, filter?.image?.imageRef || undefined)).map(toCri);
+}
+
+/** ImageSpec.image and ImageSpec.image_ref (the ID PullImage returned, looked up first); one of them must be set. */
+function requireSpec(spec: ImageSpec | undefined, rpc: string): { image: string; imageRef?: string } {
+  if (!spec?.image && !spec?.imageRef) throw new InvalidArgument(`${rpc}: image.image must name an image (a reference or an image ID)`);
+  return { image: spec.image, imageRef: spec.imageRef || undefined };
 }
 
 export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageServiceServer, "pullImage" | "imageStatus" | "listImages" | "removeImage" | "imageFsInfo"> {
   return {
     pullImage: unary(log, "PullImage", async (req) => {
-      const ref = requireRef(req.image?.image, "PullImage");
+      const ref = req.image?.image;
+      if (!ref) throw new InvalidArgument("PullImage: image.image must name the image to pull");
       const a = req.auth;
       const img = await store.pull(ref, a ? {
         username: a.username || undefined,
@@ -49,7 +56,8 @@ export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageService
     }),
 
     imageStatus: unary(log, "ImageStatus", async (req) => {
-      const img = await store.resolve(requireRef(req.image?.image, "ImageStatus"));
+      const spec = requireSpec(req.image, "ImageStatus");
+      const img = await store.resolve(spec.image, spec.imageRef);
       if (!img) return { image: undefined, info: {} };
       const info: Record<string, string> = req.verbose
         ? { info: JSON.stringify({ imageSpec: img.config, chainIds: img.chainIds, pinned: img.pinned }) }
@@ -57,12 +65,11 @@ export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageService
       return { image: toCri(img), info };
     }),
 
-    listImages: unary(log, "ListImages", async (req) => ({
-      images: (await store.list(req.filter?.image?.image || undefined)).map(toCri),
-    })),
+    listImages: unary(log, "ListImages", async (req) => ({ images: await listImages(store, req.filter) })),
 
     removeImage: unary(log, "RemoveImage", async (req) => {
-      await store.remove(requireRef(req.image?.image, "RemoveImage"));
+      const spec = requireSpec(req.image, "RemoveImage");
+      await store.remove(spec.image, spec.imageRef);
       return {};
     }),
 

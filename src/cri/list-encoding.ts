@@ -1,12 +1,19 @@
 // ListContainers and ListPodSandbox answer with every item each time (kubelet relists every
 // second), but an item changes only when its state does. The runtime hands out the same item
 // object until then; here each object's protobuf bytes are kept (weakly) and a response is
-// the items' bytes framed as field 1, the only field of both responses.
-import { Container, PodSandbox, type ListContainersResponse, type ListPodSandboxResponse } from "../gen/api.js";
+// the items' bytes framed as field 1, the only field of both responses. The streaming lists'
+// responses (list-stream.ts) are one field 1 too, and are framed the same way from the bytes
+// their batching measured.
+import {
+  Container, ContainerStats, Image, PodSandbox, PodSandboxStats,
+  type ListContainersResponse, type ListPodSandboxResponse, type StreamContainerStatsResponse, type StreamContainersResponse,
+  type StreamImagesResponse, type StreamPodSandboxesResponse, type StreamPodSandboxStatsResponse,
+} from "../gen/api.js";
 
 const encoded = new WeakMap<object, Uint8Array>();
 
-function bytesOf<T extends object>(item: T, encode: (item: T) => Uint8Array): Uint8Array {
+/** An item's encoded bytes, kept (weakly) for the response that carries it. */
+export function bytesOf<T extends object>(item: T, encode: (item: T) => Uint8Array): Uint8Array {
   let b = encoded.get(item);
   if (!b) {
     b = encode(item);
@@ -55,3 +62,14 @@ export function serializeListContainers(res: ListContainersResponse): Buffer {
 export function serializeListPodSandbox(res: ListPodSandboxResponse): Buffer {
   return encodeRepeatedField1(res.items, encodePod);
 }
+
+export const encodeImage = (i: Image) => Image.encode(i).finish();
+export const encodeContainerStats = (c: ContainerStats) => ContainerStats.encode(c).finish();
+export const encodePodStats = (p: PodSandboxStats) => PodSandboxStats.encode(p).finish();
+export { encodeContainer, encodePod };
+
+export const serializeStreamContainers = (res: StreamContainersResponse) => encodeRepeatedField1(res.containers, encodeContainer);
+export const serializeStreamPodSandboxes = (res: StreamPodSandboxesResponse) => encodeRepeatedField1(res.podSandboxes, encodePod);
+export const serializeStreamImages = (res: StreamImagesResponse) => encodeRepeatedField1(res.images, encodeImage);
+export const serializeStreamContainerStats = (res: StreamContainerStatsResponse) => encodeRepeatedField1(res.containerStats, encodeContainerStats);
+export const serializeStreamPodSandboxStats = (res: StreamPodSandboxStatsResponse) => encodeRepeatedField1(res.podSandboxStats, encodePodStats);

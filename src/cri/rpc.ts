@@ -62,7 +62,8 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
         const code = codeOf(err);
         const message = capMessage(causeChain(err));
         log.warn({ method, code: status[code], err: message }, "stream failed");
-        call.destroy(Object.assign(new Error(message), { code, details: message }));
+        // Not destroy(): it drops the status when messages are still queued; an "error" ends the call after them.
+        call.emit("error", Object.assign(new Error(message), { code, details: message }));
       },
     );
   };

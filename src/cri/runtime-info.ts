@@ -15,6 +15,8 @@ export interface NodeInfo {
   readonly runtimeVersion: string;
   readonly cgroupDriver: "cgroupfs" | "systemd";
   readonly handlers: string[];
+  /** Per handler: what its OCI runtime on this kernel supports. */
+  handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>>;
   runtimeCondition(): Promise<Condition>;
   networkCondition(): Promise<Condition>;
   /** The effective configuration, for Status verbose. */
@@ -32,14 +34,14 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
     })),
 
     status: unary(log, "Status", async (req) => {
-      const [rt, net] = await Promise.all([info.runtimeCondition(), info.networkCondition()]);
+      const [rt, net, handlers] = await Promise.all([info.runtimeCondition(), info.networkCondition(), info.handlerFeatures()]);
       const condition = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason, message: c.message });
       const verboseInfo: Record<string, string> = req.verbose ? { config: JSON.stringify(info.effectiveConfig()) } : {};
       return {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        runtimeHandlers: info.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
-        features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false },
+        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces: false } })),
+        features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
       };
     }),
 

@@ -1,5 +1,5 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
-import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
+import { PodSandboxConfig, PodSandboxState, type ContainerStatus, type PodSandbox, type PodSandboxFilter, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
@@ -16,7 +16,12 @@ export interface PodSandboxes {
 
 const state = (rec: SandboxRecord) => (rec.state === "ready" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY);
 
-function toStatus(rec: SandboxRecord): PodSandboxStatus {
+/** What PodSandboxStatus needs of the container back-end: the pod's containers as ContainerStatus (verbose = false). */
+export interface PodContainerStatuses {
+  statusesOf(sandboxId: string): ContainerStatus[];
+}
+
+export function toStatus(rec: SandboxRecord): PodSandboxStatus {
   // Like containerd: a pod whose network is torn down reports no IP.
   const ips = rec.networkDetached ? [] : rec.network?.ips ?? [];
   return {
@@ -59,7 +64,7 @@ const listItems = new WeakMap<SandboxRecord, PodSandbox>();
  * A pod's ListPodSandbox entry: the same object while its state stays the same, so its
  * encoded bytes are reused (list-encoding.ts). Never mutated once handed out.
  */
-function toListItem(rec: SandboxRecord): PodSandbox {
+export function toListItem(rec: SandboxRecord): PodSandbox {
   const memo = listItems.get(rec);
   if (memo && memo.state === state(rec)) return memo;
   const item: PodSandbox = {
@@ -75,7 +80,19 @@ function toListItem(rec: SandboxRecord): PodSandbox {
   return item;
 }
 
-export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
+/** ListPodSandbox's filter in the back-end's terms (StreamPodSandboxes uses it too). */
+export function sandboxFilter(f: PodSandboxFilter | undefined): SandboxFilter {
+  const filter: SandboxFilter = {};
+  if (f?.id) filter.id = f.id;
+  if (f?.state) {
+    if (f.state.state !== PodSandboxState.SANDBOX_READY && f.state.state !== PodSandboxState.SANDBOX_NOTREADY) throw new InvalidArgument(`filter.state.state ${f.state.state} is not SANDBOX_READY or SANDBOX_NOTREADY`);
+    filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
+  }
+  if (f && Object.keys(f.labelSelector).length) filter.labelSelector = f.labelSelector;
+  return filter;
+}
+
+export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerStatuses, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
   return {
     runPodSandbox: unary(log, "RunPodSandbox", async (req, call) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler, callerGone(call)) })),
 
@@ -95,21 +112,12 @@ export function sandboxHandlers(pods: PodSandboxes, log: Logger): Pick<RuntimeSe
       return {
         status: toStatus(rec),
         info: (req.verbose ? { info: verboseInfo(rec) } : {}) as Record<string, string>,
-        containersStatuses: [],
+        // Evented PLEG takes the pod's containers from here whenever timestamp is set.
+        containersStatuses: containers.statusesOf(rec.id),
         timestamp: BigInt(Date.now()) * 1_000_000n,
       };
     }),
 
-    listPodSandbox: unary(log, "ListPodSandbox", async (req) => {
-      const f = req.filter;
-      const filter: SandboxFilter = {};
-      if (f?.id) filter.id = f.id;
-      if (f?.state) {
-        if (f.state.state !== PodSandboxState.SANDBOX_READY && f.state.state !== PodSandboxState.SANDBOX_NOTREADY) throw new InvalidArgument(`filter.state.state ${f.state.state} is not SANDBOX_READY or SANDBOX_NOTREADY`);
-        filter.state = f.state.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready";
-      }
-      if (f && Object.keys(f.labelSelector).length) filter.labelSelector = f.labelSelector;
-      return { items: pods.list(filter).map(toListItem) };
-    }),
+    listPodSandbox: unary(log, "ListPodSandbox", async (req) => ({ items: pods.list(sandboxFilter(req.filter)).map(toListItem) })),
   };
 }

@@ -3,15 +3,25 @@
 import { Server, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ImageServiceService, RuntimeServiceService, type ImageServiceServer, type RuntimeServiceServer } from "../gen/api.js";
 import type { Logger } from "../log.js";
-import { serializeListContainers, serializeListPodSandbox } from "./list-encoding.js";
+import { serializeContainerEvent } from "./events.js";
+import {
+  serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
+  serializeStreamPodSandboxes, serializeStreamPodSandboxStats,
+} from "./list-encoding.js";
 import { malformedRequest, unimplemented } from "./rpc.js";
 
 type Definition = Record<string, { path: string; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: never) => Buffer }>;
 
-/** Responses whose items keep their encoded bytes between calls (list-encoding.ts). */
+/** Responses whose items keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
 const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   listContainers: serializeListContainers,
   listPodSandbox: serializeListPodSandbox,
+  streamContainers: serializeStreamContainers,
+  streamPodSandboxes: serializeStreamPodSandboxes,
+  streamImages: serializeStreamImages,
+  streamContainerStats: serializeStreamContainerStats,
+  streamPodSandboxStats: serializeStreamPodSandboxStats,
+  getContainerEvents: serializeContainerEvent,
 };
 
 /**

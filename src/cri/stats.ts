@@ -9,6 +9,11 @@ export interface Stats {
   listContainerStats(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]>;
   podStats(sandboxId: string): Promise<PodSandboxStats>;
   listPodStats(filter: PodSandboxStatsFilter | undefined): Promise<PodSandboxStats[]>;
+  /** What the list calls cover, then their stats a slice at a time (StreamContainerStats, StreamPodSandboxStats). */
+  containerStatsIds(filter: ContainerStatsFilter | undefined): Promise<string[]>;
+  containerStatsOf(ids: string[]): Promise<ContainerStats[]>;
+  podStatsIds(filter: PodSandboxStatsFilter | undefined): string[];
+  podStatsOf(ids: string[]): Promise<PodSandboxStats[]>;
 }
 
 export function statsHandlers(s: Stats, log: Logger): Pick<RuntimeServiceServer, "containerStats" | "listContainerStats" | "podSandboxStats" | "listPodSandboxStats"> {

@@ -72,8 +72,14 @@ export class ContentStore {
         continue;
       }
       if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      // A blob another call deletes between readdir and stat is simply gone.
+      const st = await stat(full).catch((err) => {
+        if (isErrno(err, "ENOENT")) return undefined;
+        throw err;
+      });
+      if (!st) continue;
       digests.push(`sha256:${name}`);
-      bytes += (await stat(full)).size;
+      bytes += st.size;
     }
     return { digests, bytes };
   }

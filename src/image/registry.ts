@@ -44,6 +44,11 @@ function httpsAgentFor(caFiles: string[] | undefined): Promise<https.Agent> {
   return agent;
 }
 
+/** Drops the agents built from image.ca_files, so the next pull reads the files again (a reload). */
+export function forgetCaBundles(): void {
+  caAgents.clear();
+}
+
 /** Errors worth another attempt: resets, refused connections, 5xx and 429. */
 export class RetryableError extends Error {}
 

@@ -15,7 +15,7 @@ import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
 import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
 import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
-import { RepositorySession, withRetries } from "./registry.js";
+import { forgetCaBundles, RepositorySession, withRetries, type RegistryOptions } from "./registry.js";
 import { OverlaySnapshots } from "./snapshots.js";
 import type { Image, ImageConfigDocument, ImageStore, RegistryAuth } from "./types.js";
 
@@ -36,6 +36,18 @@ interface ImageRecord {
 const ID_PREFIX = /^(?:sha256:)?([a-f0-9]{4,64})$/;
 const hex = (d: string) => d.slice("sha256:".length);
 
+/** The image keys a running store can take again (LIVE_KEYS in config.ts). */
+export type RegistryConfig = Pick<Config["image"], "mirrors" | "insecure_registries" | "ca_files" | "pull_progress_timeout">;
+
+function registryOptions(image: RegistryConfig): Omit<RegistryOptions, "log" | "userAgent"> {
+  return {
+    insecureRegistries: image.insecure_registries,
+    mirrors: image.mirrors,
+    caFiles: image.ca_files,
+    progressTimeoutMs: parseDuration(image.pull_progress_timeout),
+  };
+}
+
 export class LocalImageStore implements ImageStore {
   readonly imageRoot: string;
   private readonly content: ContentStore;
@@ -50,7 +62,8 @@ export class LocalImageStore implements ImageStore {
   // time, holding only record writes (downloads and unpacks run outside it).
   private readonly meta = new KeyedLock();
   private readonly pauseRef: string | undefined;
-  private readonly progressTimeoutMs: number;
+  /** Where and how pulls reach registries; replaced whole by setRegistryConfig (a SIGHUP reload). */
+  private registry: Omit<RegistryOptions, "log" | "userAgent">;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
     this.imageRoot = path.join(config.root, "image");
@@ -59,12 +72,18 @@ export class LocalImageStore implements ImageStore {
     this.layers = new LayerStore(this.imageRoot, metaDir, log, new Semaphore(config.image.max_concurrent_downloads));
     this.snapshots = new OverlaySnapshots(this.imageRoot, metaDir, this.layers, this, log);
     this.records = new RecordStore(path.join(metaDir, "images"));
-    this.progressTimeoutMs = parseDuration(config.image.pull_progress_timeout);
+    this.registry = registryOptions(config.image);
     try {
       this.pauseRef = formatReference(parseReference(config.image.pause_image));
     } catch {
       log.warn({ pause_image: config.image.pause_image }, "image.pause_image is not a valid reference; no image is pinned");
     }
+  }
+
+  /** New registry settings for the pulls that start from now on; CA files are read again. */
+  setRegistryConfig(image: RegistryConfig): void {
+    this.registry = registryOptions(image);
+    forgetCaBundles();
   }
 
   /** Loads metadata, drops what a crash left half-done, and frees what nothing references. */
@@ -124,9 +143,22 @@ export class LocalImageStore implements ImageStore {
     return e ? this.toImage(e.rec, e.config) : undefined;
   }
 
-  private resolveId(ref: string): string | undefined {
+  private resolveId(ref: string, imageRef?: string): string | undefined {
+    // ImageSpec.image_ref is the ID kubelet got back from PullImage: it names the image exactly.
+    if (imageRef) {
+      const id = this.resolveRef(imageRef);
+      if (id) return id;
+    }
+    return ref ? this.resolveRef(ref) : undefined;
+  }
+
+  private resolveRef(ref: string): string | undefined {
     if (this.images.has(ref)) return ref;
     if (this.images.has(`sha256:${ref}`)) return `sha256:${ref}`;
+    // A bare manifest or index digest (what a registry calls the image) names the image pulled from it.
+    if (DIGEST.test(ref)) {
+      for (const { rec } of this.images.values()) if (rec.manifestDigest === ref || rec.indexDigest === ref) return rec.id;
+    }
     let parsed;
     try {
       parsed = parseReference(ref);
@@ -147,14 +179,14 @@ export class LocalImageStore implements ImageStore {
     return undefined;
   }
 
-  async resolve(ref: string): Promise<Image | undefined> {
-    const id = this.resolveId(ref);
+  async resolve(ref: string, imageRef?: string): Promise<Image | undefined> {
+    const id = this.resolveId(ref, imageRef);
     return id ? this.imageById(id) : undefined;
   }
 
-  async list(filterRef?: string): Promise<Image[]> {
-    if (filterRef) {
-      const img = await this.resolve(filterRef);
+  async list(filterRef?: string, filterImageRef?: string): Promise<Image[]> {
+    if (filterRef || filterImageRef) {
+      const img = await this.resolve(filterRef ?? "", filterImageRef);
       return img ? [img] : [];
     }
     return [...this.images.values()].map((e) => this.toImage(e.rec, e.config));
@@ -175,14 +207,8 @@ export class LocalImageStore implements ImageStore {
     const started = Date.now();
     const ref = parseReference(refText);
     const name = repoName(ref);
-    const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), {
-      insecureRegistries: this.config.image.insecure_registries,
-      mirrors: this.config.image.mirrors,
-      caFiles: this.config.image.ca_files,
-      progressTimeoutMs: this.progressTimeoutMs,
-      log: this.log,
-      userAgent: this.userAgent,
-    });
+    // A pull keeps the registry settings it started with, whatever a reload does meanwhile.
+    const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), { ...this.registry, log: this.log, userAgent: this.userAgent });
     const retries = <T>(what: string, fn: () => Promise<T>) => withRetries(what, this.log, fn);
     const top = await session.manifest(ref.digest ?? ref.tag!);
     const topDigest = sha256(top.bytes);
@@ -295,34 +321,28 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
-  async remove(ref: string): Promise<void> {
-    const id = this.resolveId(ref);
+  /**
+   * Removes the image `ref` names (a tag, a digest reference or an ID) with all its tags and
+   * digests, as the CRI specifies and containerd 2.x does (docs/images.md). Unknown images are
+   * not an error. Concurrent removals of one image all succeed: the one that finds it under the
+   * lock removes it and frees its layers and blobs.
+   */
+  async remove(ref: string, imageRef?: string): Promise<void> {
+    const id = this.resolveId(ref, imageRef);
     if (!id) return;
-    await this.meta.run("meta", async () => {
+    const removed = await this.meta.run("meta", async () => {
       const entry = this.images.get(id);
-      if (!entry) return;
-      const byId = id === ref || id === `sha256:${ref}` || (ID_PREFIX.test(ref) && !this.refs.has(safeFormat(ref) ?? ""));
-      if (!byId) {
-        // A tag or digest reference: drop that name; the image goes when no tag is left.
-        const name = safeFormat(ref)!;
-        const rec = { ...entry.rec, repoTags: entry.rec.repoTags.filter((t) => t !== name), repoDigests: entry.rec.repoDigests.filter((t) => t !== name) };
-        if (rec.repoTags.length > 0) {
-          rec.updated = Date.now();
-          await this.records.put(hex(id), rec);
-          entry.rec = rec;
-          this.refs.delete(name);
-          return;
-        }
-      }
+      if (!entry) return false;
       await this.records.delete(hex(id));
       this.images.delete(id);
       for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);
-    });
-    if (!this.images.has(id)) {
+      // Under the lock: a pull committing the same image again re-holds "image:<id>" after this.
       await this.layers.release(`image:${id}`);
-      await this.collectBlobs();
-      this.log.info({ ref, id }, "image removed");
-    }
+      return true;
+    });
+    if (!removed) return;
+    await this.collectBlobs();
+    this.log.info({ ref, id }, "image removed");
   }
 
   private usedBlobs(): Set<string> {
@@ -360,13 +380,5 @@ export class LocalImageStore implements ImageStore {
       inodesUsed: digests.length + layers.inodes,
       timestamp: BigInt(Date.now()) * 1_000_000n,
     };
-  }
-}
-
-function safeFormat(ref: string): string | undefined {
-  try {
-    return formatReference(parseReference(ref));
-  } catch {
-    return undefined;
   }
 }

@@ -25,7 +25,10 @@ export interface ImageConfigDocument {
 }
 
 export interface Image {
-  /** "sha256:" + the config blob's digest: the image ID kubelet sees as image_ref. */
+  /**
+   * "sha256:" + the config blob's digest: the one ID of this content, whatever names or registries
+   * it was pulled under (PullImage's image_ref, Image.id, Container(Status).image_id).
+   */
   id: string;
   repoTags: string[];
   repoDigests: string[];
@@ -48,12 +51,15 @@ export interface RegistryAuth {
 }
 
 export interface ImageStore {
-  /** Finds an image by any reference kubelet uses: name[:tag], name@digest, full or unique short ID. */
-  resolve(ref: string): Promise<Image | undefined>;
+  /**
+   * Finds an image by any reference kubelet uses: name[:tag], name@digest, full or unique short ID.
+   * `imageRef` (ImageSpec.image_ref, the ID PullImage returned) is tried first when given.
+   */
+  resolve(ref: string, imageRef?: string): Promise<Image | undefined>;
   pull(ref: string, auth?: RegistryAuth): Promise<Image>;
-  list(filterRef?: string): Promise<Image[]>;
-  /** Removes the reference (tag, digest or whole image by ID); idempotent. */
-  remove(ref: string): Promise<void>;
+  list(filterRef?: string, filterImageRef?: string): Promise<Image[]>;
+  /** Removes the image a reference names, with all its tags and digests; an unknown image is no error. */
+  remove(ref: string, imageRef?: string): Promise<void>;
   fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }>;
 }
 

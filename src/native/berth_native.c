@@ -14,6 +14,9 @@
 //   spawnProcess(file, args, env, cwd, setsid, stdio, onExit(code, signal)) -> [pid, pidfd]
 //                                                      posix_spawn (vfork-style); a thread reaps it and calls onExit
 //   pidfdSignal(pidfd, signal) -> boolean              pidfd_send_signal; false once the process is gone
+//   sendDatagram(path, message) -> undefined           one SOCK_DGRAM message to a unix socket ("@name": abstract)
+//   bindDatagram(path)        -> fd                    a non-blocking SOCK_DGRAM socket bound at path (tests' NOTIFY_SOCKET)
+//   recvDatagram(fd)          -> string | null         the next message, null when none is waiting
 // Every fd is created close-on-exec; the caller owns and closes it.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +28,7 @@
 #include <malloc.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -762,8 +766,96 @@ static napi_value trim_malloc(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// A unix address for path; "@name" is the abstract name (no trailing NUL, as systemd reads it).
+static bool unix_address(const char *path, struct sockaddr_un *addr, socklen_t *len) {
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof addr->sun_path) return false;
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, path, n);
+  if (path[0] == '@') addr->sun_path[0] = '\0';
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+  return true;
+}
+
+// systemd's notification protocol ($NOTIFY_SOCKET) without libsystemd: one datagram per state.
+static napi_value send_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+  char msg[4096];
+  struct sockaddr_un addr;
+  socklen_t len;
+  if (argc != 2 || !arg_string(env, argv[0], path, sizeof path) || !arg_string(env, argv[1], msg, sizeof msg) ||
+      !unix_address(path, &addr, &len)) {
+    napi_throw_type_error(env, NULL, "sendDatagram(path, message) takes a unix socket path (under 108 bytes) and a message");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  ssize_t rc;
+  do rc = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
+  while (rc < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (rc < 0) return throw_errno(env, path, err);
+  return NULL;
+}
+
+static napi_value bind_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
+  struct sockaddr_un addr;
+  socklen_t len;
+  if (argc != 1 || !arg_string(env, argv[0], path, sizeof path) || !unix_address(path, &addr, &len)) {
+    napi_throw_type_error(env, NULL, "bindDatagram(path) takes a unix socket path (under 108 bytes)");
+    return NULL;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&addr, len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, path, err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value recv_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int fd;
+  if (argc != 1 || !arg_int(env, argv[0], &fd)) {
+    napi_throw_type_error(env, NULL, "recvDatagram(fd) takes an fd");
+    return NULL;
+  }
+  char buf[4096];
+  ssize_t n;
+  do n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  napi_value out;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      napi_get_null(env, &out);
+      return out;
+    }
+    return throw_errno(env, "recv", errno);
+  }
+  napi_create_string_utf8(env, buf, (size_t)n, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      {"sendDatagram", NULL, send_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bindDatagram", NULL, bind_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recvDatagram", NULL, recv_datagram, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trimMalloc", NULL, trim_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountFs", NULL, mount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmountFs", NULL, unmount_fs, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -6,7 +6,7 @@ import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { describe, test } from "node:test";
-import { connectInNetns, connectSeqpacket, fdSocket, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, fdSocket, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -209,5 +209,30 @@ describe("berth native addon: spawnChild (posix_spawn)", () => {
     assert.deepEqual(await c.exited, { code: null, signal: "SIGTERM" });
     assert.throws(() => spawnChild({ file: "/nonexistent/x", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /nonexistent\/x: No such file/);
     assert.throws(() => spawnChild({ file: "relative", args: [], env: {}, stdio: ["ignore", "ignore", "ignore"] }), /absolute file/);
+  });
+});
+
+describe("berth native addon: unix datagrams (systemd's NOTIFY_SOCKET)", () => {
+  test("path and abstract sockets: messages arrive whole and in order; none waiting is null", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-dgram-"));
+    try {
+      for (const addr of [path.join(dir, "n.sock"), `@berth-native-test-${process.pid}`]) {
+        const fd = bindDatagram(addr);
+        try {
+          assert.equal(recvDatagram(fd), null);
+          sendDatagram(addr, "READY=1");
+          sendDatagram(addr, "STATUS=two words\nSTOPPING=1");
+          assert.equal(recvDatagram(fd), "READY=1");
+          assert.equal(recvDatagram(fd), "STATUS=two words\nSTOPPING=1");
+          assert.equal(recvDatagram(fd), null);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      assert.throws(() => sendDatagram(path.join(dir, "nobody.sock"), "READY=1"), /nobody\.sock: No such file/);
+      assert.throws(() => sendDatagram(`/${"x".repeat(120)}`, "READY=1"), /under 108 bytes/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

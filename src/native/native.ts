@@ -22,6 +22,9 @@ interface Addon {
   makePipe(): [number, number];
   spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
   pidfdSignal(pidfd: number, signal: number): boolean;
+  sendDatagram(socketPath: string, message: string): void;
+  bindDatagram(socketPath: string): number;
+  recvDatagram(fd: number): string | null;
 }
 
 let addon: Addon | undefined;
@@ -226,4 +229,19 @@ export function spawnChild(o: { file: string; args: string[]; env: NodeJS.Proces
     exited,
     kill: (signal = "SIGTERM") => !gone && addon.pidfdSignal(pidfd, osConstants.signals[signal]),
   };
+}
+
+/** Sends one datagram to a unix SOCK_DGRAM socket; a path starting with "@" is an abstract name. */
+export function sendDatagram(socketPath: string, message: string): void {
+  load().sendDatagram(socketPath, message);
+}
+
+/** A non-blocking SOCK_DGRAM socket bound at `socketPath` ("@name": abstract); the caller closes the fd. */
+export function bindDatagram(socketPath: string): number {
+  return load().bindDatagram(socketPath);
+}
+
+/** The next datagram waiting on a bound socket, or null when there is none. */
+export function recvDatagram(fd: number): string | null {
+  return load().recvDatagram(fd);
 }

@@ -1,6 +1,6 @@
 // Container cgroups, v1 and v2 behind one interface: the path runc is given, the counters the
 // stats RPCs report, OOM-kill counts, and removal of what runc left behind.
-import { readdir, readFile, rmdir, statfs } from "node:fs/promises";
+import { access, readdir, readFile, rmdir, statfs } from "node:fs/promises";
 import path from "node:path";
 import { isErrno } from "../errors.js";
 
@@ -227,4 +227,20 @@ export async function detectCgroupVersion(): Promise<1 | 2> {
 
 export async function openCgroups(driver: CgroupDriverName): Promise<Cgroups> {
   return (await detectCgroupVersion()) === 2 ? new CgroupsV2(driver) : new CgroupsV1(driver);
+}
+
+/** The controllers runc needs for berth's containers: their limits and the counters stats reads. */
+const NEEDED_CONTROLLERS = { 1: ["cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer"], 2: ["cpu", "memory", "pids"] } as const;
+
+/** Which of those the host's cgroup hierarchy lacks (v1: a mounted hierarchy each; v2: enabled at the root). */
+export async function missingControllers(version: 1 | 2): Promise<string[]> {
+  if (version === 2) {
+    const have = ((await readText(path.join(ROOT, "cgroup.controllers"))) ?? "").trim().split(/\s+/);
+    return NEEDED_CONTROLLERS[2].filter((c) => !have.includes(c));
+  }
+  const missing: string[] = [];
+  for (const c of NEEDED_CONTROLLERS[1]) {
+    if (!(await access(path.join(ROOT, c, "cgroup.procs")).then(() => true, () => false))) missing.push(c);
+  }
+  return missing;
 }

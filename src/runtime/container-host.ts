@@ -2,7 +2,7 @@
 // device nodes, bind-mount sources (created when missing, propagation checked) and seccomp files.
 import { lstat, mkdir, readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
-import { MountPropagation, Signal, signalToJSON, type Device, type Mount } from "../gen/api.js";
+import { MountPropagation, type Device, type Mount } from "../gen/api.js";
 import { FailedPrecondition, InvalidArgument, isErrno } from "../errors.js";
 import type { CgroupDriverName } from "./cgroups.js";
 import { detectCgroupVersion } from "./cgroups.js";
@@ -40,7 +40,8 @@ function majorMinor(rdev: number): { major: number; minor: number } {
   return { major, minor };
 }
 
-async function deviceAt(hostPath: string, containerPath: string, permissions: string): Promise<ResolvedDevice | undefined> {
+/** The node at hostPath as a device for containerPath; undefined when it is not a character or block device. */
+export async function deviceAt(hostPath: string, containerPath: string, permissions: string): Promise<ResolvedDevice | undefined> {
   const st = await stat(hostPath);
   if (!st.isCharacterDevice() && !st.isBlockDevice()) return undefined;
   const { major, minor } = majorMinor(st.rdev);
@@ -179,23 +180,4 @@ export async function prepareMountSources(mounts: Mount[]): Promise<void> {
       throw new FailedPrecondition(`mount ${m.containerPath}: host-to-container propagation needs ${m.hostPath} on a shared or slave mount, but ${owner?.mountPoint ?? "its mount"} is private`);
     }
   }
-}
-
-/** The signal runc kill gets first: the config's, else the image's StopSignal, else SIGTERM. */
-export function stopSignalName(configSignal: Signal, imageSignal: string | undefined): string {
-  if (configSignal !== Signal.RUNTIME_DEFAULT && configSignal !== Signal.UNRECOGNIZED) {
-    const name = signalToJSON(configSignal);
-    const rt = /^SIGRT(MIN|MAX)(PLUS|MINUS)?(\d+)?$/.exec(name);
-    if (rt) {
-      // runc parses numbers everywhere; RTMIN is 34 and RTMAX 64 on Linux.
-      const base = rt[1] === "MIN" ? 34 : 64;
-      const n = Number(rt[3] ?? 0) * (rt[2] === "MINUS" ? -1 : 1);
-      return String(base + n);
-    }
-    return name;
-  }
-  const s = (imageSignal ?? "").trim().toUpperCase();
-  if (s === "") return "SIGTERM";
-  if (/^\d+$/.test(s)) return s;
-  return s.startsWith("SIG") ? s : `SIG${s}`;
 }

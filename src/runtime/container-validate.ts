@@ -3,7 +3,7 @@
 // Pure, so a bad request is refused before anything is created.
 import { isUtf8 } from "node:buffer";
 import path from "node:path";
-import type { ContainerConfig, LinuxContainerResources } from "../gen/api.js";
+import { MountPropagation, mountPropagationToJSON, type ContainerConfig, type LinuxContainerResources, type Mount } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import { checkStringMap } from "./sandbox-config.js";
 
@@ -40,6 +40,15 @@ export function validateResources(r: LinuxContainerResources): void {
   }
 }
 
+/** A recursive read-only mount must be read-only and private: a submount propagated in later would stay writable. */
+export function checkRecursiveReadOnly(m: Pick<Mount, "containerPath" | "readonly" | "recursiveReadOnly" | "propagation">): void {
+  if (!m.recursiveReadOnly) return;
+  if (!m.readonly) throw new InvalidArgument(`mount ${m.containerPath}: recursive_read_only needs readonly: true as well`);
+  if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
+    throw new InvalidArgument(`mount ${m.containerPath}: recursive_read_only needs propagation PROPAGATION_PRIVATE, not ${mountPropagationToJSON(m.propagation)} (mounts propagated in later would not be read-only)`);
+  }
+}
+
 /** Throws InvalidArgument naming the first bad field of a CreateContainer config. */
 export function validateContainerConfig(config: ContainerConfig, dirs: BerthDirs): void {
   const name = config.metadata?.name ?? "";
@@ -70,6 +79,7 @@ export function validateContainerConfig(config: ContainerConfig, dirs: BerthDirs
     if (path.isAbsolute(host) && (inside(host, dirs.root) || inside(host, dirs.state))) {
       throw new InvalidArgument(`mount host_path "${m.hostPath}" would expose berth's own data (${dirs.root}, ${dirs.state}) to the container`);
     }
+    checkRecursiveReadOnly(m);
   }
   checkStringMap("config.labels", config.labels);
   checkStringMap("config.annotations", config.annotations);

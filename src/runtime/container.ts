@@ -28,16 +28,21 @@ import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
-import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices, stopSignalName } from "./container-host.js";
+import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
+import { stopSignalEnum, stopSignalName } from "./stop-signal.js";
+import { probeHandlerFeatures } from "./handler-features.js";
+import { ensureAppArmorProfile } from "./lsm.js";
 import type { ContainerPhase, ContainerRecord } from "./container-record.js";
 import { execProcess, OciRuntime } from "./runc.js";
 import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
-import { readUserDb } from "./user.js";
+import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "./faults.js";
 import { validateContainerConfig } from "./container-validate.js";
+import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
+import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
@@ -54,7 +59,13 @@ export interface ContainerManagerDeps {
   cgroups: Cgroups;
   /** Defaults to what the host reports (gatherHostFacts). */
   host?: HostFacts;
+  /** Defaults to a registry over config.cdi.spec_dirs. */
+  cdi?: CdiRegistry;
+  /** Where created/started/stopped/deleted of CRI containers are published (events.ts). */
+  events?: LifecyclePublisher;
 }
+
+type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -111,9 +122,11 @@ export class ContainerManager implements PodContainers {
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private conmonPath = "";
+  private readonly cdi: CdiRegistry;
 
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
+    this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
     this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
     this.bundles = path.join(c.state, "containers");
     this.exitDir = path.join(c.state, "exits");
@@ -243,8 +256,10 @@ export class ContainerManager implements PodContainers {
 
   private async createLocked(id: string, name: string, sandbox: SandboxRef, config: ContainerConfig, kind: ContainerRecord["kind"]): Promise<string> {
     const started = Date.now();
-    const image = await this.deps.images.resolve(config.image!.image);
-    if (!image) throw new NotFound(`image "${config.image!.image}" not found: pull it first`);
+    const image = await this.deps.images.resolve(config.image!.image, config.image!.imageRef || undefined);
+    if (!image) throw new NotFound(`image "${config.image!.image}"${config.image!.imageRef ? ` (image_ref ${config.image!.imageRef})` : ""} not found: pull it first`);
+    const cdiNames = requestedCdiDevices(config);
+    const cdiEdits = cdiNames.length > 0 ? await this.cdi.resolve(cdiNames) : undefined;
     const rt = await this.runtime(sandbox.runtimeHandler);
     const bundle = path.join(this.bundles, id);
     const exitFile = path.join(this.exitDir, id);
@@ -268,12 +283,16 @@ export class ContainerManager implements PodContainers {
         prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
       ]);
       await faultPoint("CreateContainer.after-snapshot");
-      const userDb = await readUserDb(rootfs);
+      const [userDb, handler] = await Promise.all([readUserDb(rootfs), probeHandlerFeatures(rt.binary)]);
       const imageName = image.repoTags[0] ?? config.image!.image;
-      const { spec, user } = buildSpec({
+      const built = buildSpec({
         id, config, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
-        devices, seccompFiles, targetPidnsPath,
+        devices, seccompFiles, targetPidnsPath, handler,
       });
+      const spec = cdiEdits ? applyCdiEdits(built.spec, cdiEdits) : built.spec;
+      const user = { ...built.user, additionalGids: spec.process.user.additionalGids ?? built.user.additionalGids };
+      for (const why of built.ignored) this.log.debug({ id, name }, why);
+      await ensureAppArmorProfile(built.apparmor);
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
 
       const logPath = kind === "infra"
@@ -339,6 +358,7 @@ export class ContainerManager implements PodContainers {
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
+      this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
       return id;
@@ -419,6 +439,7 @@ export class ContainerManager implements PodContainers {
     r.message = message;
     r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
     await this.save(r);
+    this.announce(r, "stopped");
     for (const w of this.exitWaiters.get(r.id) ?? []) w();
     if (r.kind === "infra") this.deps.sandboxes.infraExited?.(r.sandboxId);
   }
@@ -467,14 +488,15 @@ export class ContainerManager implements PodContainers {
       r.phase = "running";
       r.startedAt = startedAt;
       await this.save(r);
+      this.announce(r, "started");
       await faultPoint("StartContainer.after-record");
     });
   }
 
-  /** Stops with the stop signal, SIGKILL after `timeoutSec`; idempotent. */
+  /** Stops with the stop signal, SIGKILL after `timeoutSec`; idempotent (unknown ids are fine, as for Remove). */
   async stop(id: string, timeoutSec: number): Promise<void> {
-    const r = this.find(id, ["container", "infra"]);
-    await this.lock.run(r.id, () => this.stopLocked(r, timeoutSec));
+    const r = this.findOrUndefined(id);
+    if (r) await this.lock.run(r.id, () => this.stopLocked(r, timeoutSec));
   }
 
   private async stopLocked(r: ContainerRecord, timeoutSec: number): Promise<void> {
@@ -516,14 +538,18 @@ export class ContainerManager implements PodContainers {
 
   /** Removes the container and everything berth made for it; idempotent (unknown ids are fine). */
   async remove(id: string): Promise<void> {
-    let r: ContainerRecord;
+    const r = this.findOrUndefined(id);
+    if (r) await this.lock.run(r.id, () => this.removeLocked(r));
+  }
+
+  /** Stop and Remove since Kubernetes 1.31: an unknown id is no error (an ambiguous prefix still is). */
+  private findOrUndefined(id: string): ContainerRecord | undefined {
     try {
-      r = this.find(id, ["container", "infra"]);
+      return this.find(id, ["container", "infra"]);
     } catch (err) {
-      if (err instanceof NotFound) return;
+      if (err instanceof NotFound) return undefined;
       throw err;
     }
-    await this.lock.run(r.id, () => this.removeLocked(r));
   }
 
   private async removeLocked(r: ContainerRecord): Promise<void> {
@@ -553,6 +579,7 @@ export class ContainerManager implements PodContainers {
     await faultPoint("RemoveContainer.after-record-delete");
     this.records.delete(r.id);
     if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
   }
 
@@ -600,11 +627,19 @@ export class ContainerManager implements PodContainers {
     return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
   }
 
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
-    const r = this.find(id);
-    // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
-    if (r.phase !== "exited" && r.conmonPid > 0 && !(await isConmon(r.conmonPid))) await this.settle(r);
-    const status = ContainerStatus.fromPartial({
+  /** Publishes a CRI container's lifecycle step (infra containers are the pod's business). */
+  private announce(r: ContainerRecord, kind: LifecycleKind): void {
+    if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
+  }
+
+  /** ContainerStatus (verbose = false) of every CRI container of a pod, from memory. */
+  statusesOf(sandboxId: string): ContainerStatus[] {
+    return this.containersOf(sandboxId).map((r) => this.criStatus(r));
+  }
+
+  /** A container's status from memory; `user` defaults to the ids its spec gave it (status() reads the process's). */
+  private criStatus(r: ContainerRecord, user = this.specUser(r)): ContainerStatus {
+    return ContainerStatus.fromPartial({
       id: r.id,
       metadata: r.metadata,
       state: this.stateOf(r.phase),
@@ -622,8 +657,16 @@ export class ContainerManager implements PodContainers {
       mounts: r.mounts,
       logPath: r.logPath,
       resources: r.resources ? { linux: r.resources } : undefined,
-      user: { linux: { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) } },
+      user: { linux: user },
+      stopSignal: stopSignalEnum(r.stopSignal),
     });
+  }
+
+  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+    const r = this.find(id);
+    // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
+    if (r.phase !== "exited" && r.conmonPid > 0 && !(await isConmon(r.conmonPid))) await this.settle(r);
+    const status = this.criStatus(r, await this.processUser(r));
     const info: Record<string, string> = {};
     if (verbose) {
       const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
@@ -641,6 +684,22 @@ export class ContainerManager implements PodContainers {
       });
     }
     return { status, info };
+  }
+
+  /**
+   * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
+   * the pid checked against its start time), else what its spec gave it.
+   */
+  private async processUser(r: ContainerRecord): Promise<ProcessUser> {
+    const fromSpec = this.specUser(r);
+    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return fromSpec;
+    const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
+    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return fromSpec;
+    return processIds(text) ?? fromSpec;
+  }
+
+  private specUser(r: ContainerRecord): ProcessUser {
+    return { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
   }
 
   async list(filter: ContainerFilter | undefined): Promise<Container[]> {
@@ -799,6 +858,7 @@ export class ContainerManager implements PodContainers {
     r.phase = "running";
     r.startedAt = at;
     await this.save(r);
+    this.announce(r, "started");
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {

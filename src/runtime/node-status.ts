@@ -5,6 +5,7 @@ import type { Condition, NodeInfo } from "../cri/runtime-info.js";
 import type { Config } from "../config.js";
 import { findPlugin, loadNetworkConfig } from "../cni/config.js";
 import { ociRuntimeVersion } from "./runc.js";
+import { probeHandlerFeatures } from "./handler-features.js";
 
 const CACHE_MS = 2000;
 
@@ -69,6 +70,15 @@ export class NodeStatus implements NodeInfo {
       return { ready: false, reason: "NetworkPluginNotReady", message: `CNI network "${loaded.config.name}" (${loaded.config.file}) needs plugins not found in ${binDirs.join(":")}: ${missing.join(", ")}` };
     }
     return { ready: true, reason: "", message: "" };
+  }
+
+  /** Every configured handler, and the default one again under "" (the CRI's name for it: what a pod naming no handler gets). */
+  async handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> {
+    const names = ["", ...this.handlers];
+    return Promise.all(names.map(async (name) => {
+      const h = this.config.runtime.handlers[name || this.config.runtime.default_handler]!;
+      return { name, ...(await probeHandlerFeatures(h.path)) };
+    }));
   }
 
   effectiveConfig(): unknown {

@@ -20,6 +20,21 @@ export async function ociRuntimeVersion(binary: string): Promise<OciRuntimeInfo>
   return { version: r.stdout.split("\n")[0] ?? "" };
 }
 
+/**
+ * The mount options the OCI runtime knows, from `<runtime> features` (runc 1.1 and later);
+ * undefined when it has no such command.
+ */
+export async function ociRuntimeMountOptions(binary: string): Promise<string[] | undefined> {
+  const r = await runCaptured(binary, ["features"], { timeoutMs: 10_000 });
+  if (r.failed) return undefined;
+  try {
+    const f = JSON.parse(r.stdout) as { mountOptions?: unknown };
+    return Array.isArray(f.mountOptions) ? f.mountOptions.filter((o): o is string => typeof o === "string") : [];
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RuncState {
   id: string;
   pid: number;

@@ -16,6 +16,7 @@ import type { Attachment, PodNetwork } from "../cni/network.js";
 import { PodSandboxConfig as PodSandboxConfigCodec } from "../gen/api.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
+import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 import { faultPoint } from "./faults.js";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
 import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
@@ -76,6 +77,8 @@ export interface SandboxManagerOptions {
   log: Logger;
   /** The node's pod CIDR (UpdateRuntimeConfig), for the ipRanges capability. */
   podCidr?: () => string;
+  /** Where a pod's created/started/stopped/deleted are published, with the pod's id as the container id (events.ts). */
+  events?: LifecyclePublisher;
 }
 
 const isHost = (mode: NamespaceMode | undefined) => mode === NamespaceMode.NODE;
@@ -109,12 +112,14 @@ export class SandboxManager implements SandboxLookup {
   private readonly network: PodNetwork;
   private readonly log: Logger;
   private readonly podCidr: () => string;
+  private readonly events: LifecyclePublisher | undefined;
 
   constructor(opts: SandboxManagerOptions) {
     this.config = opts.config;
     this.network = opts.network;
     this.log = opts.log;
     this.podCidr = opts.podCidr ?? (() => "");
+    this.events = opts.events;
     this.store = new RecordStore<SandboxRecord>(path.join(opts.config.root, "sandboxes"));
   }
 
@@ -170,6 +175,7 @@ export class SandboxManager implements SandboxLookup {
       rec.state = "notready";
       this.log.warn({ id, name }, "sandbox namespaces are gone; marked NOTREADY");
       await save();
+      this.announce(rec, "stopped");
     }
     if (rec.state === "notready" && (await this.holdsResources(rec))) {
       // A StopPodSandbox that a crash cut short, or namespaces that vanished: a NOTREADY pod holds nothing.
@@ -402,6 +408,8 @@ export class SandboxManager implements SandboxLookup {
         rec.state = "ready";
         rec.creating = undefined;
         await this.store.put(id, rec);
+        this.announce(rec, "created");
+        this.announce(rec, "started");
         await faultPoint("RunPodSandbox.after-ready");
       } catch (err) {
         rec.state = "notready";
@@ -504,6 +512,8 @@ export class SandboxManager implements SandboxLookup {
     if (op) await faultPoint(`${op}.after-files`);
     await this.store.delete(rec.id);
     if (op) await faultPoint(`${op}.after-record-delete`);
+    // Announced while the pod can still be looked up: its last status goes with the event.
+    if (op) this.announce(rec, "deleted");
     this.pods.delete(rec.id);
     if (this.names.get(rec.name) === rec.id) this.names.delete(rec.name);
     if (this.undelivered.get(rec.name)?.id === rec.id) this.undelivered.delete(rec.name);
@@ -520,6 +530,10 @@ export class SandboxManager implements SandboxLookup {
     });
   }
 
+  private announce(rec: SandboxRecord, kind: LifecycleKind): void {
+    this.events?.publish({ kind, id: rec.id, sandboxId: rec.id, at: BigInt(Date.now()) * 1_000_000n });
+  }
+
   /** StopPodSandbox: stops the pod's containers and releases its network; a pod already gone is fine. */
   async stop(idOrPrefix: string): Promise<void> {
     await this.withPod(idOrPrefix, async (rec) => {
@@ -529,7 +543,10 @@ export class SandboxManager implements SandboxLookup {
       const wasReady = rec.state === "ready";
       rec.state = "notready";
       // NOTREADY is on disk before anything is released: a crash mid-way never leaves a "ready" pod without its network.
-      if (wasReady) await this.store.put(id, rec).catch((err) => { throw wrap(`StopPodSandbox ${id}: save sandbox record`, err); });
+      if (wasReady) {
+        await this.store.put(id, rec).catch((err) => { throw wrap(`StopPodSandbox ${id}: save sandbox record`, err); });
+        this.announce(rec, "stopped");
+      }
       await faultPoint("StopPodSandbox.after-record");
       try {
         await this.release(rec, "StopPodSandbox");
@@ -555,6 +572,7 @@ export class SandboxManager implements SandboxLookup {
         if (rec.state === "ready") {
           rec.state = "notready";
           await this.store.put(id, rec);
+          this.announce(rec, "stopped");
         }
         await this.release(rec, "RemovePodSandbox");
         await this.forget(rec, "RemovePodSandbox");

@@ -2,12 +2,13 @@
 import type { DeepPartial } from "../cri/client.js";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ContainerConfig, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType } from "../gen/api.js";
-import { BerthError } from "../errors.js";
+import { ContainerConfig, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from "../gen/api.js";
+import { BerthError, FailedPrecondition } from "../errors.js";
+import { BERTH_APPARMOR_PROFILE, defaultAppArmorProfile, parseLoadedProfiles, selinuxLabels } from "./lsm.js";
 import type { ImageRunConfig } from "../image/types.js";
 import { buildSpec, containerArgs, containerCapabilities, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, effectiveOomScoreAdj, seccompFileNeeded, type HostFacts, type SpecInput } from "./spec.js";
 import type { SandboxRef } from "./types.js";
-import { parseGroup, parsePasswd } from "./user.js";
+import { parseGroup, parsePasswd, processIds } from "./user.js";
 import { boundingCapabilities } from "./container-host.js";
 
 
@@ -64,6 +65,7 @@ function input(config: DeepPartial<ContainerConfig>, over: Partial<SpecInput> = 
     host: HOST,
     devices: [],
     seccompFiles: {},
+    handler: { recursiveReadOnlyMounts: true },
     ...over,
   };
 }
@@ -129,6 +131,18 @@ describe("user and groups", () => {
       "1000",
       { uid: 1000, gid: 1000, extra: [1234, 5678, 50000, 29] },
     ],
+    [
+      "SupplementalGroupsPolicy Strict: only the primary and the requested groups",
+      { linux: { securityContext: { runAsUser: { value: 1000n }, supplementalGroups: [1234n], supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict } } },
+      "1000",
+      { uid: 1000, gid: 1000, extra: [1234] },
+    ],
+    [
+      "SupplementalGroupsPolicy Merge is the default",
+      { linux: { securityContext: { runAsUser: { value: 1000n }, supplementalGroups: [1234n], supplementalGroupsPolicy: SupplementalGroupsPolicy.Merge } } },
+      "1000",
+      { uid: 1000, gid: 1000, extra: [1234, 50000, 29] },
+    ],
   ];
   for (const [name, cfg, imageUser, want] of cases) {
     test(name, () => {
@@ -160,6 +174,15 @@ describe("capabilities", () => {
     assert.ok(!c.bounding.includes("CAP_NET_RAW"));
     assert.ok(!c.effective.includes("CAP_CHOWN"));
     assert.deepEqual(c.inheritable, []);
+    assert.deepEqual(c.ambient, []);
+  });
+  test("ambient capabilities are inheritable too (the kernel drops the rest), and held", () => {
+    const c = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["NET_ADMIN"], addAmbientCapabilities: ["NET_ADMIN", "net_bind_service"] } } } }).linux!.securityContext);
+    assert.deepEqual(c.ambient, ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"]);
+    assert.deepEqual(c.inheritable, ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"]);
+    for (const set of [c.permitted, c.effective, c.bounding]) assert.ok(set.includes("CAP_NET_ADMIN") && set.includes("CAP_NET_BIND_SERVICE"));
+    const dropped = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { dropCapabilities: ["ALL"], addAmbientCapabilities: ["NET_ADMIN"] } } } }).linux!.securityContext);
+    assert.deepEqual([dropped.ambient, dropped.inheritable], [[], []]);
   });
   test("drop ALL then add one", () => {
     const c = containerCapabilities(ContainerConfig.fromPartial({ linux: { securityContext: { capabilities: { addCapabilities: ["SYS_ADMIN"], dropCapabilities: ["ALL"] } } } }).linux!.securityContext);
@@ -261,16 +284,56 @@ describe("seccomp", () => {
   });
 });
 
-describe("AppArmor and SELinux on a host without them", () => {
-  test("a Localhost AppArmor profile is a clear error", () => {
-    rejects(() => buildSpec(input({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } } } })), /AppArmor is not enabled on this host/);
-    rejects(() => buildSpec(input({ linux: { securityContext: { apparmorProfile: "localhost/p" } } })), /AppArmor is not enabled/);
+describe("AppArmor and SELinux", () => {
+  const aa = (sc: DeepPartial<ContainerConfig>["linux"], host: Partial<HostFacts> = {}) => buildSpec(input({ linux: sc }, { host: { ...HOST, ...host } }));
+  test("host without AppArmor: unset and Unconfined pass, RuntimeDefault and Localhost are FailedPrecondition", () => {
+    assert.equal(aa({}).spec.process.apparmorProfile, undefined);
+    assert.equal(aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Unconfined } } }).spec.process.apparmorProfile, undefined);
+    assert.equal(aa({ securityContext: { apparmorProfile: "unconfined" } }).apparmor.kind, "none");
+    const failed = (sc: DeepPartial<ContainerConfig>["linux"], re: RegExp) =>
+      assert.throws(() => aa(sc), (err: unknown) => err instanceof FailedPrecondition && re.test(err.message) && /Unconfined or leave the profile unset/.test(err.message));
+    failed({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } }, /AppArmor RuntimeDefault requested but AppArmor is not enabled on this host/);
+    failed({ securityContext: { apparmorProfile: "runtime/default" } }, /RuntimeDefault/);
+    failed({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "p" } } }, /Localhost profile "p"/);
+    failed({ securityContext: { apparmorProfile: "localhost/p" } }, /Localhost profile "p"/);
   });
-  test("RuntimeDefault AppArmor is a no-op", () => {
-    assert.equal(buildSpec(input({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } })).spec.process.apparmorProfile, undefined);
+  test("host with AppArmor: RuntimeDefault and unset get berth's profile, Localhost its own, privileged and Unconfined none", () => {
+    const on = { apparmor: true };
+    assert.equal(aa({}, on).spec.process.apparmorProfile, BERTH_APPARMOR_PROFILE);
+    assert.deepEqual(aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } }, on).apparmor, { kind: "default", name: BERTH_APPARMOR_PROFILE });
+    assert.equal(aa({ securityContext: { apparmorProfile: "runtime/default" } }, on).spec.process.apparmorProfile, BERTH_APPARMOR_PROFILE);
+    assert.equal(aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: "localhost/mine" } } }, on).spec.process.apparmorProfile, "mine");
+    assert.deepEqual(aa({ securityContext: { apparmorProfile: "localhost/mine" } }, on).apparmor, { kind: "localhost", name: "mine" });
+    assert.equal(aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Unconfined } } }, on).spec.process.apparmorProfile, undefined);
+    // The structured field wins over the deprecated string.
+    assert.equal(aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Unconfined }, apparmorProfile: "localhost/mine" } }, on).apparmor.kind, "none");
+    const privileged = buildSpec(input({ linux: { securityContext: { privileged: true } } }, { host: { ...HOST, apparmor: true }, sandbox: sandbox({ privileged: true }) }));
+    assert.equal(privileged.spec.process.apparmorProfile, undefined);
+    rejects(() => aa({ securityContext: { apparmorProfile: "bogus" } }, on), /apparmor_profile "bogus" is not/);
+    rejects(() => aa({ securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.Localhost } } }, on), /needs localhost_ref/);
   });
-  test("SELinux options are a clear error", () => {
-    rejects(() => buildSpec(input({ linux: { securityContext: { selinuxOptions: { type: "spc_t" } } } })), /SELinux is not enabled on this host/);
+  test("berth's default profile names itself and denies mounts", () => {
+    const text = defaultAppArmorProfile("berth-test");
+    assert.match(text, /^profile berth-test flags=\(attach_disconnected,mediate_deleted\) \{$/m);
+    assert.match(text, /^ {2}deny mount,$/m);
+    assert.match(text, /^ {2}signal \(send,receive\) peer=berth-test,$/m);
+    assert.equal(text.split("{").length, text.split("}").length);
+    rejects(() => defaultAppArmorProfile("bad name\n"), /cannot hold/);
+    assert.deepEqual([...parseLoadedProfiles("berth-default (enforce)\n/usr/bin/man (complain)\nsnap.x//y (enforce)\n")], ["berth-default", "/usr/bin/man", "snap.x//y"]);
+  });
+  test("SELinux options without SELinux are ignored with a note; with it they label the process and mounts", () => {
+    const off = buildSpec(input({ linux: { securityContext: { selinuxOptions: { type: "spc_t", level: "s0:c1,c2" } } } }));
+    assert.equal(off.spec.process.selinuxLabel, undefined);
+    assert.equal(off.spec.linux.mountLabel, undefined);
+    assert.match(off.ignored.join(), /SELinux options ::spc_t:s0:c1,c2 ignored: SELinux is not enabled on this host/);
+    const on = buildSpec(input({ linux: { securityContext: { selinuxOptions: { type: "spc_t", level: "s0:c1,c2" } } } }, { host: { ...HOST, selinux: true } }));
+    assert.equal(on.spec.process.selinuxLabel, "system_u:system_r:spc_t:s0:c1,c2");
+    assert.equal(on.spec.linux.mountLabel, "system_u:object_r:container_file_t:s0:c1,c2");
+    assert.deepEqual(on.ignored, []);
+    assert.equal(selinuxLabels({ user: "", role: "", type: "", level: "" }, { selinux: true }).processLabel, undefined);
+    assert.equal(selinuxLabels({ user: "u", role: "r", type: "t", level: "s1" }, { selinux: true }).processLabel, "u:r:t:s1");
+    rejects(() => selinuxLabels({ user: "", role: "", type: "a:b", level: "" }, { selinux: true }), /selinux_options.type/);
+    rejects(() => selinuxLabels({ user: "", role: "", type: "", level: "high" }, { selinux: true }), /MLS level/);
   });
 });
 
@@ -302,6 +365,14 @@ describe("mounts", () => {
   test("relative paths are refused", () => {
     rejects(() => buildSpec(input({ mounts: [{ containerPath: "data", hostPath: "/h" }] })), /must be absolute/);
     rejects(() => buildSpec(input({ mounts: [{ containerPath: "/data", hostPath: "h" }] })), /must be absolute/);
+  });
+  test("recursive read-only: rro with ro, refused unless read-only, private and supported by the handler", () => {
+    const rro = { containerPath: "/data", hostPath: "/h/data", readonly: true, recursiveReadOnly: true };
+    assert.deepEqual(buildSpec(input({ mounts: [rro] })).spec.mounts.at(-1)!.options, ["rbind", "rprivate", "ro", "rro"]);
+    rejects(() => buildSpec(input({ mounts: [{ ...rro, readonly: false }] })), /mount \/data: recursive_read_only needs readonly: true/);
+    rejects(() => buildSpec(input({ mounts: [{ ...rro, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER }] })), /needs propagation PROPAGATION_PRIVATE, not PROPAGATION_HOST_TO_CONTAINER/);
+    rejects(() => buildSpec(input({ mounts: [{ ...rro, propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL }] })), /not PROPAGATION_BIDIRECTIONAL/);
+    assert.throws(() => buildSpec(input({ mounts: [rro] }, { handler: { recursiveReadOnlyMounts: false } })), (err: unknown) => err instanceof FailedPrecondition && /Linux 5.12/.test(err.message));
   });
   test("devices become nodes and cgroup allow rules", () => {
     const { spec } = buildSpec(input({}, { devices: [{ containerPath: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0, permissions: "rw" }] }));
@@ -373,5 +444,14 @@ describe("resources and cgroup", () => {
     assert.equal(spec.annotations.a, "1");
     assert.equal(spec.annotations["io.kubernetes.cri.sandbox-id"], "pod1");
     assert.equal(spec.annotations["io.kubernetes.cri.container-name"], "ctr");
+  });
+});
+
+describe("the ids a process holds", () => {
+  test("from /proc/<pid>/status", () => {
+    const status = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\nFDSize:\t64\nGroups:\t1000 1234 50000 \nNStgid:\t1\n";
+    assert.deepEqual(processIds(status), { uid: 1000n, gid: 1000n, supplementalGroups: [1000n, 1234n, 50000n] });
+    assert.deepEqual(processIds("Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n")!.supplementalGroups, []);
+    assert.equal(processIds("Name:\tx\n"), undefined);
   });
 });

@@ -1,12 +1,14 @@
 // The OCI runtime spec (config.json) of a container: one pure function from the image config,
 // the CRI ContainerConfig, the pod it joins and facts berth gathered about the host and the
 // rootfs beforehand. Everything that touches the disk happens before this is called.
-import { MountPropagation, NamespaceMode, type ContainerConfig, type LinuxContainerResources, type LinuxContainerSecurityContext } from "../gen/api.js";
+import { MountPropagation, NamespaceMode, SupplementalGroupsPolicy, type ContainerConfig, type LinuxContainerResources, type LinuxContainerSecurityContext } from "../gen/api.js";
 import type { ImageRunConfig } from "../image/types.js";
 import { FailedPrecondition, InvalidArgument } from "../errors.js";
 import type { SandboxRef } from "./types.js";
 import { defaultSeccompProfile, parseSeccompProfile, seccompChoice, type OciSeccomp, type SeccompChoice } from "./seccomp.js";
 import { resolveUser, type ResolvedUser, type UserDb } from "./user.js";
+import { checkRecursiveReadOnly } from "./container-validate.js";
+import { appArmorChoice, selinuxLabels, type AppArmorChoice } from "./lsm.js";
 
 export interface OciMount {
   destination: string;
@@ -86,6 +88,7 @@ export interface OciSpec {
     maskedPaths?: string[];
     readonlyPaths?: string[];
     rootfsPropagation?: string;
+    mountLabel?: string;
   };
 }
 
@@ -135,12 +138,18 @@ export interface SpecInput {
   seccompFiles: Record<string, string>;
   /** /proc/<pid>/ns/pid of the target container, for NamespaceMode.TARGET. */
   targetPidnsPath?: string;
+  /** What the pod's OCI runtime handler can do (handler-features.ts). */
+  handler: { recursiveReadOnlyMounts: boolean };
 }
 
 export interface SpecResult {
   spec: OciSpec;
   user: ResolvedUser;
   seccomp: SeccompChoice;
+  /** The AppArmor profile the spec names; the caller makes sure it is loaded (lsm.ts). */
+  apparmor: AppArmorChoice;
+  /** Request parts that were ignored, with why: for the debug log. */
+  ignored: string[];
 }
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -236,8 +245,9 @@ export function containerCapabilities(sc: LinuxContainerSecurityContext | undefi
 }
 
 function capSet(caps: string[], ambient: string[]): OciCapabilities {
-  // Inheritable stays empty so file capabilities of an exec'd binary cannot gain caps (CVE-2022-24769).
-  return { bounding: [...caps], effective: [...caps], permitted: [...caps], inheritable: [], ambient };
+  // The kernel keeps an ambient capability only while it is also inheritable (and permitted);
+  // nothing else is inheritable, so file capabilities of an exec'd binary gain no more (CVE-2022-24769).
+  return { bounding: [...caps], effective: [...caps], permitted: [...caps], inheritable: [...ambient], ambient };
 }
 
 /** The path of the Localhost seccomp profile the request needs, so the caller can read it first. */
@@ -316,16 +326,9 @@ export function buildSpec(input: SpecInput): SpecResult {
   }
   if (!config.metadata?.name) throw new InvalidArgument("container config has no metadata.name");
 
-  if (sc?.apparmor && sc.apparmor.profileType === 2 /* Localhost */ && !host.apparmor) {
-    throw new FailedPrecondition(`AppArmor profile "${sc.apparmor.localhostRef}" requested but AppArmor is not enabled on this host`);
-  }
-  if (sc?.apparmorProfile && sc.apparmorProfile.startsWith("localhost/") && !host.apparmor) {
-    throw new FailedPrecondition(`AppArmor profile "${sc.apparmorProfile}" requested but AppArmor is not enabled on this host`);
-  }
-  const se = sc?.selinuxOptions;
-  if (se && (se.user || se.role || se.type || se.level) && !host.selinux) {
-    throw new FailedPrecondition(`SELinux options (${[se.user, se.role, se.type, se.level].filter(Boolean).join(":")}) requested but SELinux is not enabled on this host`);
-  }
+  const apparmor = appArmorChoice(sc, host);
+  const selinux = selinuxLabels(sc?.selinuxOptions, host);
+  const ignored = selinux.ignored ? [selinux.ignored] : [];
 
   if (sc?.runAsGroup !== undefined && sc.runAsUser === undefined && !sc.runAsUsername) {
     throw new InvalidArgument(`run_as_group ${sc.runAsGroup.value} is set without run_as_user or run_as_username`);
@@ -336,6 +339,7 @@ export function buildSpec(input: SpecInput): SpecResult {
       runAsUsername: sc?.runAsUsername || undefined,
       runAsGroup: sc?.runAsGroup?.value,
       supplementalGroups: sc?.supplementalGroups,
+      strictGroups: sc?.supplementalGroupsPolicy === SupplementalGroupsPolicy.Strict,
       imageUser: input.image.User,
     },
     input.userDb,
@@ -360,12 +364,14 @@ export function buildSpec(input: SpecInput): SpecResult {
     capabilities,
     noNewPrivileges: sc?.noNewPrivs ?? false,
   };
+  if (apparmor.kind !== "none") process.apparmorProfile = apparmor.name;
+  if (selinux.processLabel) process.selinuxLabel = selinux.processLabel;
   const requestedOom = Number(config.linux?.resources?.oomScoreAdj ?? 0n);
   process.oomScoreAdj = effectiveOomScoreAdj(requestedOom, host);
   if (!process.cwd.startsWith("/")) throw new InvalidArgument(`working_dir "${process.cwd}" must be an absolute path`);
 
   const readonlyRootfs = sc?.readonlyRootfs ?? false;
-  const mounts = buildMounts(config, sandbox, privileged, readonlyRootfs);
+  const mounts = buildMounts(config, sandbox, privileged, readonlyRootfs, input.handler);
 
   const namespaces = buildNamespaces(input);
 
@@ -397,6 +403,7 @@ export function buildSpec(input: SpecInput): SpecResult {
   };
   if (Object.keys(sandbox.sysctls).length > 0) linux.sysctl = { ...sandbox.sysctls };
   if (seccompSpec) linux.seccomp = seccompSpec;
+  if (selinux.mountLabel) linux.mountLabel = selinux.mountLabel;
   if (!privileged) {
     linux.maskedPaths = sc?.maskedPaths?.length ? [...sc.maskedPaths] : [...DEFAULT_MASKED_PATHS];
     linux.readonlyPaths = sc?.readonlyPaths?.length ? [...sc.readonlyPaths] : [...DEFAULT_READONLY_PATHS];
@@ -413,7 +420,7 @@ export function buildSpec(input: SpecInput): SpecResult {
     annotations,
     linux,
   };
-  return { spec, user, seccomp };
+  return { spec, user, seccomp, apparmor, ignored };
 }
 
 function buildNamespaces(input: SpecInput): Array<{ type: string; path?: string }> {
@@ -445,7 +452,7 @@ function buildNamespaces(input: SpecInput): Array<{ type: string; path?: string 
   return ns;
 }
 
-function buildMounts(config: ContainerConfig, sandbox: SandboxRef, privileged: boolean, readonlyRootfs: boolean): OciMount[] {
+function buildMounts(config: ContainerConfig, sandbox: SandboxRef, privileged: boolean, readonlyRootfs: boolean, handler: SpecInput["handler"]): OciMount[] {
   const wanted = new Set(config.mounts.map((m) => clean(m.containerPath)));
   const out: OciMount[] = [];
   const add = (m: OciMount) => {
@@ -469,13 +476,17 @@ function buildMounts(config: ContainerConfig, sandbox: SandboxRef, privileged: b
     if (!m.containerPath.startsWith("/")) throw new InvalidArgument(`mount container_path "${m.containerPath}" must be absolute`);
     if (!m.hostPath.startsWith("/")) throw new InvalidArgument(`mount host_path "${m.hostPath}" must be absolute`);
     if (m.uidMappings.length > 0 || m.gidMappings.length > 0) throw new InvalidArgument(`mount ${m.containerPath}: id-mapped mounts are not supported`);
-    if (m.recursiveReadOnly) throw new InvalidArgument(`mount ${m.containerPath}: recursive read-only mounts are not supported`);
+    checkRecursiveReadOnly(m);
+    if (m.recursiveReadOnly && !handler.recursiveReadOnlyMounts) {
+      throw new FailedPrecondition(`mount ${m.containerPath}: recursive_read_only needs mount_setattr (Linux 5.12 or later) and an OCI runtime that knows the "rro" mount option; runtime handler "${sandbox.runtimeHandler}" lacks one of them (Status lists recursive_read_only_mounts per handler)`);
+    }
     if (m.image?.image) throw new InvalidArgument(`mount ${m.containerPath}: image volumes are not supported`);
     out.push({
       destination: clean(m.containerPath),
       type: "bind",
       source: m.hostPath,
-      options: ["rbind", propagationOption(m.propagation), m.readonly ? "ro" : "rw"],
+      // "rro" makes every submount read-only too (runc: mount_setattr with AT_RECURSIVE).
+      options: ["rbind", propagationOption(m.propagation), m.readonly ? "ro" : "rw", ...(m.recursiveReadOnly ? ["rro"] : [])],
     });
   }
   return out;

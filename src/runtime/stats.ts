@@ -111,13 +111,26 @@ export class StatsCollector {
   }
 
   async listContainerStats(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]> {
+    return this.containerStatsOf(await this.containerStatsIds(filter));
+  }
+
+  /** The containers ListContainerStats reports on (the running ones the filter picks), in order. */
+  async containerStatsIds(filter: ContainerStatsFilter | undefined): Promise<string[]> {
     const all = await this.containers.allContainers();
-    const picked = all.filter((r) =>
+    return all.filter((r) =>
       (!filter?.id || r.id.startsWith(filter.id)) &&
       (!filter?.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
       Object.entries(filter?.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v) &&
-      r.phase === "running");
-    return Promise.all(picked.map((r) => this.one(r)));
+      r.phase === "running").map((r) => r.id);
+  }
+
+  /** Stats of the given containers; one removed meanwhile is left out. */
+  async containerStatsOf(ids: string[]): Promise<ContainerStats[]> {
+    const records = await Promise.all(ids.map((id) => this.containers.record(id).catch((err) => {
+      if (err instanceof NotFound) return undefined;
+      throw err;
+    })));
+    return Promise.all(records.filter((r): r is ContainerRecord => r !== undefined).map((r) => this.one(r)));
   }
 
   private async network(sandbox: SandboxRef, members: ContainerRecord[]): Promise<NetworkUsage | undefined> {
@@ -175,13 +188,27 @@ export class StatsCollector {
   }
 
   async listPodStats(filter: PodSandboxStatsFilter | undefined): Promise<PodSandboxStats[]> {
-    const out: PodSandboxStats[] = [];
-    for (const id of this.sandboxIds()) {
-      if (filter?.id && !id.startsWith(filter.id)) continue;
+    return this.podStatsOf(this.podStatsIds(filter));
+  }
+
+  /** The pods ListPodSandboxStats reports on (the ready ones the filter picks), in order. */
+  podStatsIds(filter: PodSandboxStatsFilter | undefined): string[] {
+    return this.sandboxIds().filter((id) => {
+      if (filter?.id && !id.startsWith(filter.id)) return false;
       const sb = this.sandboxes.getSandbox(id);
-      if (!sb || sb.state !== "ready") continue;
-      if (Object.entries(filter?.labelSelector ?? {}).some(([k, v]) => sb.labels[k] !== v)) continue;
-      out.push(await this.podStats(id));
+      return sb !== undefined && sb.state === "ready" && Object.entries(filter?.labelSelector ?? {}).every(([k, v]) => sb.labels[k] === v);
+    });
+  }
+
+  /** Stats of the given pods, one after another; one removed meanwhile is left out. */
+  async podStatsOf(ids: string[]): Promise<PodSandboxStats[]> {
+    const out: PodSandboxStats[] = [];
+    for (const id of ids) {
+      const s = await this.podStats(id).catch((err) => {
+        if (err instanceof NotFound) return undefined;
+        throw err;
+      });
+      if (s) out.push(s);
     }
     return out;
   }

@@ -28,7 +28,7 @@ export interface UserDb {
 export interface ResolvedUser {
   uid: number;
   gid: number;
-  /** Groups: the primary gid, the request's supplemental groups, then the image's groups listing the user (no duplicates). */
+  /** Groups: the primary gid, the request's supplemental groups, then (policy Merge) the image's groups listing the user (no duplicates). */
   additionalGids: number[];
   /** The passwd name when the image knows the uid ("" otherwise). */
   username: string;
@@ -42,6 +42,8 @@ export interface UserRequest {
   runAsUsername?: string;
   runAsGroup?: bigint;
   supplementalGroups?: bigint[];
+  /** SupplementalGroupsPolicy Strict: the image's /etc/group memberships are not added. */
+  strictGroups?: boolean;
   /** The image config's User: "", "name", "uid", "uid:gid", "name:group", ... */
   imageUser?: string;
 }
@@ -132,10 +134,19 @@ export function resolveUser(req: UserRequest, db: UserDb): ResolvedUser {
   };
   for (const g of req.supplementalGroups ?? []) add(idFromBigint(g, "supplemental group"));
   const username = entry?.name ?? "";
-  if (username !== "") {
+  if (username !== "" && !req.strictGroups) {
     for (const g of db.groups) if (g.members.includes(username)) add(g.gid);
   }
   return { uid, gid, additionalGids: additional, username, home: entry?.home ?? "/" };
+}
+
+/** Real uid, real gid and the groups from a /proc/<pid>/status text. */
+export function processIds(status: string): { uid: bigint; gid: bigint; supplementalGroups: bigint[] } | undefined {
+  const uid = /^Uid:\s+(\d+)/m.exec(status);
+  const gid = /^Gid:\s+(\d+)/m.exec(status);
+  const groups = /^Groups:[ \t]*([\d \t]*)$/m.exec(status);
+  if (!uid || !gid || !groups) return undefined;
+  return { uid: BigInt(uid[1]!), gid: BigInt(gid[1]!), supplementalGroups: groups[1]!.trim().split(/\s+/).filter((g) => g !== "").map(BigInt) };
 }
 
 function splitUserSpec(spec: string): [string, string | undefined] {

@@ -22,7 +22,7 @@ import { REPO } from "../harness/berthd.js";
 const CRITEST_PORTS = [12000, 12001, 12002, 12003];
 const USAGE = `usage: node dist/test/critest/run.js --critest PATH [--runtime berth|containerd ...] [--focus RE ...] [--skip RE ...]
        [--benchmark] [--benchmark-params FILE] [--out DIR] [--keep] [--verbose] [--hold]
-  --critest PATH   the critest binary (cri-tools v1.26.1 or v1.29.0, built from source: see test/critest/README.md)
+  --critest PATH   the critest binary (cri-tools v1.26.1, v1.29.0 or v1.32.0, built from source: see test/critest/README.md)
   --runtime NAME   berth (default) or containerd (the baseline); repeat to run both against one registry
   --focus/--skip   passed to critest as --ginkgo.focus/--ginkgo.skip
   --benchmark      run critest -benchmark instead of the validation specs (every benchmark: 20 pods, 20 containers,
@@ -171,8 +171,10 @@ async function main(): Promise<number> {
   for (const port of CRITEST_PORTS) {
     if (!(await portFree(port))) throw new Error(`host port ${port} is in use; critest needs ${CRITEST_PORTS.join(", ")} free`);
   }
-  const version = (await execa(critest, ["--version"], { reject: false })).stdout.split("\n")[0]!.trim();
-  say(`critest: ${version || critest}`);
+  const printed = (await execa(critest, ["--version"], { reject: false })).stdout.split("\n")[0]!.trim();
+  // A critest built with plain `go build` (no release ldflags) says "unknown": the binary's name then tells the runs apart.
+  const version = !printed || /unknown/.test(printed) ? `${printed || "critest"} (${path.basename(critest)})` : printed;
+  say(`critest: ${version}`);
 
   const runDir = await mkdtemp(path.join(tmpdir(), "berth-critest-"));
   const hadContainerdRun = await stat("/run/containerd").then(() => true, () => false);

@@ -36,6 +36,8 @@ export interface BerthdOptions {
   env?: NodeJS.ProcessEnv;
   /** Use this dir; a config already written there (by an earlier start) is reused. */
   dir?: string;
+  /** Another berthd executable (an installed one) instead of the checkout's bin/berthd. */
+  berthd?: string;
 }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
@@ -65,7 +67,7 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
     await writeFile(configFile, base + (opts.config ?? ""));
   }
   let out = "";
-  const proc = spawn(BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
+  const proc = spawn(opts.berthd ?? BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
     env: { ...BERTHD_ENV, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
