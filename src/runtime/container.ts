@@ -428,8 +428,8 @@ export class ContainerManager implements PodContainers {
       for (let i = 0; i < 1000 && (await processRunning(r.pid, r.pidStartTime)); i++) await sleep(10);
       if (await processRunning(r.pid, r.pidStartTime)) throw new DeadlineExceeded(`container ${r.id}: its conmon (pid ${r.conmonPid}) died and its process ${r.pid} did not exit 10 s after SIGKILL`);
     }
-    const what = ran ? "its processes were killed" : "the container's process had exited; its exit code is unknown";
-    await this.markExited(r, ran ? 137 : 255, "MonitorDied", `the container's monitor (conmon, pid ${r.conmonPid}) died without recording an exit code; ${what}`, nowNs());
+    const what = ran ? "its processes were killed" : "its process had already exited";
+    await this.markExited(r, ran ? 137 : 255, "MonitorDied", `the container's monitor (conmon, pid ${r.conmonPid}) died and recorded no exit code; ${what}`, nowNs());
   }
 
   private async markExited(r: ContainerRecord, code: number, reason: string, message: string, finished: bigint): Promise<void> {
