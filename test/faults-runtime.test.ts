@@ -202,6 +202,22 @@ describe("faults around runc, conmon and CNI plugins", () => {
     await assertNoLeaks();
   });
 
+  test("a pod whose pause process is killed becomes NOTREADY at once; stop and remove succeed", async () => {
+    const pod = await newPod("pause-killed", { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD } } } });
+    const ps = await d.cri.runtime.podSandboxStatus({ podSandboxId: pod.podSandboxId, verbose: true });
+    const pausePid = (JSON.parse(ps.info.info!) as { pid: number }).pid;
+    const killedAt = Date.now();
+    process.kill(pausePid, "SIGKILL");
+    // conmon records the exit: the exit-dir watch settles the infra container, and the pod follows.
+    await waitFor("the pod to be NOTREADY", async () =>
+      (await d.cri.runtime.podSandboxStatus({ podSandboxId: pod.podSandboxId })).status!.state === PodSandboxState.SANDBOX_NOTREADY, 15_000, 20);
+    const ms = Date.now() - killedAt;
+    process.stderr.write(`# pause process killed: the pod was NOTREADY after ${ms} ms\n`);
+    assert.ok(ms < 3000, `NOTREADY after ${ms} ms`);
+    await removePod(pod.podSandboxId);
+    await assertNoLeaks();
+  });
+
   test("an OCI runtime that hangs in create: DEADLINE_EXCEEDED naming it within runtime.call_timeout, cleaned up, other pods go on", async () => {
     const hungPod = await newPod("hung-runtime", {}, "hang");
     const other = await newPod("beside-hung-runtime");

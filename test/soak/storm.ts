@@ -4,9 +4,10 @@
 // teardown. Passes when every call succeeds or fails with a clear status (not INTERNAL/UNKNOWN),
 // nothing is left behind, berthd's RSS returns near its idle size, and no call waits longer than
 // the slowest serial call of its phase's RPCs times the number of calls in flight with it.
-// Network: bridge bfst0, 10.207.3.0/24; cgroups under /berth-faults-storm.
+// Network: bridge bfst0, 10.207.3.0/24; cgroups under /berth-faults-storm (the reduced run in make test: its own).
 import { status } from "@grpc/grpc-js";
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { causeChain } from "../../src/errors.js";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
 import { startBerthd, waitFor, type Berthd } from "../harness/berthd.js";
@@ -16,13 +17,7 @@ import { startRegistry } from "../harness/registry.js";
 import { cgroupLeaks, forceRemoveDir, ownLeaks, podProblems, removeCgroupParent, strayFiles } from "../recovery-check.js";
 import { bridgePorts, deleteBridge, podConfig, writeBridgeConflist } from "../sandbox-net.js";
 
-const PODS = Number(process.env.STORM_PODS ?? 100);
-const CONTAINERS = Number(process.env.STORM_CONTAINERS ?? 200);
-const CLIENTS = Number(process.env.STORM_CLIENTS ?? 20);
 const SERIAL = 5;
-const BRIDGE = "bfst0";
-const SUBNET = "10.207.3.0/24";
-const CGROUP_PARENT = "/berth-faults-storm";
 const MiB = 1024 * 1024;
 /** A hang is reported as DEADLINE_EXCEEDED, never waited out. */
 const DEADLINE = { timeoutMs: 300_000 };
@@ -41,7 +36,20 @@ interface Phase {
   latencies: Map<string, number[]>;
 }
 
-async function main(): Promise<void> {
+export interface StormOptions {
+  pods: number;
+  containers: number;
+  clients: number;
+  /** The CNI bridge, its subnet (room for pods + 5) and the pods' cgroup parent: the caller's own. */
+  bridge: string;
+  subnet: string;
+  cgroupParent: string;
+  log: (line: string) => void;
+}
+
+/** Runs one storm against a berthd of its own; true when it passed (the report went to `log`). */
+export async function runStorm(o: StormOptions): Promise<boolean> {
+  const { pods: PODS, containers: CONTAINERS, clients: CLIENTS, bridge: BRIDGE, subnet: SUBNET, cgroupParent: CGROUP_PARENT } = o;
   const reg = await startRegistry();
   await pushImage(reg, "storm/busybox", { layers: [{ entries: await busyboxEntries(["sh", "sleep", "echo", "true"]) }], config: { Cmd: ["sh"], Env: ["PATH=/bin"] } }, ["1"]);
   const image = `${reg.host}/storm/busybox:1`;
@@ -123,7 +131,7 @@ async function main(): Promise<void> {
       phases.push(phase);
       const t0 = Date.now();
       await fn();
-      console.log(`storm: ${name}: ${depth} at once, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      o.log(`storm: ${name}: ${depth} at once, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     };
     const pods: Array<{ id: string; cfg: Record<string, unknown> }> = [];
     const ctrs: string[] = [];
@@ -157,8 +165,8 @@ async function main(): Promise<void> {
     await serialRun("after");
     const serialMax = new Map([...serial.latencies].map(([op, l]) => [op, Math.max(...l)]));
 
-    console.log(`storm: ${PODS} pods, ${CONTAINERS} containers, ${CLIENTS} clients: ${stormSeconds.toFixed(1)} s; ${pods.length} pods and ${ctrs.length} containers made`);
-    console.log("storm: latency per RPC (ms): serial max | storm p50, p99, max | bound = the phase's slowest serial call x calls in flight");
+    o.log(`storm: ${PODS} pods, ${CONTAINERS} containers, ${CLIENTS} clients: ${stormSeconds.toFixed(1)} s; ${pods.length} pods and ${ctrs.length} containers made`);
+    o.log("storm: latency per RPC (ms): serial max | storm p50, p99, max | bound = the phase's slowest serial call x calls in flight");
     for (const p of phases) {
       // A call queues behind the phase's other calls, whatever their RPC: the slowest of them bounds each wait.
       const slowest = Math.max(...[...p.latencies.keys()].map((op) => serialMax.get(op) ?? Infinity));
@@ -167,7 +175,7 @@ async function main(): Promise<void> {
         const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * f))]!;
         const bound = slowest * p.depth;
         const max = sorted[sorted.length - 1]!;
-        console.log(`  ${op.padEnd(17)} ${(serialMax.get(op) ?? 0).toFixed(0).padStart(6)} | ${q(0.5).toFixed(0).padStart(6)} ${q(0.99).toFixed(0).padStart(6)} ${max.toFixed(0).padStart(6)} | ${bound.toFixed(0)} (${sorted.length} calls)`);
+        o.log(`  ${op.padEnd(17)} ${(serialMax.get(op) ?? 0).toFixed(0).padStart(6)} | ${q(0.5).toFixed(0).padStart(6)} ${q(0.99).toFixed(0).padStart(6)} ${max.toFixed(0).padStart(6)} | ${bound.toFixed(0)} (${sorted.length} calls)`);
         if (max > bound) over.push(`${op} waited ${max.toFixed(0)} ms, over ${bound.toFixed(0)} ms`);
       }
     }
@@ -181,14 +189,14 @@ async function main(): Promise<void> {
     ];
     const grown = endRss - idleRss;
     const near = Math.max(32 * MiB, idleRss / 4);
-    console.log(`storm: berthd RSS idle ${(idleRss / MiB).toFixed(1)} MiB, peak ${(peakRss / MiB).toFixed(1)} MiB, after teardown ${(endRss / MiB).toFixed(1)} MiB (allowed: idle + ${(near / MiB).toFixed(0)} MiB)`);
-    console.log(`storm: ${failedCalls.length} calls failed, ${unclear.length} without a clear status`);
-    for (const f of failedCalls.slice(0, 20)) console.log(`  failed: ${f}`);
-    for (const o of over) console.log(`  too slow: ${o}`);
-    if (leftovers.length) console.log(`storm: left behind: ${leftovers.join("; ")}`);
+    o.log(`storm: berthd RSS idle ${(idleRss / MiB).toFixed(1)} MiB, peak ${(peakRss / MiB).toFixed(1)} MiB, after teardown ${(endRss / MiB).toFixed(1)} MiB (allowed: idle + ${(near / MiB).toFixed(0)} MiB)`);
+    o.log(`storm: ${failedCalls.length} calls failed, ${unclear.length} without a clear status`);
+    for (const f of failedCalls.slice(0, 20)) o.log(`  failed: ${f}`);
+    for (const slow of over) o.log(`  too slow: ${slow}`);
+    if (leftovers.length) o.log(`storm: left behind: ${leftovers.join("; ")}`);
     if (unclear.length || leftovers.length || over.length || grown > near) failed = 1;
   } catch (err) {
-    console.log(`storm: aborted: ${causeChain(err)}`);
+    o.log(`storm: aborted: ${causeChain(err)}`);
     failed = 1;
   }
   for (const c of clients) c.close();
@@ -196,7 +204,7 @@ async function main(): Promise<void> {
   try {
     const exit = d ? await d.stop() : 0;
     if (exit !== 0) {
-      console.log(`storm: berthd exited with ${exit}`);
+      o.log(`storm: berthd exited with ${exit}`);
       failed = 1;
     }
     leaks = d ? ownLeaks(before, await hostLeaks(), d.dir) : [];
@@ -207,12 +215,24 @@ async function main(): Promise<void> {
     await removeCgroupParent(CGROUP_PARENT);
   }
   if (leaks.length) {
-    console.log(`storm: leaks: ${leaks.join("; ")}`);
+    o.log(`storm: leaks: ${leaks.join("; ")}`);
     failed = 1;
   }
-  console.log(`storm: ${leaks.length} leaks after shutdown`);
-  console.log(`${failed ? 0 : 1} passed, ${failed} failed`);
-  process.exitCode = failed;
+  o.log(`storm: ${leaks.length} leaks after shutdown`);
+  return failed === 0;
 }
 
-await main();
+// `make storm`: the full-size run (a reduced one is in test/faults-storm.test.ts).
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const passed = await runStorm({
+    pods: Number(process.env.STORM_PODS ?? 100),
+    containers: Number(process.env.STORM_CONTAINERS ?? 200),
+    clients: Number(process.env.STORM_CLIENTS ?? 20),
+    bridge: "bfst0",
+    subnet: "10.207.3.0/24",
+    cgroupParent: "/berth-faults-storm",
+    log: (line) => console.log(line),
+  });
+  console.log(`${passed ? 1 : 0} passed, ${passed ? 0 : 1} failed`);
+  process.exitCode = passed ? 0 : 1;
+}
