@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 RUN_PKGS  := runc conmon containernetworking-plugins iproute2 iptables util-linux protobuf-compiler zstd attr coreutils gcc libc6-dev
-TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps apache2-utils systemd
+TEST_PKGS := docker-registry busybox-static skopeo umoci jq openssl procps apache2-utils systemd prometheus
 BENCH_PKGS := containerd
 CNI_CONF_DIR ?= /etc/cni/net.d
 TSC := node_modules/.bin/tsc

@@ -83,6 +83,7 @@ export function goals(groups: Group[]): Goal[] {
     { text: "ExecSync <= 1.15x bare runc exec (issue 8)", value: execFloor, limit: 1.15 },
     { text: "total memory (daemon + monitors) <= 0.8x containerd (issues 8, 9)", value: rel("mem-total"), limit: 0.8 },
     { text: "memory per added container <= 0.3x containerd (issues 8, 9)", value: rel("mem-per"), limit: 0.3 },
+    { text: "ListPodSandboxMetrics (berth) under containerd's ListContainerStats, same containers (issue 16)", value: rel("pod-metrics"), limit: 1 },
     ...latency,
   ];
 }

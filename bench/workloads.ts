@@ -10,6 +10,7 @@ import { NamespaceMode } from "../src/gen/api.js";
 import type { BenchImages } from "./images.js";
 import { LAYER_MIB, LAYERS } from "./images.js";
 import { alternate, describeFailure, newGroup, newRow, step, timed, type Group, type Row } from "./measure.js";
+import { metricsAtScale } from "./metrics.js";
 import { descendants, listProcs, totalPssKiB } from "./procs.js";
 import type { RuntimeName, RuntimeUnderTest } from "./runtimes.js";
 import { summarize } from "./stats.js";
@@ -57,8 +58,12 @@ interface Pod {
   config: ReturnType<typeof podConfig>;
 }
 
-function podConfig(rt: RuntimeUnderTest, name: string) {
+/** The pod user namespace of the userns workload: container ids 0-65535 from host id 2000000. */
+const USERNS_MAPPING = [{ containerId: 0, hostId: 2_000_000, length: 65536 }];
+
+function podConfig(rt: RuntimeUnderTest, name: string, userns = false) {
   const uid = randomUUID();
+  const usernsOptions = userns ? { usernsOptions: { mode: NamespaceMode.POD, uids: USERNS_MAPPING, gids: USERNS_MAPPING } } : {};
   return {
     metadata: { name, uid, namespace: "bench", attempt: 0 },
     hostname: name,
@@ -66,13 +71,13 @@ function podConfig(rt: RuntimeUnderTest, name: string) {
     labels: { "berth-bench": "1" },
     linux: {
       cgroupParent: `${rt.cgroupParent}/pod${uid}`,
-      securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
+      securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD, ...usernsOptions } },
     },
   };
 }
 
-async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void): Promise<Pod> {
-  const config = podConfig(rt, name);
+async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void, userns = false): Promise<Pod> {
+  const config = podConfig(rt, name, userns);
   // kubelet creates the pod's log directory before RunPodSandbox.
   await mkdir(config.logDirectory, { recursive: true });
   let id = "";
@@ -156,6 +161,42 @@ export async function podWorkload(ctx: Ctx): Promise<Group> {
       throw err;
     }
   });
+  return g;
+}
+
+/**
+ * A pod with its own user namespace against a plain one, on berth alone (containerd 1.6 and
+ * runc 1.1.5 make no idmapped mounts, so no other runtime here can run one): RunPodSandbox +
+ * CreateContainer + StartContainer, the two kinds alternating within each iteration.
+ */
+export async function usernsWorkload(ctx: Ctx): Promise<Group> {
+  const plain = newRow("pod-ctr-plain", "RunPodSandbox + CreateContainer + StartContainer, plain pod");
+  const userns = newRow("pod-ctr-userns", "the same, pod with its own user namespace (userns_options POD, 65536 ids; idmapped rootfs layers)");
+  const g = newGroup("User-namespaced pod (berth only)", `median of ${ctx.plan.lifecycleIterations} after ${ctx.plan.warmup} warm-up, plain and userns alternating; Stop+Remove untimed`, [plain, userns]);
+  for (const rt of ctx.rts) {
+    if (rt.name === "berth") continue;
+    userns.missing[rt.name] = "n/a: runc 1.1.5 makes no idmapped mounts and this runtime none either";
+    plain.missing[rt.name] = "n/a: berth's own baseline for the row below (see the pods and containers groups)";
+  }
+  const berth = ctx.rts.filter((rt) => rt.name === "berth");
+  await alternate(berth, [plain, userns], { iterations: ctx.plan.lifecycleIterations, warmup: ctx.plan.warmup, aborted: ctx.aborted, log: ctx.log }, async (rt, it) => {
+    for (const withUserns of it.index % 2 === 0 ? [false, true] : [true, false]) {
+      let pod: Pod | undefined;
+      let id = "";
+      try {
+        it.record(withUserns ? userns : plain, await timed("RunPodSandbox+CreateContainer+StartContainer", async () => {
+          pod = await runPod(rt, `${withUserns ? "userns" : "plain"}-${it.index}`, undefined, withUserns);
+          id = await createStart(rt, pod, ctx.images.busybox, `c${it.index}`);
+        }));
+        await stopRemove(rt, id);
+      } finally {
+        if (pod) await dropPod(rt.cri, pod.id);
+      }
+    }
+  });
+  const p = summarize(plain.samples.berth)?.median;
+  const u = summarize(userns.samples.berth)?.median;
+  if (p !== undefined && u !== undefined) g.notes.push(`berth: userns / plain = ${(u / p).toFixed(2)}x (issue 15 goal: <= 1.20x)`);
   return g;
 }
 
@@ -285,6 +326,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
   const list = newGroup("Listing and stats at scale", `median of ${p.listIterations} after ${p.warmup} warm-up, alternating, with ${listContainers} running containers in ${p.listPods} pods per runtime`, listRows);
   const pods = new Map<RuntimeName, Pod[]>();
   const ready = new Set<RuntimeName>();
+  let metrics: Group | undefined;
 
   const fail = (rt: RuntimeUnderTest, rows: Row[], err: unknown) => {
     const why = describeFailure(err);
@@ -351,6 +393,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
         if (got !== want) throw new Error(`returned ${got} items, expected ${want}`);
       });
     }
+    metrics = await metricsAtScale(ctx, listing, listContainers);
   } finally {
     for (const rt of ctx.rts) {
       const list = pods.get(rt.name) ?? [];
@@ -358,5 +401,5 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
       for (const pod of list) if (pod) await dropPod(rt.cri, pod.id);
     }
   }
-  return [mem, list];
+  return metrics ? [mem, list, metrics] : [mem, list];
 }

@@ -46,6 +46,8 @@ export interface Config {
     /** Extra PEM CA bundles trusted for https registries, mirrors and token servers (private CAs). */
     ca_files: string[];
     pull_progress_timeout: string;
+    /** How often a running pull logs its bytes per layer (and updates the progress gauges). */
+    pull_progress_interval: string;
     max_concurrent_downloads: number;
   };
   cdi: {
@@ -56,6 +58,12 @@ export interface Config {
     address: string;
     port: number;
     idle_timeout: string;
+    tls_cert: string;
+    tls_key: string;
+  };
+  metrics: {
+    /** host:port of the Prometheus /metrics endpoint; empty turns it off. */
+    address: string;
     tls_cert: string;
     tls_key: string;
   };
@@ -93,6 +101,7 @@ export function defaultConfig(): Config {
       mirrors: {},
       ca_files: [],
       pull_progress_timeout: "5m",
+      pull_progress_interval: "10s",
       max_concurrent_downloads: 3,
     },
     cdi: {
@@ -102,6 +111,11 @@ export function defaultConfig(): Config {
       address: "127.0.0.1",
       port: 0,
       idle_timeout: "4h",
+      tls_cert: "",
+      tls_key: "",
+    },
+    metrics: {
+      address: "127.0.0.1:9120",
       tls_cert: "",
       tls_key: "",
     },
@@ -156,6 +170,7 @@ export const SCHEMA: Table = table("", {
     mirrors: mapOf("registry host", key("string[]", ""), "Per registry host, mirror base URLs tried in order before the host itself.", `"registry.k8s.io" = ["http://127.0.0.1:5000"]`),
     ca_files: key("string[]", "Extra PEM CA bundles trusted (with the system's) for https registries, mirrors and token servers."),
     pull_progress_timeout: key("duration", "A pull that receives no bytes for this long is aborted."),
+    pull_progress_interval: key("duration", "How often a running pull logs its bytes per layer and sets the progress gauges (at least 10ms)."),
     max_concurrent_downloads: key("number", "Layer downloads running at once across all pulls."),
   }),
   cdi: table("Container Device Interface: devices named by CDI_devices or cdi.k8s.io/* annotations.", {
@@ -166,6 +181,11 @@ export const SCHEMA: Table = table("", {
     port: key("number", "Its port; 0: a free port."),
     idle_timeout: key("duration", "A streaming connection with no traffic this long is closed (its process killed)."),
     tls_cert: key("string", "With tls_key: the server speaks TLS with this PEM certificate."),
+    tls_key: key("string", "With tls_cert: the PEM private key."),
+  }),
+  metrics: table("berthd's Prometheus endpoint (docs/metrics.md).", {
+    address: key("string", "host:port serving GET /metrics; empty turns it off (a taken port is logged, the CRI still served)."),
+    tls_cert: key("string", "With tls_key: the endpoint speaks https with this PEM certificate."),
     tls_key: key("string", "With tls_cert: the PEM private key."),
   }),
 });
@@ -349,6 +369,19 @@ function validate(c: Config): void {
   if ((c.stream.tls_cert === "") !== (c.stream.tls_key === "")) {
     throw new ConfigError(`stream.tls_cert and stream.tls_key must be set together`);
   }
+  if ((c.metrics.tls_cert === "") !== (c.metrics.tls_key === "")) {
+    throw new ConfigError(`metrics.tls_cert and metrics.tls_key must be set together`);
+  }
+  if (c.metrics.address !== "") parseHostPort(c.metrics.address, "metrics.address");
+  if (parseDuration(c.image.pull_progress_interval) < 10) throw new ConfigError(`image.pull_progress_interval must be at least 10ms`);
+}
+
+/** "127.0.0.1:9120" or "[::1]:9120" -> host and port; a ConfigError naming `key` otherwise. */
+export function parseHostPort(text: string, key: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${key} must be host:port (e.g. "127.0.0.1:9120", "[::1]:9120"), got "${text}"`);
+  return { host: m[1] ?? m[2] ?? "", port };
 }
 
 /** The runtime root a handler's OCI runtime keeps its state in. */

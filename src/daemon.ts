@@ -1,6 +1,6 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
-import { ServerCredentials, type Server } from "@grpc/grpc-js";
-import { chmod, mkdir, open, readFile, unlink } from "node:fs/promises";
+import { ServerCredentials, status as grpcStatus, type Server } from "@grpc/grpc-js";
+import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
@@ -12,7 +12,8 @@ import { createGrpcServer } from "./cri/server.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
-import { parseDuration } from "./config.js";
+import { probeUserNamespaces } from "./runtime/userns.js";
+import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
 import { sandboxHandlers } from "./cri/sandbox.js";
@@ -33,7 +34,12 @@ import { streamingHandlers } from "./cri/streaming.js";
 import { RuntimeStreaming, streamContainersOf } from "./runtime/streaming.js";
 import { StreamServer } from "./stream/server.js";
 import { IdleMemory } from "./idle-memory.js";
-import { observeCalls } from "./cri/rpc.js";
+import { observeCalls, recordRpcs } from "./cri/rpc.js";
+import { metricsHandlers } from "./cri/metrics.js";
+import { recordPluginCalls } from "./cni/invoke.js";
+import { BerthMetrics } from "./metrics/registry.js";
+import { MetricsServer } from "./metrics/server.js";
+import { PodMetricsCollector } from "./runtime/metrics.js";
 import { trimMalloc } from "./native/native.js";
 import type { ServiceNotifier } from "./notify.js";
 
@@ -80,10 +86,33 @@ async function isBerthd(pid: number): Promise<boolean> {
   }
 }
 
+/** The gauges the metrics endpoint computes at scrape time, from the container and pod stores. */
+function containerCounts(containers: ContainerManager, sandboxes: SandboxManager) {
+  return {
+    async containersByState(): Promise<Record<string, number>> {
+      const out: Record<string, number> = { created: 0, running: 0, exited: 0 };
+      for (const r of await containers.allContainers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
+      return out;
+    },
+    podsByState(): Record<string, number> {
+      const out: Record<string, number> = { ready: 0, notready: 0 };
+      for (const p of sandboxes.list()) out[p.state] = (out[p.state] ?? 0) + 1;
+      return out;
+    },
+    async monitors(): Promise<number> {
+      const live = await Promise.all([...(await containers.allContainers()), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
+        .filter((r) => r.phase !== "exited" && r.conmonPid > 0)
+        .map((r) => stat(`/proc/${r.conmonPid}`).then(() => 1, () => 0)));
+      return live.reduce<number>((n, x) => n + x, 0);
+    },
+  };
+}
+
 export async function startDaemon(config: Config, log: Logger, version: string, notifier?: ServiceNotifier): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
-  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  // 0711 (no listing): the runc of a user-namespaced container reaches its rootfs as the pod's mapped root.
+  await mkdir(config.root, { recursive: true, mode: 0o711 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
   const fault = faultTarget();
   if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
@@ -101,6 +130,14 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       if (!isErrno(err, "ENOENT")) throw err;
     });
 
+    // Prometheus metrics: the sinks go in before the layers (and the RPC handlers) are built.
+    const metrics = new BerthMetrics((code) => grpcStatus[code] ?? String(code));
+    recordRpcs(metrics.rpcs);
+    recordPluginCalls(metrics.cni);
+    cleanups.push(async () => {
+      recordRpcs(undefined);
+      recordPluginCalls(undefined);
+    });
     const cniConf = new CniConfWatcher(config.cni.conf_dir, config.cni.bin_dirs, log);
     await cniConf.start();
     cleanups.push(async () => cniConf.close());
@@ -108,19 +145,36 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
-    images = new LocalImageStore(config, log, `berth/${version}`);
+    images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
+    const userns = await probeUserNamespaces([config.root, config.state]);
+    if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
+    else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
+    node.userNamespaces = userns.supported;
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events });
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
     await containers.init();
+    images.setVolumeUsers((id) => containers.imageVolumeUser(id));
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
     await sandboxes.init();
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
+    const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
+    metrics.registerContainerCounts(containerCounts(containers, sandboxes));
+    metrics.registerEventCounters(events);
+    if (config.metrics.address !== "") {
+      const { host, port } = parseHostPort(config.metrics.address, "metrics.address");
+      const endpoint = new MetricsServer({ host, port, tlsCert: config.metrics.tls_cert, tlsKey: config.metrics.tls_key }, metrics.registry, log);
+      // A taken port costs the endpoint, not the CRI: kubelet keeps its runtime.
+      await endpoint.start().then(
+        () => cleanups.push(() => endpoint.stop()),
+        (err: unknown) => log.error({ address: config.metrics.address, err: String(err) }, "metrics endpoint not started (metrics.address)"),
+      );
+    }
     // Streaming: the URLs Exec, Attach and PortForward hand out, and the processes behind them.
     const streams = new StreamServer({
       address: config.stream.address,
@@ -143,7 +197,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     server = createGrpcServer(
       {
         ...runtimeInfoHandlers(node, log), ...sandboxHandlers(sandboxes, containers, log),
-        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log),
+        ...containerHandlers(containers, log), ...execHandlers(containers, log), ...statsHandlers(stats, log), ...metricsHandlers(podMetrics, log),
         ...streamingHandlers(streams, log), ...eventHandlers(events, log), ...listStreamHandlers(sandboxes, containers, stats, log),
       },
       { ...imageHandlers(images, log), ...imageStreamHandlers(images, log) },

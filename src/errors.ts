@@ -90,6 +90,11 @@ export function noSpaceAt(step: string, where: string, err: unknown): ResourceEx
   return new ResourceExhausted(`${step}: no space left on the filesystem of ${where} (${code}); free space there and retry`, { cause: err });
 }
 
+/** The gRPC code's name ("NOT_FOUND"): a bounded label for failure counts. */
+export function codeName(err: unknown): string {
+  return status[codeOf(err)];
+}
+
 /** True when err (or a cause) is a Node system error with this errno code. */
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;

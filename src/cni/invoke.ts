@@ -32,6 +32,17 @@ export class CniPluginError extends Error {
 
 const MAX_OUTPUT = 1 << 20;
 
+/** Where plugin call durations go (the metrics endpoint's histogram). */
+export interface PluginCallRecorder {
+  observe(plugin: string, command: CniCommand, seconds: number): void;
+}
+
+let pluginRecorder: PluginCallRecorder | undefined;
+
+export function recordPluginCalls(r: PluginCallRecorder | undefined): void {
+  pluginRecorder = r;
+}
+
 function cap(text: string, n = 2000): string {
   return text.length > n ? `${text.slice(0, n)}…` : text;
 }
@@ -40,6 +51,7 @@ function cap(text: string, n = 2000): string {
 export async function invokePlugin(call: PluginCall): Promise<unknown> {
   const binary = await findPlugin(call.type, call.binDirs);
   if (!binary) throw new FailedPrecondition(`CNI plugin "${call.type}" not found in ${call.binDirs.join(":")}`);
+  const started = performance.now();
   const r = await runCaptured(binary, [], {
     input: JSON.stringify(call.input),
     env: {
@@ -54,6 +66,7 @@ export async function invokePlugin(call: PluginCall): Promise<unknown> {
     timeoutMs: call.timeoutMs,
     maxOutput: MAX_OUTPUT,
   });
+  pluginRecorder?.observe(call.type, call.command, (performance.now() - started) / 1000);
   const what = `CNI plugin "${call.type}" ${call.command}`;
   if (r.timedOut) throw new DeadlineExceeded(`${what} timed out after ${call.timeoutMs} ms (cni.plugin_timeout)${r.stderr ? `; stderr: ${cap(r.stderr)}` : ""}`);
   if (r.failed) {

@@ -5,7 +5,7 @@
 // responses (list-stream.ts) are one field 1 too, and are framed the same way from the bytes
 // their batching measured.
 import {
-  Container, ContainerStats, Image, PodSandbox, PodSandboxStats,
+  Container, ContainerStats, Image, PodSandbox, PodSandboxMetrics, PodSandboxStats, type StreamPodSandboxMetricsResponse,
   type ListContainersResponse, type ListPodSandboxResponse, type StreamContainerStatsResponse, type StreamContainersResponse,
   type StreamImagesResponse, type StreamPodSandboxesResponse, type StreamPodSandboxStatsResponse,
 } from "../gen/api.js";
@@ -72,4 +72,6 @@ export const serializeStreamContainers = (res: StreamContainersResponse) => enco
 export const serializeStreamPodSandboxes = (res: StreamPodSandboxesResponse) => encodeRepeatedField1(res.podSandboxes, encodePod);
 export const serializeStreamImages = (res: StreamImagesResponse) => encodeRepeatedField1(res.images, encodeImage);
 export const serializeStreamContainerStats = (res: StreamContainerStatsResponse) => encodeRepeatedField1(res.containerStats, encodeContainerStats);
+export const encodePodMetrics = (p: PodSandboxMetrics) => PodSandboxMetrics.encode(p).finish();
+export const serializeStreamPodSandboxMetrics = (res: StreamPodSandboxMetricsResponse) => encodeRepeatedField1(res.podSandboxMetrics, encodePodMetrics);
 export const serializeStreamPodSandboxStats = (res: StreamPodSandboxStatsResponse) => encodeRepeatedField1(res.podSandboxStats, encodePodStats);

@@ -22,7 +22,7 @@ export const BATCH_ITEMS = 100;
 /** And about this many bytes: items with large labels or annotations stay far below gRPC's 16 MiB message limit. */
 export const BATCH_BYTES = 1024 * 1024;
 
-type Call = ServerWritableStream<unknown, unknown>;
+export type Call = ServerWritableStream<unknown, unknown>;
 
 /** Writes `msg`; true once the transport has taken it, false when the caller is gone first. */
 function send(call: Call, msg: unknown): Promise<boolean> {
@@ -41,7 +41,7 @@ function send(call: Call, msg: unknown): Promise<boolean> {
  * Sends the items of `chunks` (each chunk produced only after the one before is sent) in
  * messages of at most BATCH_ITEMS items and about BATCH_BYTES.
  */
-async function sendBatches<T extends object>(
+export async function sendBatches<T extends object>(
   call: Call, log: Logger, method: string,
   chunks: Iterable<T[]> | AsyncIterable<T[]>, encode: (item: T) => Uint8Array, wrap: (items: T[]) => unknown,
 ): Promise<void> {
@@ -76,7 +76,7 @@ function stopped(log: Logger, method: string, sent: number): void {
 }
 
 /** `ids` a batch at a time through `of`, each slice collected only when asked for. */
-async function* slices<T>(ids: string[], of: (ids: string[]) => Promise<T[]>): AsyncGenerator<T[]> {
+export async function* slices<T>(ids: string[], of: (ids: string[]) => Promise<T[]>): AsyncGenerator<T[]> {
   for (let i = 0; i < ids.length; i += BATCH_ITEMS) yield await of(ids.slice(i, i + BATCH_ITEMS));
 }
 

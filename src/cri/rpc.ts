@@ -25,7 +25,25 @@ export function observeCalls(fn: ((method: string) => void) | undefined): void {
   callObserver = fn;
 }
 
+/** One RPC's metrics sink, taken once per handler: recording a call allocates nothing. */
+export interface RpcMethodRecorder {
+  /** The call was answered with `code` (0: OK); `started` is its process.hrtime.bigint(). */
+  done(code: number, started: bigint): void;
+}
+
+export interface RpcRecorder {
+  method(name: string): RpcMethodRecorder;
+}
+
+let rpcRecorder: RpcRecorder | undefined;
+
+/** Sets the metrics sink of every unary handler built after this call (the daemon sets it before building them). */
+export function recordRpcs(r: RpcRecorder | undefined): void {
+  rpcRecorder = r;
+}
+
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+  const rec = rpcRecorder?.method(method);
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const bad = (call.request as Record<symbol, unknown>)[MALFORMED];
@@ -36,6 +54,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
       (res) => {
         if (log.isLevelEnabled("debug")) log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         callback(null, res);
+        rec?.done(0, started);
         callObserver?.(method);
       },
       (err: unknown) => {
@@ -44,6 +63,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
         const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
         log[level]({ method, ms: elapsedMs(started), code: status[code], err: capMessage(causeChain(err)) }, "rpc failed");
         callback({ code, details: message, message } as never, null);
+        rec?.done(code, started);
         callObserver?.(method);
       },
     );

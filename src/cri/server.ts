@@ -6,7 +6,7 @@ import type { Logger } from "../log.js";
 import { serializeContainerEvent } from "./events.js";
 import {
   serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
-  serializeStreamPodSandboxes, serializeStreamPodSandboxStats,
+  serializeStreamPodSandboxes, serializeStreamPodSandboxStats, serializeStreamPodSandboxMetrics,
 } from "./list-encoding.js";
 import { malformedRequest, unimplemented } from "./rpc.js";
 
@@ -21,6 +21,7 @@ const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   streamImages: serializeStreamImages,
   streamContainerStats: serializeStreamContainerStats,
   streamPodSandboxStats: serializeStreamPodSandboxStats,
+  streamPodSandboxMetrics: serializeStreamPodSandboxMetrics,
   getContainerEvents: serializeContainerEvent,
 };
 

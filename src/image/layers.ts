@@ -35,6 +35,8 @@ export interface LayerSource {
   size: number;
   compression: Compression;
   open(): Promise<Readable>;
+  /** Told the compressed bytes received so far by this attempt, at each chunk (pull progress; a retry starts at 0 again). */
+  received?(bytes: number): void;
 }
 
 /** Chain IDs from diff IDs, bottom first (OCI image spec: ChainID(L0|..|Ln) = sha256(ChainID(..n-1) + " " + DiffID(Ln))). */
@@ -224,6 +226,7 @@ export class LayerStore {
       let received = 0;
       const counter = hashing(compressed, (n) => {
         received += n;
+        source.received?.(received);
         if (received > source.size) throw new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`);
       });
       const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();

@@ -15,6 +15,7 @@ import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
 import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
 import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
+import { PullProgress, type PullRecorder } from "./progress.js";
 import { forgetCaBundles, RepositorySession, withRetries, type RegistryOptions } from "./registry.js";
 import { OverlaySnapshots } from "./snapshots.js";
 import type { Image, ImageConfigDocument, ImageStore, RegistryAuth } from "./types.js";
@@ -62,10 +63,13 @@ export class LocalImageStore implements ImageStore {
   // time, holding only record writes (downloads and unpacks run outside it).
   private readonly meta = new KeyedLock();
   private readonly pauseRef: string | undefined;
+  private readonly progressIntervalMs: number;
   /** Where and how pulls reach registries; replaced whole by setRegistryConfig (a SIGHUP reload). */
   private registry: Omit<RegistryOptions, "log" | "userAgent">;
+  /** The container using an image as a volume, if any (the container layer answers; see setVolumeUsers). */
+  private volumeUser: (imageId: string) => string | undefined = () => undefined;
 
-  constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string) {
+  constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string, private readonly recorder?: PullRecorder) {
     this.imageRoot = path.join(config.root, "image");
     const metaDir = path.join(this.imageRoot, "meta");
     this.content = new ContentStore(path.join(this.imageRoot, "blobs", "sha256"));
@@ -73,6 +77,7 @@ export class LocalImageStore implements ImageStore {
     this.snapshots = new OverlaySnapshots(this.imageRoot, metaDir, this.layers, this, log);
     this.records = new RecordStore(path.join(metaDir, "images"));
     this.registry = registryOptions(config.image);
+    this.progressIntervalMs = parseDuration(config.image.pull_progress_interval);
     try {
       this.pauseRef = formatReference(parseReference(config.image.pause_image));
     } catch {
@@ -204,6 +209,18 @@ export class LocalImageStore implements ImageStore {
   }
 
   private async pullOnce(refText: string, auth: RegistryAuth | undefined): Promise<Image> {
+    const progress = new PullProgress(formatReference(parseReference(refText)), this.progressIntervalMs, this.log, this.recorder);
+    try {
+      const image = await this.pullWith(refText, auth, progress);
+      progress.finish();
+      return image;
+    } catch (err) {
+      progress.finish(err);
+      throw err;
+    }
+  }
+
+  private async pullWith(refText: string, auth: RegistryAuth | undefined, progress: PullProgress): Promise<Image> {
     const started = Date.now();
     const ref = parseReference(refText);
     const name = repoName(ref);
@@ -266,8 +283,9 @@ export class LocalImageStore implements ImageStore {
           reused++;
           return;
         }
-        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest) }, retries);
+        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest), received: progress.layer(layer.digest, layer.size) }, retries);
       }));
+      progress.layerCounts(reused, chain.length - reused);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
       await faultPoint("PullImage.after-layers");
@@ -321,6 +339,11 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
+  /** Who uses an image as a volume: such an image is not removed while they exist. */
+  setVolumeUsers(user: (imageId: string) => string | undefined): void {
+    this.volumeUser = user;
+  }
+
   /**
    * Removes the image `ref` names (a tag, a digest reference or an ID) with all its tags and
    * digests, as the CRI specifies and containerd 2.x does (docs/images.md). Unknown images are
@@ -333,6 +356,8 @@ export class LocalImageStore implements ImageStore {
     const removed = await this.meta.run("meta", async () => {
       const entry = this.images.get(id);
       if (!entry) return false;
+      const user = this.volumeUser(id);
+      if (user) throw new FailedPrecondition(`image ${id} is in use as an image volume by container ${user}: remove the container first`);
       await this.records.delete(hex(id));
       this.images.delete(id);
       for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);

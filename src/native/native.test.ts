@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { closeSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
+import net from "node:net";
 import { describe, test } from "node:test";
-import { bindDatagram, connectInNetns, connectSeqpacket, fdSocket, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, readFiles, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -71,6 +72,31 @@ describe("berth native addon", () => {
 describe("berth native addon: mounts and namespace pins", () => {
   const mountOf = async (target: string) =>
     (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" ")).find((f) => f[4] === target);
+
+  test("pinNewUserNamespace: maps written before the pin, net/uts owned by it, hostname set; idmapMount maps owners", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    const files = { user: path.join(dir, "user"), net: path.join(dir, "net"), uts: path.join(dir, "uts") };
+    try {
+      for (const f of Object.values(files)) await writeFile(f, "");
+      await pinNewUserNamespace(files, "0 300000 1000\n", "0 310000 1000\n", "userns-host");
+      const inside = await execa("nsenter", [`--user=${files.user}`, `--uts=${files.uts}`, "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; hostname; id -u"]);
+      assert.deepEqual(inside.stdout.split("\n").map((l) => l.trim().split(/\s+/).join(" ")), ["0 300000 1000", "0 310000 1000", "userns-host", "0"]);
+      // The netns is owned by the new user namespace: its owner (NS_GET_USERNS) is the pinned one.
+      const owner = await execa("lsns", ["-n", "-o", "NS", "-t", "user", "-p", String(process.pid)]);
+      assert.notEqual((await stat(files.user)).ino, Number(owner.stdout.trim()));
+      await mkdir(path.join(dir, "src"));
+      await mkdir(path.join(dir, "dst"));
+      await writeFile(path.join(dir, "src", "f"), "x");
+      await idmapMount(path.join(dir, "src"), path.join(dir, "dst"), files.user);
+      const st = await stat(path.join(dir, "dst", "f"));
+      assert.deepEqual([st.uid, st.gid], [300000, 310000], "a file owned by 0 shows as the mapped root");
+      assert.match((await mountOf(path.join(dir, "dst")))!.join(" "), /idmapped/);
+      await assert.rejects(idmapMount(path.join(dir, "src"), path.join(dir, "dst"), path.join(dir, "src", "f")), (e: NodeJS.ErrnoException) => e.code === "EINVAL" || e.code === "EBADF");
+    } finally {
+      for (const t of [path.join(dir, "dst"), ...Object.values(files)]) await unmountFs(t).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   test("mountFs tmpfs with flags and data; unmountFs; a second unmount is EINVAL", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
@@ -233,6 +259,52 @@ describe("berth native addon: unix datagrams (systemd's NOTIFY_SOCKET)", () => {
       assert.throws(() => sendDatagram(`/${"x".repeat(120)}`, "READY=1"), /under 108 bytes/);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("batched reads for the metrics RPCs", () => {
+  test("readFiles: each file's text in order, null for one that is absent or a directory, capped at maxBytes", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-readfiles-"));
+    try {
+      await writeFile(path.join(dir, "a"), "usage 42\n");
+      await writeFile(path.join(dir, "big"), Buffer.alloc(100_000, 0x61));
+      const got = await readFiles([path.join(dir, "a"), path.join(dir, "missing"), dir, path.join(dir, "big"), "/proc/self/limits"], 65536);
+      assert.equal(got[0], "usage 42\n");
+      assert.equal(got[1], null);
+      assert.equal(got[2], null);
+      assert.equal(got[3]!.length, 65536);
+      assert.match(got[4]!, /^Max open files/m);
+      assert.deepEqual(await readFiles([], 10), []);
+      await assert.rejects(readFiles(["a\0b"], 10), /NUL/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("countFds: open descriptors and sockets of live processes; a gone pid counts nothing", async () => {
+    const p = spawn("sh", ["-c", "exec 3<>/dev/null; exec sleep 30"], { stdio: ["ignore", "ignore", "ignore"] });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const one = await countFds([p.pid!]);
+      assert.equal(one.fds, (await readdir(`/proc/${p.pid}/fd`)).length, "what /proc/PID/fd lists (fd 3 and those inherited)");
+      assert.ok(one.fds >= 4);
+      assert.equal(one.sockets, 0);
+      const server = net.createServer();
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+      try {
+        const before = await countFds([process.pid]);
+        const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+        await new Promise((r) => client.once("connect", r));
+        const after = await countFds([process.pid]);
+        client.destroy();
+        assert.ok(after.sockets >= before.sockets + 1, `sockets ${before.sockets} -> ${after.sockets}`);
+      } finally {
+        server.close();
+      }
+      assert.deepEqual(await countFds([p.pid!, 0x3fffffff]), one);
+    } finally {
+      p.kill("SIGKILL");
     }
   });
 });

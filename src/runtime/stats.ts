@@ -37,6 +37,10 @@ export interface InterfaceCounters {
   rxErrors: bigint;
   txBytes: bigint;
   txErrors: bigint;
+  rxPackets: bigint;
+  rxDropped: bigint;
+  txPackets: bigint;
+  txDropped: bigint;
 }
 
 /** Parses /proc/<pid>/net/dev. */
@@ -48,7 +52,7 @@ export function parseNetDev(text: string): InterfaceCounters[] {
     const name = line.slice(0, i).trim();
     const f = line.slice(i + 1).trim().split(/\s+/).map((x) => BigInt(/^\d+$/.test(x) ? x : "0"));
     if (f.length < 16) continue;
-    out.push({ name, rxBytes: f[0]!, rxErrors: f[2]!, txBytes: f[8]!, txErrors: f[10]! });
+    out.push({ name, rxBytes: f[0]!, rxErrors: f[2]!, txBytes: f[8]!, txErrors: f[10]!, rxPackets: f[1]!, rxDropped: f[3]!, txPackets: f[9]!, txDropped: f[11]! });
   }
   return out;
 }

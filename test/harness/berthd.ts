@@ -64,7 +64,9 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
   if (!(await stat(configFile).then(() => true, () => false))) {
     await mkdir(path.join(dir, "cni"), { recursive: true });
     const base = `root = "${root}"\nstate = "${state}"\nsocket = "${socket}"\nlog_level = "debug"\n`;
-    await writeFile(configFile, base + (opts.config ?? ""));
+    // Test daemons run side by side: none takes the fixed default metrics port unless its test asks for one.
+    const metrics = opts.config?.includes("[metrics]") ? "" : `[metrics]\naddress = ""\n`;
+    await writeFile(configFile, base + (opts.config ?? "") + (opts.config && !opts.config.endsWith("\n") ? "\n" : "") + metrics);
   }
   let out = "";
   const proc = spawn(opts.berthd ?? BERTHD, ["--config", configFile, "--cni-conf-dir", path.join(dir, "cni"), ...(opts.args ?? [])], {
