@@ -5,13 +5,14 @@ import { access, mkdir, mkdtemp, readFile, rm, statfs } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, loadConfig, type Config, type ConfigFlags } from "./config.js";
 import { findPlugin, loadNetworkConfig } from "./cni/config.js";
+import { CniConfWatcher } from "./cni/watcher.js";
+import { createLogger } from "./log.js";
 import { lockHolder } from "./daemon.js";
 import { mountOverlay, unmount } from "./image/mount.js";
 import { runCaptured } from "./run-captured.js";
 import { detectCgroupVersion, missingControllers } from "./runtime/cgroups.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
 import { conmonVersion } from "./runtime/oci/conmon.js";
-import { NodeStatus } from "./runtime/node-status.js";
 import { ociRuntimeVersion } from "./runtime/oci/runc.js";
 
 export interface Check {
@@ -83,7 +84,8 @@ async function handlerChecks(c: Config): Promise<Check[]> {
 
 async function networkChecks(c: Config, version: string): Promise<Check[]> {
   const out: Check[] = [];
-  const cond = await new NodeStatus(c, version).networkCondition();
+  // NetworkReady as the daemon computes it (an unstarted watcher reads the dir once).
+  const cond = await new CniConfWatcher(c.cni.conf_dir, c.cni.bin_dirs, createLogger("silent")).condition();
   let plugins: string[] = [];
   if (cond.ready) {
     const { config } = await loadNetworkConfig(c.cni.conf_dir);

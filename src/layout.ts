@@ -165,7 +165,7 @@ export class StateLayout {
   }
 
   /** A pinned namespace of a pod. */
-  pin(podId: string, kind: "net" | "ipc" | "uts"): string {
+  pin(podId: string, kind: "net" | "ipc" | "uts" | "user"): string {
     return path.join(this.pinDir(podId), kind);
   }
 }

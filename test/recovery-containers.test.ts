@@ -214,7 +214,7 @@ describe("container recovery after kill -9", () => {
     // a reboot-like loss of one container: its monitor, its runc state and any exit file gone
     process.kill(vInfo.conmonPid, "SIGKILL");
     assert.equal((await sh("runc", [`--root=${vInfo.runtimeRoot}`, "delete", "--force", vanished])).code, 0);
-    await sh("rm", ["-f", path.join(d.state, "exits", vanished)]);
+    await sh("rm", ["-f", d.layout.exitFile(vanished)]);
 
     d = await d.restart();
     assert.match(d.logs(), /container record quarantined/);

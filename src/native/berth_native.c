@@ -41,6 +41,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <spawn.h>
@@ -294,7 +297,9 @@ static napi_value connect_in_netns(napi_env env, napi_callback_info info) {
 // context (CLONE_FS) so chdir never moves berthd's own cwd, and new namespaces are entered
 // by that thread alone and pinned by bind mounts of /proc/self/task/<tid>/ns/<kind> before
 // it exits. Running mount(8), umount(8) and unshare(1) instead cost a fork and an exec each.
-enum fs_op_kind { OP_MOUNT, OP_UNMOUNT, OP_PIN, OP_PIN_USERNS, OP_IDMAP };
+// Device nodes and extended attributes of unpacked layers (whiteouts, opaque directories) go
+// the same way: mknod(1) and setfattr(1) forked berthd once per entry.
+enum fs_op_kind { OP_MOUNT, OP_UNMOUNT, OP_PIN, OP_PIN_USERNS, OP_IDMAP, OP_MKNOD, OP_SETXATTR };
 
 struct fs_op {
   enum fs_op_kind kind;
@@ -310,6 +315,9 @@ struct fs_op {
   char user_file[4096];  // OP_PIN_USERNS: the user namespace pin; OP_IDMAP: the user namespace to map through
   char uid_map[256], gid_map[256];
   char idmap_source[4096];
+  unsigned int mode;  // mknod: file type and permission bits
+  unsigned int major, minor;
+  size_t value_len;  // setxattr: bytes of data used
   int err;
   const char *step;
   napi_async_work work;
@@ -475,6 +483,14 @@ static void *fs_op_thread(void *arg) {
     case OP_UNMOUNT:
       if (umount2(o->target, UMOUNT_NOFOLLOW | (o->lazy ? MNT_DETACH : 0)) != 0) o->err = errno, o->step = "umount";
       return NULL;
+    case OP_MKNOD:
+      if (mknod(o->target, o->mode, makedev(o->major, o->minor)) != 0) return o->err = errno, o->step = "mknod", NULL;
+      // The permission bits exactly as asked, whatever berthd's umask.
+      if (fchmodat(AT_FDCWD, o->target, o->mode & 07777, 0) != 0) o->err = errno, o->step = "chmod";
+      return NULL;
+    case OP_SETXATTR:
+      if (lsetxattr(o->target, o->source, o->data, o->value_len, 0) != 0) o->err = errno, o->step = "lsetxattr";
+      return NULL;
     case OP_PIN: {
       int flags = 0;
       for (int i = 0; i < 3; i++)
@@ -520,6 +536,8 @@ static const char *errno_name(int err) {
     case ENOTDIR: return "ENOTDIR";
     case ENODEV: return "ENODEV";
     case ENOSPC: return "ENOSPC";
+    case EEXIST: return "EEXIST";
+    case ENOTSUP: return "ENOTSUP";
     default: return "ESYSCALL";
   }
 }
@@ -605,6 +623,49 @@ static napi_value unmount_fs(napi_env env, napi_callback_info info) {
   o->kind = OP_UNMOUNT;
   o->lazy = lazy;
   return queue_fs_op(env, o, argv[2], "berth.unmountFs");
+}
+
+static napi_value make_node(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  int mode = 0, major = 0, minor = 0;
+  if (argc != 5 || !arg_string(env, argv[0], o->target, sizeof o->target) || o->target[0] != '/' || !arg_int(env, argv[1], &mode) ||
+      !(S_ISCHR(mode) || S_ISBLK(mode) || S_ISFIFO(mode)) || !arg_int(env, argv[2], &major) || major < 0 || !arg_int(env, argv[3], &minor) ||
+      minor < 0 || !is_function(env, argv[4])) {
+    free(o);
+    napi_throw_type_error(env, NULL, "makeNode(absolute path, mode with S_IFCHR/S_IFBLK/S_IFIFO, major, minor, callback)");
+    return NULL;
+  }
+  o->kind = OP_MKNOD;
+  o->mode = (unsigned int)mode;
+  o->major = (unsigned int)major;
+  o->minor = (unsigned int)minor;
+  return queue_fs_op(env, o, argv[4], "berth.makeNode");
+}
+
+static napi_value set_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  void *value = NULL;
+  size_t len = 0;
+  bool is_buffer = false;
+  if (argc == 4) napi_is_buffer(env, argv[2], &is_buffer);
+  if (argc != 4 || !arg_string(env, argv[0], o->target, sizeof o->target) || o->target[0] != '/' || !arg_string(env, argv[1], o->source, sizeof o->source) ||
+      !is_buffer || napi_get_buffer_info(env, argv[2], &value, &len) != napi_ok || len > sizeof o->data || !is_function(env, argv[3])) {
+    free(o);
+    napi_throw_type_error(env, NULL, "setXattr(absolute path, name, Buffer of at most 4096 bytes, callback)");
+    return NULL;
+  }
+  o->kind = OP_SETXATTR;
+  if (len) memcpy(o->data, value, len);
+  o->value_len = len;
+  return queue_fs_op(env, o, argv[3], "berth.setXattr");
 }
 
 static napi_value pin_namespaces(napi_env env, napi_callback_info info) {
@@ -1275,6 +1336,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"trimMalloc", NULL, trim_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountFs", NULL, mount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmountFs", NULL, unmount_fs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"makeNode", NULL, make_node, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setXattr", NULL, set_xattr, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pinNamespaces", NULL, pin_namespaces, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pinUserNamespace", NULL, pin_user_namespace, NULL, NULL, NULL, napi_enumerable, NULL},
       {"idmapMount", NULL, idmap_mount_js, NULL, NULL, NULL, napi_enumerable, NULL},

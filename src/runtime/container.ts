@@ -101,6 +101,16 @@ async function exists(p: string): Promise<boolean> {
   return access(p).then(() => true, () => false);
 }
 
+/** True while `pid` is a live (not zombie) process that started at `startTime` (when known): pids get reused. */
+async function processRunning(pid: number, startTime: string | undefined): Promise<boolean> {
+  if (!(pid > 0)) return false;
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields.length < 20 || fields[0] === "Z" || fields[0] === "X") return false;
+  // Field 22 of stat is the start time; fields[0] is field 3.
+  return startTime === undefined || fields[19] === startTime;
+}
+
 export class ContainerManager implements PodContainers {
   private readonly lock = new KeyedLock();
   /** Records, names and look-up (container-store.ts). */
@@ -349,11 +359,7 @@ export class ContainerManager implements PodContainers {
     if (r.phase === "exited") return r;
     const present = await this.runtimes.exited(r.id);
     if (!present) {
-      if (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)) && !(await this.runtimes.exited(r.id))) {
-        // conmon is gone without an exit file: the container's fate is unknown.
-        const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
-        if (!alive) await this.markExited(r, 255, "Error", "conmon exited without recording the container's exit code", nowNs());
-      }
+      if (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)) && !(await this.runtimes.exited(r.id))) await this.monitorDied(r);
       return r;
     }
     const exit = await this.runtimes.exitOf(r.id);
@@ -367,6 +373,24 @@ export class ContainerManager implements PodContainers {
     return r;
   }
 
+  /**
+   * conmon died without writing an exit file: nothing records the container's exit or its log
+   * any more, so its processes are killed (not left orphaned) and it is reported exited.
+   */
+  private async monitorDied(r: ContainerRecord): Promise<void> {
+    const ran = await processRunning(r.pid, r.pidStartTime);
+    if (ran) {
+      this.log.warn({ id: r.id, conmonPid: r.conmonPid, pid: r.pid }, "the container's conmon died; killing the container");
+      const rt = await this.runtime(r.handler);
+      await rt.kill(r.id, "SIGKILL", true).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "runc kill after conmon died"));
+      if (r.pidStartTime) signalProcess(r.pid, r.pidStartTime, 9);
+      for (let i = 0; i < 1000 && (await processRunning(r.pid, r.pidStartTime)); i++) await sleep(10);
+      if (await processRunning(r.pid, r.pidStartTime)) throw new DeadlineExceeded(`container ${r.id}: its conmon (pid ${r.conmonPid}) died and its process ${r.pid} did not exit 10 s after SIGKILL`);
+    }
+    const what = ran ? "its processes were killed" : "its process had already exited";
+    await this.markExited(r, ran ? 137 : 255, "MonitorDied", `the container's monitor (conmon, pid ${r.conmonPid}) died and recorded no exit code; ${what}`, nowNs());
+  }
+
   private async markExited(r: ContainerRecord, code: number, reason: string, message: string, finished: bigint): Promise<void> {
     r.phase = "exited";
     r.exitCode = code;
@@ -376,6 +400,7 @@ export class ContainerManager implements PodContainers {
     await this.save(r);
     this.announce(r, "stopped");
     this.exits.wake(r.id);
+    if (r.kind === "infra") this.deps.sandboxes.infraExited?.(r.sandboxId);
   }
 
   /** Waits up to `ms` for the container's exit file. */
@@ -546,6 +571,8 @@ export class ContainerManager implements PodContainers {
 
   async status(id: string, verbose: boolean): Promise<ContainerInspection> {
     const r = this.find(id);
+    // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
+    if (r.phase !== "exited" && r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid))) await this.settle(r);
     const user = await this.processUser(r);
     const info: Record<string, string> = {};
     if (verbose) {

@@ -105,7 +105,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
         await o.containers.recoverPhase(r.id, "running", (await processStartNs(state.pid)) ?? BigInt(Date.now()) * 1_000_000n);
         log.warn(rlog, "container was started before a crash; recorded as running");
       }
-      if (r.conmonPid > 0 && !(await runtimes.monitorAlive(r.conmonPid))) log.warn(rlog, "container runs without its conmon: its log is no longer written and its exit code will not be recorded");
+      if (r.conmonPid > 0 && !(await runtimes.monitorAlive(r.conmonPid))) log.warn(rlog, "container runs without its conmon: it is killed and reported exited (MonitorDied)");
       if (state.status === "running") report.running++;
     } catch (err) {
       log.error({ ...rlog, err: causeChain(err) }, "cannot recover container; left as it is");

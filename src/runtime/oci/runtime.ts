@@ -46,10 +46,12 @@ export class OciRuntime {
     binary: string,
     root: string,
     systemdCgroup: boolean,
+    /** runtime.call_timeout: a runc call (or conmon's create) that takes longer is killed: DEADLINE_EXCEEDED. */
+    readonly timeoutMs: number,
     private readonly conmon: string,
     private readonly layout: StateLayout,
   ) {
-    this.runc = new Runc(binary, root, systemdCgroup);
+    this.runc = new Runc(binary, root, systemdCgroup, timeoutMs);
   }
 
   /** The runtime binary's absolute path. */
@@ -87,6 +89,7 @@ export class OciRuntime {
       terminal: o.terminal,
       logLevel: "info",
       conmonLogFile: f.conmonLog,
+      timeoutMs: this.timeoutMs,
     });
   }
 

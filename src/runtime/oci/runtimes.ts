@@ -4,7 +4,7 @@
 // are read here.
 import { access, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import type { Config } from "../../config.js";
+import { parseDuration, type Config } from "../../config.js";
 import { FailedPrecondition, InvalidArgument, isErrno } from "../../errors.js";
 import type { StateLayout } from "../../layout.js";
 import { isConmon, readPid } from "./conmon.js";
@@ -60,7 +60,8 @@ export class OciRuntimes {
       if (!h) {
         return Promise.reject(new InvalidArgument(`runtime handler "${name}" is not configured (known: ${this.names().join(", ")})`));
       }
-      rt = (async () => new OciRuntime(name, await findBinary(h.path), this.layout.runtimeRoot(name), this.config.cgroup_driver === "systemd", await this.conmonPath(), this.layout))();
+      const timeoutMs = parseDuration(this.config.runtime.call_timeout);
+      rt = (async () => new OciRuntime(name, await findBinary(h.path), this.layout.runtimeRoot(name), this.config.cgroup_driver === "systemd", timeoutMs, await this.conmonPath(), this.layout))();
       // A binary missing now may be installed later: only a runtime that was built stays.
       rt.catch(() => this.built.delete(name));
       this.built.set(name, rt);
