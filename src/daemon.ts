@@ -24,7 +24,7 @@ import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
 import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import { faultTarget } from "./runtime/faults.js";
-import { recoverContainers } from "./runtime/recovery.js";
+import { restore } from "./runtime/restore.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
@@ -167,13 +167,12 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     // One OCI runtime per handler, shared by the container lifecycle, recovery and streaming.
     const runtimes = new OciRuntimes(config, layout);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers, layout, runtimes });
-    await containers.init();
     images.setVolumeUsers((id) => containers.imageVolumeUser(id));
-    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, runtimes, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);
     sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
-    await sandboxes.init();
+    // Records, pods, containers, orphans: the one restore order (runtime/restore.ts).
+    await restore({ config, containers, sandboxes, runtimes, cgroups, snapshots: images.snapshots, network, log });
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
     const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
     metrics.registerContainerCounts(containerCounts(containers, sandboxes));

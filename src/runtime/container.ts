@@ -146,23 +146,41 @@ export class ContainerManager implements PodContainers {
     this.mounts = new ContainerMounts(this.layout.stagedMounts, deps.images, deps.snapshots);
   }
 
-  async init(): Promise<void> {
+  /** Restore, step 1 (restore.ts): reads every record; returns them for reconciling. */
+  async load(): Promise<ContainerRecord[]> {
     await mkdir(this.layout.bundles, { recursive: true, mode: 0o711 });
     await mkdir(this.layout.exits, { recursive: true, mode: 0o700 });
     await mkdir(this.layout.sockets, { recursive: true, mode: 0o700 });
     this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
     await this.runtimes.init();
-    for (const r of await this.store.load(this.log)) {
+    const records = await this.store.load(this.log);
+    for (const r of records) {
       if (r.phase !== "exited" && r.conmonPid === 0) {
         // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
         Object.assign(r, await this.runtimes.createdPids(r.id));
       }
     }
-    for (const id of await this.mounts.sweep((cid) => this.store.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
-    // Exits that happened while berthd was down are settled here.
-    await this.exits.start();
     this.log.info({ containers: this.store.size }, "container records loaded");
+    return records;
   }
+
+  /** Restore: the exit watch starts, and exits that happened while berthd was down are settled. */
+  startExitMonitor(): Promise<void> {
+    return this.exits.start();
+  }
+
+  /** Restore's orphan sweep: staged mounts (image volumes, idmapped binds) of no container. */
+  async sweepStagedMounts(): Promise<void> {
+    for (const id of await this.mounts.sweep((cid) => this.store.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
+  }
+
+  /** For a manager used alone (tests): load and watch. berthd restores through restore.ts. */
+  async init(): Promise<void> {
+    await this.load();
+    await this.sweepStagedMounts();
+    await this.startExitMonitor();
+  }
+
 
   close(): void {
     this.exits.close();

@@ -21,7 +21,7 @@ import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 import { faultPoint } from "./faults.js";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
 import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
-import { sweepPodOrphans } from "./sandbox-recovery.js";
+import { sweepPodOrphans } from "./restore.js";
 import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
 import { hostIdOf, podUserns, type PodUserns, type UsernsSupport } from "./userns.js";
@@ -146,12 +146,8 @@ export class SandboxManager implements SandboxLookup {
     this.infra = infra;
   }
 
-  /**
-   * Loads every pod from the store and reconciles it with the host: a pod a crash left half
-   * made is rolled back, a stop a crash interrupted is finished, a ready pod whose pins
-   * vanished (a reboot) becomes NOTREADY, and pod resources no record owns are removed.
-   */
-  async init(): Promise<void> {
+  /** Restore, step 1 (restore.ts): reads every pod record; returns the ids of every record file, loaded or not. */
+  async load(): Promise<Set<string>> {
     const { records, problems } = await this.store.loadAll();
     for (const p of problems) this.log.error(p, "corrupt sandbox record quarantined; its pod is gone from the API and its leftovers are cleaned up as orphans");
     for (const [id, rec] of records) {
@@ -162,10 +158,25 @@ export class SandboxManager implements SandboxLookup {
       this.pods.set(id, rec);
       this.names.set(rec.name, id);
     }
-    for (const rec of [...this.pods.values()]) await this.recover(rec);
-    await sweepPodOrphans({ layout: this.layout, known: new Set(records.keys()), network: this.network, log: this.log });
     this.log.info({ sandboxes: this.pods.size }, "sandboxes loaded");
+    return new Set(records.keys());
   }
+
+  /**
+   * Restore, step 2: each pod against the host: a pod a crash left half made is rolled back, a
+   * stop a crash interrupted is finished, a ready pod whose pins vanished (a reboot) becomes NOTREADY.
+   */
+  async reconcile(): Promise<void> {
+    for (const rec of [...this.pods.values()]) await this.recover(rec);
+  }
+
+  /** For a manager used alone (tests): load, reconcile, sweep. berthd restores through restore.ts. */
+  async init(): Promise<void> {
+    const known = await this.load();
+    await this.reconcile();
+    await sweepPodOrphans({ layout: this.layout, known, network: this.network, log: this.log });
+  }
+
 
   private async recover(rec: SandboxRecord): Promise<void> {
     const { id, name } = rec;
