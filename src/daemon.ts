@@ -23,6 +23,7 @@ import { containerEventRendering, eventHandlers } from "./cri/events.js";
 import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
 import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import type { SandboxLookup } from "./runtime/types.js";
 import { faultTarget } from "./runtime/faults.js";
 import { restore } from "./runtime/restore.js";
 import { containerHandlers } from "./cri/container.js";
@@ -157,20 +158,22 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
     images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
-    // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const userns = await probeUserNamespaces([config.root, config.state]);
     if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
     else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
     node.userNamespaces = userns.supported;
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns, layout });
     const cgroups = await openCgroups(config.cgroup_driver);
-    // One OCI runtime per handler, shared by the container lifecycle, recovery and streaming.
+    // One OCI runtime per handler, shared by the container lifecycle, restore and streaming.
     const runtimes = new OciRuntimes(config, layout);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers, layout, runtimes });
+    // Pods and containers use each other: containers look pods up through `pods`, bound to the
+    // sandbox manager built next with the containers and their infra runner.
+    let sandboxes: SandboxManager | undefined;
+    const pods: SandboxLookup = { getSandbox: (id) => sandboxes?.getSandbox(id), infraExited: (id) => sandboxes?.infraExited(id) };
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes: pods, cgroups, events, metrics: metrics.containers, layout, runtimes });
     images.setVolumeUsers((id) => containers.imageVolumeUser(id));
     cleanups.push(async () => containers.close());
-    sandboxes.setContainers(containers);
-    sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
+    const infra = new PauseContainers(containers, images, config.image.pause_image);
+    sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns, layout, containers, infra });
     // Records, pods, containers, orphans: the one restore order (runtime/restore.ts).
     await restore({ config, containers, sandboxes, runtimes, cgroups, snapshots: images.snapshots, network, log });
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));

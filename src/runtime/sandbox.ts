@@ -88,6 +88,10 @@ export interface SandboxManagerOptions {
   events?: LifecyclePublisher;
   /** Defaults to the config's. */
   layout?: StateLayout;
+  /** The container layer, asked to stop and remove a pod's containers. */
+  containers?: PodContainers;
+  /** The infra-container runner, for pods that share a PID namespace (none: such pods are refused). */
+  infra?: InfraContainers;
 }
 
 const isHost = (mode: NamespaceMode | undefined) => mode === NamespaceMode.NODE;
@@ -115,8 +119,8 @@ export class SandboxManager implements SandboxLookup {
   /** Pods made for a caller that had gone (deadline): handed to its retry, by name. */
   private readonly undelivered = new Map<string, { id: string; request: string }>();
   private readonly store: RecordStore<SandboxRecord>;
-  private containers: PodContainers | undefined;
-  private infra: InfraContainers | undefined;
+  private readonly containers: PodContainers | undefined;
+  private readonly infra: InfraContainers | undefined;
   private readonly config: Config;
   private readonly network: PodNetwork;
   private readonly log: Logger;
@@ -132,18 +136,10 @@ export class SandboxManager implements SandboxLookup {
     this.log = opts.log;
     this.podCidr = opts.podCidr ?? (() => "");
     this.events = opts.events;
+    this.containers = opts.containers;
+    this.infra = opts.infra;
     this.layout = opts.layout ?? new StateLayout(opts.config);
     this.store = new RecordStore<SandboxRecord>(this.layout.sandboxRecords);
-  }
-
-  /** The container layer, asked to stop and remove a pod's containers. */
-  setContainers(containers: PodContainers): void {
-    this.containers = containers;
-  }
-
-  /** The infra-container runner, for pods that share a PID namespace. */
-  setInfra(infra: InfraContainers): void {
-    this.infra = infra;
   }
 
   /** Restore, step 1 (restore.ts): reads every pod record; returns the ids of every record file, loaded or not. */
