@@ -20,10 +20,9 @@ import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
-import { stopSignalName } from "./stop-signal.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 import { ensureAppArmorProfile } from "./lsm.js";
-import type { ContainerPhase, ContainerRecord } from "./container-record.js";
+import { newContainerRecord, type ContainerPhase, type ContainerRecord } from "./container-record.js";
 import type { OciRuntime } from "./oci/runtime.js";
 import { OciRuntimes } from "./oci/runtimes.js";
 import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
@@ -257,32 +256,7 @@ export class ContainerManager implements PodContainers {
       undo.push(() => rm(bundle, { recursive: true, force: true }));
       // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
-      const sc = config.linux?.securityContext;
-      // Image volumes are counted as used (RemoveImage refuses them) before they are mounted.
-      const volumeImages = await this.mounts.resolveImages(config.mounts);
-      this.volumesInCreate.set(id, [...volumeImages.values()]);
-      undo.push(async () => this.volumesInCreate.delete(id));
-      undo.push(() => this.mounts.release(id));
-      const hostMounts = config.mounts.filter((m) => !volumeImages.has(m));
-      // Sources are resolved (symlinks followed) before anything is created for them.
-      await checkMountSourcesResolved(hostMounts, { root: this.deps.config.root, state: this.deps.config.state });
-      const sourcesReady = prepareMountSources(hostMounts);
-      // The rootfs mount and what the spec needs from the host do not depend on each other.
-      const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
-        this.deps.snapshots.prepare(id, image.id, { userns: usernsRef(sandbox.userns) }).catch((err) => {
-          throw wrap(`prepare rootfs of image ${image.id}`, err);
-        }),
-        this.seccompFiles(config),
-        this.targetPidns(sc?.namespaceOptions),
-        sourcesReady.then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
-        sourcesReady.then(async () => {
-          const st = await this.mounts.stage(id, config.mounts, volumeImages, sandbox).catch((err) => {
-            throw wrap("stage image volumes and idmapped mounts", err);
-          });
-          await faultPoint("CreateContainer.after-volumes");
-          return st;
-        }),
-      ]);
+      const { rootfs, seccompFiles, targetPidnsPath, devices, staged } = await this.prepareHost(id, sandbox, config, image.id, undo);
       await faultPoint("CreateContainer.after-snapshot");
       const [userDb, handler] = await Promise.all([readUserDb(rootfs), probeHandlerFeatures(rt.binary)]);
       const imageName = image.repoTags[0] ?? config.image!.image;
@@ -299,32 +273,12 @@ export class ContainerManager implements PodContainers {
       const logPath = kind === "infra"
         ? files.infraLog
         : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : files.containerLog;
-      const record: ContainerRecord = {
-        id, sandboxId: sandbox.id, kind, name,
-        metadata: config.metadata!,
-        image: { ...config.image!, annotations: config.image!.annotations ?? {} },
-        imageId: image.id,
-        imageRef: image.repoDigests[0] ?? image.id,
-        imageName,
-        labels: { ...config.labels },
-        annotations: { ...config.annotations },
-        mounts: config.mounts,
-        imageVolumes: staged.imageIds.length > 0 ? staged.imageIds : undefined,
-        logPath,
-        tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce,
-        phase: "created",
-        createdAt: nowNs(), startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "",
+      const record = newContainerRecord({
+        id, kind, name, sandbox, config, image, imageName, logPath, rootfs, cgroupsPath, user, spec,
+        imageVolumes: staged.imageIds,
         handler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
-        runtimeRoot: rt.root,
-        bundle, rootfs, exitFile,
-        socketLink: this.layout.socketLink(id),
-        cgroupsPath,
-        conmonPid: 0, pid: 0,
-        resources: config.linux?.resources,
-        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
-        stopSignal: stopSignalName(config.stopSignal, image.config.config?.StopSignal),
-        process: spec.process,
-      };
+        runtimeRoot: rt.root, bundle, exitFile, socketLink: this.layout.socketLink(id), createdAt: nowNs(),
+      });
       // The record is written before conmon starts so a crash here leaves something to clean up.
       undo.push(() => this.store.deleteFile(id));
       await Promise.all([writeFileAtomic(files.spec, JSON.stringify(spec), 0o600), this.save(record)]);
@@ -354,6 +308,40 @@ export class ContainerManager implements PodContainers {
       await rm(this.layout.socketLink(id), { force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * What the spec needs from the host, in parallel: the rootfs snapshot, seccomp profile,
+   * target PID namespace, devices and staged mounts. Undo steps go on `undo` as they become due.
+   */
+  private async prepareHost(id: string, sandbox: SandboxRef, config: ContainerConfig, imageId: string, undo: Array<() => Promise<unknown>>) {
+    const sc = config.linux?.securityContext;
+    // Image volumes are counted as used (RemoveImage refuses them) before they are mounted.
+    const volumeImages = await this.mounts.resolveImages(config.mounts);
+    this.volumesInCreate.set(id, [...volumeImages.values()]);
+    undo.push(async () => this.volumesInCreate.delete(id));
+    undo.push(() => this.mounts.release(id));
+    const hostMounts = config.mounts.filter((m) => !volumeImages.has(m));
+    // Sources are resolved (symlinks followed) before anything is created for them.
+    await checkMountSourcesResolved(hostMounts, { root: this.deps.config.root, state: this.deps.config.state });
+    const sourcesReady = prepareMountSources(hostMounts);
+    // The rootfs mount and what the spec needs from the host do not depend on each other.
+    const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
+      this.deps.snapshots.prepare(id, imageId, { userns: usernsRef(sandbox.userns) }).catch((err) => {
+        throw wrap(`prepare rootfs of image ${imageId}`, err);
+      }),
+      this.seccompFiles(config),
+      this.targetPidns(sc?.namespaceOptions),
+      sourcesReady.then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+      sourcesReady.then(async () => {
+        const st = await this.mounts.stage(id, config.mounts, volumeImages, sandbox).catch((err) => {
+          throw wrap("stage image volumes and idmapped mounts", err);
+        });
+        await faultPoint("CreateContainer.after-volumes");
+        return st;
+      }),
+    ]);
+    return { rootfs, seccompFiles, targetPidnsPath, devices, staged };
   }
 
   private async seccompFiles(config: ContainerConfig): Promise<Record<string, string>> {
