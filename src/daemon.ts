@@ -31,6 +31,7 @@ import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
 import { openCgroups } from "./runtime/cgroups.js";
 import { ContainerManager } from "./runtime/container.js";
+import type { ContainerStore } from "./runtime/container-store.js";
 import { OciRuntimes } from "./runtime/oci/runtimes.js";
 import { PauseContainers } from "./runtime/infra.js";
 import { StatsCollector } from "./runtime/stats.js";
@@ -91,11 +92,11 @@ async function isBerthd(pid: number): Promise<boolean> {
 }
 
 /** The gauges the metrics endpoint computes at scrape time, from the container and pod stores. */
-function containerCounts(containers: ContainerManager, sandboxes: SandboxManager) {
+function containerCounts(containers: ContainerStore, sandboxes: SandboxManager) {
   return {
     async containersByState(): Promise<Record<string, number>> {
       const out: Record<string, number> = { created: 0, running: 0, exited: 0 };
-      for (const r of await containers.allContainers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
+      for (const r of containers.containers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
       return out;
     },
     podsByState(): Record<string, number> {
@@ -104,7 +105,7 @@ function containerCounts(containers: ContainerManager, sandboxes: SandboxManager
       return out;
     },
     async monitors(): Promise<number> {
-      const live = await Promise.all([...(await containers.allContainers()), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
+      const live = await Promise.all([...containers.containers(), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
         .filter((r) => r.phase !== "exited" && r.conmonPid > 0)
         .map((r) => stat(`/proc/${r.conmonPid}`).then(() => 1, () => 0)));
       return live.reduce<number>((n, x) => n + x, 0);
@@ -178,7 +179,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     await restore({ config, containers, sandboxes, runtimes, cgroups, snapshots: images.snapshots, network, log });
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
     const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
-    metrics.registerContainerCounts(containerCounts(containers, sandboxes));
+    metrics.registerContainerCounts(containerCounts(containers.store, sandboxes));
     metrics.registerEventCounters(events);
     if (config.metrics.address !== "") {
       const { host, port } = parseHostPort(config.metrics.address, "metrics.address");
