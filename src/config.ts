@@ -385,11 +385,6 @@ export function parseHostPort(text: string, key: string): { host: string; port: 
 }
 
 /** The runtime root a handler's OCI runtime keeps its state in. */
-export function handlerRoot(c: Config, handler: string): string {
-  const h = c.runtime.handlers[handler];
-  return h?.root || path.join(c.state, "runtime", handler);
-}
-
 export function configToToml(c: Config): string {
   return stringify(c as unknown as Record<string, unknown>);
 }

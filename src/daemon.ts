@@ -5,6 +5,7 @@ import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
+import { StateLayout } from "./layout.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
 import { acceptConnection } from "./cri/h2-authority.js";
@@ -13,7 +14,7 @@ import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
-import { observeUnrunnable } from "./runtime/runc.js";
+import { observeUnrunnable } from "./runtime/oci/runc.js";
 import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
@@ -22,13 +23,16 @@ import { containerEventRendering, eventHandlers } from "./cri/events.js";
 import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
 import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
+import type { SandboxLookup } from "./runtime/types.js";
 import { faultTarget } from "./runtime/faults.js";
-import { recoverContainers } from "./runtime/recovery.js";
+import { restore } from "./runtime/restore.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";
 import { statsHandlers } from "./cri/stats.js";
 import { openCgroups } from "./runtime/cgroups.js";
 import { ContainerManager } from "./runtime/container.js";
+import type { ContainerStore } from "./runtime/container-store.js";
+import { OciRuntimes } from "./runtime/oci/runtimes.js";
 import { PauseContainers } from "./runtime/infra.js";
 import { StatsCollector } from "./runtime/stats.js";
 import { streamingHandlers } from "./cri/streaming.js";
@@ -88,11 +92,11 @@ async function isBerthd(pid: number): Promise<boolean> {
 }
 
 /** The gauges the metrics endpoint computes at scrape time, from the container and pod stores. */
-function containerCounts(containers: ContainerManager, sandboxes: SandboxManager) {
+function containerCounts(containers: ContainerStore, sandboxes: SandboxManager) {
   return {
     async containersByState(): Promise<Record<string, number>> {
       const out: Record<string, number> = { created: 0, running: 0, exited: 0 };
-      for (const r of await containers.allContainers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
+      for (const r of containers.containers()) out[r.phase] = (out[r.phase] ?? 0) + 1;
       return out;
     },
     podsByState(): Record<string, number> {
@@ -101,7 +105,7 @@ function containerCounts(containers: ContainerManager, sandboxes: SandboxManager
       return out;
     },
     async monitors(): Promise<number> {
-      const live = await Promise.all([...(await containers.allContainers()), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
+      const live = await Promise.all([...containers.containers(), ...sandboxes.list().flatMap((p) => containers.infraOf(p.id) ?? [])]
         .filter((r) => r.phase !== "exited" && r.conmonPid > 0)
         .map((r) => stat(`/proc/${r.conmonPid}`).then(() => 1, () => 0)));
       return live.reduce<number>((n, x) => n + x, 0);
@@ -119,6 +123,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
   const lockPath = `${socket}.lock`;
   await acquireLock(lockPath, socket);
+  const layout = new StateLayout(config);
 
   const cleanups: Array<() => Promise<void>> = [];
   // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
@@ -154,24 +159,27 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
     images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
-    // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
     const userns = await probeUserNamespaces([config.root, config.state]);
     if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
     else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
     node.userNamespaces = userns.supported;
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns });
     const cgroups = await openCgroups(config.cgroup_driver);
-    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
-    await containers.init();
+    // One OCI runtime per handler, shared by the container lifecycle, restore and streaming.
+    const runtimes = new OciRuntimes(config, layout);
+    // Pods and containers use each other: containers look pods up through `pods`, bound to the
+    // sandbox manager built next with the containers and their infra runner.
+    let sandboxes: SandboxManager | undefined;
+    const pods: SandboxLookup = { getSandbox: (id) => sandboxes?.getSandbox(id), infraExited: (id) => sandboxes?.infraExited(id) };
+    const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes: pods, cgroups, events, metrics: metrics.containers, layout, runtimes });
     images.setVolumeUsers((id) => containers.imageVolumeUser(id));
-    await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
-    sandboxes.setContainers(containers);
-    sandboxes.setInfra(new PauseContainers(containers, images, config.image.pause_image));
-    await sandboxes.init();
+    const infra = new PauseContainers(containers, images, config.image.pause_image);
+    sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns, layout, containers, infra });
+    // Records, pods, containers, orphans: the one restore order (runtime/restore.ts).
+    await restore({ config, containers, sandboxes, runtimes, cgroups, snapshots: images.snapshots, network, log });
     const stats = new StatsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id));
     const podMetrics = new PodMetricsCollector(containers, cgroups, images.snapshots, sandboxes, () => sandboxes.list().map((p) => p.id), images.imageRoot);
-    metrics.registerContainerCounts(containerCounts(containers, sandboxes));
+    metrics.registerContainerCounts(containerCounts(containers.store, sandboxes));
     metrics.registerEventCounters(events);
     if (config.metrics.address !== "") {
       const { host, port } = parseHostPort(config.metrics.address, "metrics.address");
@@ -189,7 +197,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       idleTimeoutMs: parseDuration(config.stream.idle_timeout),
       tlsCert: config.stream.tls_cert,
       tlsKey: config.stream.tls_key,
-    }, new RuntimeStreaming({ containers: streamContainersOf(containers, config), sandboxes, stateDir: path.join(config.state, "exec"), log }), log);
+    }, new RuntimeStreaming({ containers: streamContainersOf(containers, runtimes), sandboxes, log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
     // A second after the last state-changing call, one full GC and malloc_trim (idle-memory.ts).

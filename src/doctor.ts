@@ -12,8 +12,8 @@ import { mountOverlay, unmount } from "./image/mount.js";
 import { runCaptured } from "./run-captured.js";
 import { detectCgroupVersion, missingControllers } from "./runtime/cgroups.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
-import { conmonVersion } from "./runtime/conmon.js";
-import { ociRuntimeVersion } from "./runtime/runc.js";
+import { conmonVersion } from "./runtime/oci/conmon.js";
+import { ociRuntimeVersion } from "./runtime/oci/runc.js";
 
 export interface Check {
   name: string;

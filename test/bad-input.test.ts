@@ -67,8 +67,8 @@ describe("bad CRI input", () => {
     }
     await assert.rejects(d.cri.runtime.runPodSandbox({ config: podConfig("h"), runtimeHandler: "../runc" }), refused(status.INVALID_ARGUMENT, /runtime_handler/));
     assert.deepEqual((await d.cri.runtime.listPodSandbox({})).items, []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "ns")), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "pods")), []);
+    assert.deepEqual(await filesUnder(d.layout.pins), []);
+    assert.deepEqual(await filesUnder(d.layout.pods), []);
     assert.deepEqual(await mountsUnder(d.dir), []);
     assert.deepEqual(await filesUnder(d.root), emptyRoot, "nothing written under root");
   });
@@ -126,7 +126,7 @@ describe("bad CRI input", () => {
       await assert.rejects(d.cri.runtime.startContainer({ containerId: "" }), refused(status.INVALID_ARGUMENT, /container_id/));
       await assert.rejects(d.cri.runtime.updateContainerResources({ containerId: "x", linux: { cpuQuota: 5n } }), refused(status.INVALID_ARGUMENT, /cpu_quota/));
       assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
-      assert.deepEqual(await filesUnder(path.join(d.state, "containers")), []);
+      assert.deepEqual(await filesUnder(d.layout.bundles), []);
       assert.deepEqual(await filesUnder(d.root), filesBefore, "nothing written under root");
     } finally {
       await d.cri.runtime.stopPodSandbox({ podSandboxId: pod });

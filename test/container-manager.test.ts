@@ -12,8 +12,11 @@ import { defaultConfig, type Config } from "../src/config.js";
 import { BerthError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { openCgroups, type Cgroups } from "../src/runtime/cgroups.js";
-import { isConmon } from "../src/runtime/conmon.js";
+import { isConmon } from "../src/runtime/oci/conmon.js";
 import { ContainerManager } from "../src/runtime/container.js";
+import { StateLayout } from "../src/layout.js";
+import { containerListFilter, toContainerItem, toContainerStatus } from "../src/cri/container-status.js";
+import type { ContainerFilter } from "../src/gen/api.js";
 import type { SandboxRef } from "../src/runtime/types.js";
 import { CopySnapshots, DirImages, makeBusyboxRootfs, makePod, Pods, sleep } from "./container-fixtures.js";
 
@@ -28,6 +31,12 @@ describe("ContainerManager with runc and conmon", () => {
   let pods: Pods;
   let cgroups: Cgroups;
   let mgr: ContainerManager;
+  // As the CRI front answers ContainerStatus and ListContainers (src/cri/container.ts).
+  const statusOf = async (id: string, verbose: boolean) => {
+    const i = await mgr.status(id, verbose);
+    return { status: toContainerStatus(i.record, i.user), info: i.info };
+  };
+  const listOf = async (filter: ContainerFilter | undefined) => mgr.list(containerListFilter(filter)).map(toContainerItem);
   let pod: SandboxRef;
   const cleanups: Array<() => Promise<void>> = [];
   let n = 0;
@@ -77,7 +86,7 @@ describe("ContainerManager with runc and conmon", () => {
   const waitExited = async (id: string, ms = 15_000) => {
     const until = Date.now() + ms;
     for (;;) {
-      const s = (await mgr.status(id, false)).status;
+      const s = (await statusOf(id, false)).status;
       if (s.state === ContainerState.CONTAINER_EXITED) return s;
       if (Date.now() > until) throw new Error(`container ${id} still ${ContainerState[s.state]}`);
       await sleep(50);
@@ -85,7 +94,7 @@ describe("ContainerManager with runc and conmon", () => {
   };
 
   const logLines = async (id: string) => {
-    const s = (await mgr.status(id, false)).status;
+    const s = (await statusOf(id, false)).status;
     const text = await readFile(s.logPath, "utf8").catch(() => "");
     return text.split("\n").filter((l) => l !== "").map((l) => {
       const m = CRI_LINE.exec(l);
@@ -227,7 +236,7 @@ describe("ContainerManager with runc and conmon", () => {
 
   test("ReopenContainerLog: conmon writes to a fresh file after rotation, no line lost", async () => {
     const id = await run({ command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.05; done"] });
-    const s = (await mgr.status(id, false)).status;
+    const s = (await statusOf(id, false)).status;
     await sleep(300);
     await rename(s.logPath, s.logPath + ".1");
     await mgr.reopenLog(id);
@@ -249,7 +258,7 @@ describe("ContainerManager with runc and conmon", () => {
     await mgr.updateResources(id, LinuxContainerResources.fromPartial({ memoryLimitInBytes: 32n * 1024n * 1024n, cpuShares: 512n }), {});
     assert.equal((await readFile(memFile, "utf8")).trim(), String(32 * 1024 * 1024));
     assert.equal((await readFile(`/sys/fs/cgroup/cpu${r.cgroupsPath}/cpu.shares`, "utf8")).trim(), "512");
-    const s = (await mgr.status(id, false)).status;
+    const s = (await statusOf(id, false)).status;
     assert.equal(s.resources!.linux!.memoryLimitInBytes, 32n * 1024n * 1024n);
     await mgr.remove(id);
   });
@@ -262,19 +271,19 @@ describe("ContainerManager with runc and conmon", () => {
     await mgr.stop(id, 1);
     const took = Date.now() - t0;
     assert.ok(took >= 900 && took < 5000, `stop took ${took} ms`);
-    const s = (await mgr.status(id, false)).status;
+    const s = (await statusOf(id, false)).status;
     assert.equal(s.state, ContainerState.CONTAINER_EXITED);
     assert.equal(s.exitCode, 137);
     assert.match(await readFile(rec.logPath, "utf8"), /stdout F term/, "the stop signal reached the process");
     await mgr.stop(id, 1);
     await mgr.remove(id);
     await mgr.remove(id);
-    await assert.rejects(mgr.status(id, false), (e: unknown) => e instanceof BerthError && e.code === 5);
+    await assert.rejects(statusOf(id, false), (e: unknown) => e instanceof BerthError && e.code === 5);
     assert.equal(await stat(rec.bundle).then(() => true, () => false), false);
     assert.equal(await stat(`/sys/fs/cgroup/memory${rec.cgroupsPath}`).then(() => true, () => false), false);
     assert.equal(await isConmon(rec.conmonPid), false);
     assert.ok(!(await snapshots.keys()).includes(id));
-    assert.ok(!(await readdir(path.join(config.state, "exits"))).includes(id));
+    assert.ok(!(await readdir(new StateLayout(config).exits)).includes(id));
   });
 
   test("Stop: a process that exits on the stop signal stops at once with its own exit code", async () => {
@@ -284,7 +293,7 @@ describe("ContainerManager with runc and conmon", () => {
     await mgr.stop(id, 30);
     const took = Date.now() - t0;
     assert.ok(took < 2000, `stop took ${took} ms`);
-    assert.equal((await mgr.status(id, false)).status.exitCode, 3);
+    assert.equal((await statusOf(id, false)).status.exitCode, 3);
     await mgr.remove(id);
   });
 
@@ -292,23 +301,23 @@ describe("ContainerManager with runc and conmon", () => {
     const id = await run({ command: ["sleep", "300"] });
     mgr.close();
     mgr = await newManager();
-    const s = (await mgr.status(id, true));
+    const s = (await statusOf(id, true));
     assert.equal(s.status.state, ContainerState.CONTAINER_RUNNING);
     assert.ok(JSON.parse(s.info.info!).pid > 0);
     await mgr.stop(id, 0);
-    assert.equal((await mgr.status(id, false)).status.state, ContainerState.CONTAINER_EXITED);
+    assert.equal((await statusOf(id, false)).status.state, ContainerState.CONTAINER_EXITED);
     await mgr.remove(id);
   });
 
   test("ListContainers filters by id prefix, state, pod and labels; names are unique", async () => {
     const a = await mgr.create(pod.id, cfg({ command: ["sleep", "300"], labels: { app: "a" } }));
     const b = await run({ command: ["sleep", "300"], labels: { app: "b" } });
-    assert.deepEqual((await mgr.list(undefined)).map((c) => c.id).sort(), [a, b].sort());
-    assert.deepEqual((await mgr.list({ id: a.slice(0, 12), podSandboxId: "", labelSelector: {}, state: undefined })).map((c) => c.id), [a]);
-    assert.deepEqual((await mgr.list({ id: "", podSandboxId: "", labelSelector: { app: "b" }, state: undefined })).map((c) => c.id), [b]);
-    assert.deepEqual((await mgr.list({ id: "", podSandboxId: "", labelSelector: {}, state: { state: ContainerState.CONTAINER_CREATED } })).map((c) => c.id), [a]);
-    assert.deepEqual((await mgr.list({ id: "", podSandboxId: "other", labelSelector: {}, state: undefined })), []);
-    const meta = (await mgr.status(a, false)).status.metadata!;
+    assert.deepEqual((await listOf(undefined)).map((c) => c.id).sort(), [a, b].sort());
+    assert.deepEqual((await listOf({ id: a.slice(0, 12), podSandboxId: "", labelSelector: {}, state: undefined })).map((c) => c.id), [a]);
+    assert.deepEqual((await listOf({ id: "", podSandboxId: "", labelSelector: { app: "b" }, state: undefined })).map((c) => c.id), [b]);
+    assert.deepEqual((await listOf({ id: "", podSandboxId: "", labelSelector: {}, state: { state: ContainerState.CONTAINER_CREATED } })).map((c) => c.id), [a]);
+    assert.deepEqual((await listOf({ id: "", podSandboxId: "other", labelSelector: {}, state: undefined })), []);
+    const meta = (await statusOf(a, false)).status.metadata!;
     await assert.rejects(mgr.create(pod.id, cfg({ metadata: meta, command: ["true"] })), (e: unknown) => e instanceof BerthError && e.code === 6);
     await mgr.remove(a);
     await mgr.remove(b);

@@ -209,7 +209,7 @@ describe("GetContainerEvents", () => {
     await a.waitFor("STARTED", (e) => e.containerId === c && e.containerEventType === T.CONTAINER_STARTED_EVENT);
     await d.stop("SIGKILL");
     assert.equal((await a.error as { code?: number }).code !== undefined, true, "the stream ends with berthd");
-    await waitFor("conmon's exit file while berthd is down", async () => stat(path.join(d.state, "exits", c)).then((s) => s.size > 0, () => false), 20_000);
+    await waitFor("conmon's exit file while berthd is down", async () => stat(d.layout.exitFile(c)).then((s) => s.size > 0, () => false), 20_000);
     d = await d.restart();
     const b = await subscribe(d);
     const stopped = await b.waitFor("STOPPED after the restart", (e) => e.containerId === c && e.containerEventType === T.CONTAINER_STOPPED_EVENT);

@@ -134,7 +134,7 @@ describe("a full disk under berth's root", () => {
     await assert.rejects(create(pod, ["sleep", "1000"]), rpcError(status.RESOURCE_EXHAUSTED, new RegExp(`no space left on the filesystem of ${root}/`)));
     assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
     assert.deepEqual((await imageDirs()).snapshots, imagesBefore.snapshots, "a snapshot is left");
-    assert.deepEqual(await filesUnder(path.join(d.state, "containers")), [], "a bundle is left");
+    assert.deepEqual(await filesUnder(d.layout.bundles), [], "a bundle is left");
     const cgroups = (await readdir(path.join("/sys/fs/cgroup/memory", CGROUP_PARENT)).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
     assert.deepEqual(cgroups, [], "a cgroup is left");
 

@@ -102,9 +102,9 @@ describe("faults around runc, conmon and CNI plugins", () => {
     assert.deepEqual((await d.cri.runtime.listContainers({})).containers, []);
     const mine = (s: HostSnapshot): HostSnapshot => ({ netns: [], links: [], conmons: s.conmons.filter((c) => c.includes(d.dir)), mounts: s.mounts.filter((m) => m.includes(d.dir)) });
     assert.deepEqual(leakDiff(mine(leaksBefore), mine(await hostLeaks())), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "containers")), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "ns")), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "pods")), []);
+    assert.deepEqual(await filesUnder(d.layout.bundles), []);
+    assert.deepEqual(await filesUnder(d.layout.pins), []);
+    assert.deepEqual(await filesUnder(d.layout.pods), []);
     assert.deepEqual(await filesUnder(path.join(d.root, "image", "snapshots")), []);
     assert.deepEqual((await readdir(path.join(d.root, "containers"))).filter((f) => f.endsWith(".json")), []);
     assert.deepEqual(await bridgePorts(BRIDGE), []);
@@ -126,8 +126,8 @@ describe("faults around runc, conmon and CNI plugins", () => {
     assert.equal(await readFile("/proc/sys/kernel/core_pattern", "utf8"), before);
     assert.deepEqual((await d.cri.runtime.listPodSandbox({})).items, []);
     assert.deepEqual(await mountsUnder(d.state), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "ns")), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "pods")), []);
+    assert.deepEqual(await filesUnder(d.layout.pins), []);
+    assert.deepEqual(await filesUnder(d.layout.pods), []);
     assert.deepEqual((await readdir(path.join(d.root, "sandboxes"))).filter((f) => f.endsWith(".json")), []);
     // The name is free: the same pod with a value the kernel takes runs.
     const ok = await newPod("sysctl-refused", { linux: { sysctls: { "kernel.shm_rmid_forced": "1" } } });

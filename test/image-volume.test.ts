@@ -88,7 +88,7 @@ describe("image volumes (Mount.image)", () => {
   test("the image's files read back inside, the volume cannot be written, and RemoveImage waits for the container", async () => {
     const pod = await newPod("iv-basic");
     const id = await create(pod, ["sh", "-c", "cat /vol/data/hello.txt /vol/data/kept.txt; if touch /vol/data/new 2>/dev/null; then echo WROTE; else echo read-only; fi"], [volume()]);
-    const staged = path.join(d.state, "mounts", id);
+    const staged = path.join(d.layout.stagedMounts, id);
     assert.equal((await mountsUnder(staged)).length, 1, "one read-only overlay staged for the container");
     const r = await runToEnd(id);
     assert.deepEqual(r.out, ["hello from an image", "kept", "read-only"]);
@@ -96,7 +96,7 @@ describe("image volumes (Mount.image)", () => {
     assert.ok((await d.cri.image.imageStatus({ image: { image: data } })).image, "the image is still there");
     await d.cri.runtime.removeContainer({ containerId: id });
     assert.deepEqual(await mountsUnder(staged), [], "the volume goes with the container");
-    assert.deepEqual(await readdir(path.join(d.state, "mounts")), []);
+    assert.deepEqual(await readdir(d.layout.stagedMounts), []);
     await d.cri.image.removeImage({ image: { image: dataId } });
     assert.equal((await d.cri.image.imageStatus({ image: { image: data } })).image, undefined);
     await d.cri.image.pullImage({ image: { image: data } });
@@ -115,7 +115,7 @@ describe("image volumes (Mount.image)", () => {
     const id = await create(pod, ["stat", "-c", "%u:%g", "/vol/data/hello.txt", "/vol/data"], [volume()]);
     assert.deepEqual((await runToEnd(id)).out, ["0:0", "0:0"]);
     await d.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
-    assert.deepEqual(await readdir(path.join(d.state, "mounts")), []);
+    assert.deepEqual(await readdir(d.layout.stagedMounts), []);
   });
 
   test("refused: an image not present, readonly false, propagation other than private, a sub path leaving the image", async () => {
@@ -125,7 +125,7 @@ describe("image volumes (Mount.image)", () => {
     await assert.rejects(create(pod, ["true"], [volume({ propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER })]), rpcError(status.INVALID_ARGUMENT, /private propagation only/));
     await assert.rejects(create(pod, ["true"], [volume({ imageSubPath: "../etc" })]), rpcError(status.INVALID_ARGUMENT, /image_sub_path .* must be relative, without "\.\."/));
     assert.deepEqual((await d.cri.runtime.listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
-    assert.deepEqual(await readdir(path.join(d.state, "mounts")).catch(() => []), []);
+    assert.deepEqual(await readdir(d.layout.stagedMounts).catch(() => []), []);
     await d.cri.runtime.removePodSandbox({ podSandboxId: pod.id });
   });
 });

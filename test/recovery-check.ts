@@ -55,9 +55,9 @@ export async function podProblems(d: Berthd): Promise<string[]> {
 export async function strayFiles(d: Berthd, ids: string[]): Promise<string[]> {
   const owned = (f: string) => ids.some((id) => f.includes(id));
   const out: string[] = [];
-  for (const f of await listRecursive(path.join(d.root, "sandboxes"))) if (f.endsWith(".json") && !f.startsWith("quarantine") && !owned(f)) out.push(`root/sandboxes/${f}`);
-  for (const f of await listRecursive(path.join(d.root, "cni", "results"))) if (!owned(f)) out.push(`root/cni/results/${f}`);
-  for (const sub of ["ns", "pods"]) for (const f of await listRecursive(path.join(d.state, sub))) if (!owned(f)) out.push(`state/${sub}/${f}`);
+  for (const f of await listRecursive(d.layout.sandboxRecords)) if (f.endsWith(".json") && !f.startsWith("quarantine") && !owned(f)) out.push(`root/sandboxes/${f}`);
+  for (const f of await listRecursive(d.layout.cniResults)) if (!owned(f)) out.push(`root/cni/results/${f}`);
+  for (const dir of [d.layout.pins, d.layout.pods]) for (const f of await listRecursive(dir)) if (!owned(f)) out.push(`${path.relative(d.dir, dir)}/${f}`);
   for (const m of await mountsUnder(d.state)) if (!owned(m)) out.push(`mount ${m}`);
   return out;
 }

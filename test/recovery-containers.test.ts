@@ -75,12 +75,15 @@ describe("container recovery after kill -9", () => {
     assert.deepEqual(ownLeaks(baseline, await hostLeaks(), d.dir), []);
     assert.deepEqual(await cgroupLeaks(CGROUP_PARENT, [bystander]), []);
     assert.equal((await bridgePorts(BRIDGE)).length, 1);
-    for (const sub of ["containers", "exits", "sock", "runtime/runc"]) {
-      const names = (await readdir(path.join(d.state, sub)).catch(() => [] as string[])).filter((n) => n !== bystander);
-      assert.deepEqual(names, [], `state/${sub} holds only the bystander`);
+    // Each dir holds the bystander's entry, so a missing dir (a path that drifted) fails here.
+    const L = d.layout;
+    for (const dir of [L.bundles, L.exits, L.sockets, L.runtimeRoot("runc")]) {
+      const names = await readdir(dir);
+      assert.ok(names.includes(bystander) || dir === L.exits, `${dir} holds the bystander`);
+      assert.deepEqual(names.filter((n) => n !== bystander), [], `${dir} holds only the bystander`);
     }
-    assert.deepEqual((await readdir(path.join(d.root, "containers"))).filter((n) => n.endsWith(".json") && !n.startsWith(bystander)), []);
-    assert.deepEqual((await readdir(path.join(d.root, "image", "snapshots"))).filter((n) => n !== bystander), []);
+    assert.deepEqual((await readdir(L.containerRecords)).filter((n) => n.endsWith(".json") && !n.startsWith(bystander)), []);
+    assert.deepEqual((await readdir(path.dirname(L.snapshot(bystander)))).filter((n) => n !== bystander), []);
   }
 
   before(async () => {
@@ -211,7 +214,7 @@ describe("container recovery after kill -9", () => {
     // a reboot-like loss of one container: its monitor, its runc state and any exit file gone
     process.kill(vInfo.conmonPid, "SIGKILL");
     assert.equal((await sh("runc", [`--root=${vInfo.runtimeRoot}`, "delete", "--force", vanished])).code, 0);
-    await sh("rm", ["-f", path.join(d.state, "exits", vanished)]);
+    await sh("rm", ["-f", d.layout.exitFile(vanished)]);
 
     d = await d.restart();
     assert.match(d.logs(), /container record quarantined/);

@@ -123,8 +123,8 @@ describe("pod recovery after kill -9", () => {
     const text = await readFile(file, "utf8");
     await writeFile(file, text.slice(0, Math.floor(text.length / 2))); // a torn write
     // an entry berth cannot tell is its own: reported, never deleted
-    await mkdir(path.join(d.state, "pods", "not-a-pod"), { recursive: true });
-    await writeFile(path.join(d.state, "pods", "not-a-pod", "keep"), "x");
+    await mkdir(path.join(d.layout.pods, "not-a-pod"), { recursive: true });
+    await writeFile(path.join(d.layout.pods, "not-a-pod", "keep"), "x");
 
     d = await d.restart();
     const ids = (await d.cri.runtime.listPodSandbox({})).items.map((p) => p.id).sort();
@@ -136,9 +136,9 @@ describe("pod recovery after kill -9", () => {
     assert.equal((await bridgePorts(BRIDGE)).length, 2, "the orphan's veth is gone");
     assert.deepEqual(await iptablesRulesFor([doomed]), []);
     assert.deepEqual(await podProblems(d), []);
-    assert.equal(await readFile(path.join(d.state, "pods", "not-a-pod", "keep"), "utf8"), "x");
+    assert.equal(await readFile(path.join(d.layout.pods, "not-a-pod", "keep"), "utf8"), "x");
     assert.match(d.logs(), /unknown entry in berth's pod state dir; left alone/);
-    await rm(path.join(d.state, "pods", "not-a-pod"), { recursive: true });
+    await rm(path.join(d.layout.pods, "not-a-pod"), { recursive: true });
     // the rest is operable, and the quarantined pod's name is free again
     const again = (await d.cri.runtime.runPodSandbox({ config: { ...podConfig("x"), metadata: { name: "corrupt-me-2", namespace: "berth-test", uid: "u", attempt: 0 } } })).podSandboxId;
     for (const id of [kept, again]) {

@@ -31,6 +31,7 @@ describe("SandboxManager and the container layer's interfaces", () => {
   let config: Config;
   let watcher: CniConfWatcher;
   let pods: SandboxManager;
+  let network: CniNetwork;
   const calls: string[] = [];
   const procs = new Map<string, ChildProcess>();
   let failStart = false;
@@ -66,7 +67,7 @@ describe("SandboxManager and the container layer's interfaces", () => {
     config = { ...defaultConfig(), root: path.join(dir, "root"), state: path.join(dir, "state") };
     watcher = new CniConfWatcher(path.join(dir, "net.d"), ["/usr/lib/cni"], log);
     await watcher.start();
-    const network = new CniNetwork(watcher, config.root, 5000, log);
+    network = new CniNetwork(watcher, config.root, 5000, log);
     await network.init();
     pods = new SandboxManager({ config, network, log });
     await pods.init();
@@ -81,8 +82,9 @@ describe("SandboxManager and the container layer's interfaces", () => {
 
   test("without InfraContainers a shared-PID pod is refused; with it the infra container holds the PID namespace", async () => {
     await assert.rejects(pods.run(hostNetPod("nopause", NamespaceMode.POD), ""), /infra container/);
-    pods.setInfra(infra);
-    pods.setContainers(containers);
+    // The same dirs, now with an infra runner and a container layer (wired at construction, as berthd does).
+    pods = new SandboxManager({ config, network, log, infra, containers });
+    await pods.init();
     const id = await pods.run(hostNetPod("shared", NamespaceMode.POD), "");
     const ref = pods.getSandbox(id)!;
     assert.equal(ref.state, "ready");

@@ -257,10 +257,10 @@ exit 0
       assert.deepEqual((await d.cri.runtime.listPodSandbox({})).items, []);
       assert.deepEqual(await bridgePorts(BRIDGE), []);
       assert.deepEqual(await mountsUnder(d.state), []);
-      assert.deepEqual(await filesUnder(path.join(d.state, "ns")), []);
-      assert.deepEqual(await filesUnder(path.join(d.state, "pods")), []);
-      assert.deepEqual((await filesUnder(path.join(d.root, "sandboxes"))).filter((f) => f.endsWith(".json")), []);
-      assert.deepEqual(await filesUnder(path.join(d.root, "cni", "results")), []);
+      assert.deepEqual(await filesUnder(d.layout.pins), []);
+      assert.deepEqual(await filesUnder(d.layout.pods), []);
+      assert.deepEqual((await filesUnder(d.layout.sandboxRecords)).filter((f) => f.endsWith(".json")), []);
+      assert.deepEqual(await filesUnder(d.layout.cniResults), []);
       assert.deepEqual(await addresses(), before, "host-local released the address");
     } finally {
       await rm(failing, { force: true });
@@ -303,10 +303,10 @@ exit 0
     process.stderr.write(`# RunPodSandbox latency (5 in parallel): median ${latencies[10]!.toFixed(0)} ms, max ${latencies[19]!.toFixed(0)} ms; stop+remove of 20 (parallel): ${removeMs.toFixed(0)} ms\n`);
     assert.deepEqual(await bridgePorts(BRIDGE), []);
     assert.deepEqual(await mountsUnder(d.state), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "ns")), []);
-    assert.deepEqual(await filesUnder(path.join(d.state, "pods")), []);
+    assert.deepEqual(await filesUnder(d.layout.pins), []);
+    assert.deepEqual(await filesUnder(d.layout.pods), []);
     assert.deepEqual(await iptablesRulesFor(ids), []);
-    assert.deepEqual(await filesUnder(path.join(d.root, "cni", "results")), []);
+    assert.deepEqual(await filesUnder(d.layout.cniResults), []);
     assert.deepEqual((await filesUnder(path.join(dir, "ipam"))).filter((f) => /\d+\.\d+\.\d+\.\d+$/.test(f)), []);
   });
 

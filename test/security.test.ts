@@ -91,7 +91,7 @@ describe("security: hostile requests and paths", () => {
   test("mount host_path: a symlink leading into berth's root or state is refused, nothing created there", async () => {
     const pod = await newPod("audit-mount");
     await symlink(d.root, path.join(outside, "to-root"));
-    await symlink(path.join(d.state, "containers"), path.join(outside, "to-state"));
+    await symlink(d.layout.bundles, path.join(outside, "to-state"));
     const rootBefore = await readdir(d.root, { recursive: true });
     for (const hostPath of [path.join(outside, "to-root"), path.join(outside, "to-root", "image"), path.join(outside, "to-root", "new-dir"), path.join(outside, "to-state")]) {
       await assert.rejects(create(pod, { mounts: [{ containerPath: "/steal", hostPath }] }), refused(status.INVALID_ARGUMENT, /inside berth's own data/), hostPath);

@@ -88,8 +88,8 @@ describe("kill -9 at the user-namespace and image-volume steps", () => {
       await d.cri.runtime.removePodSandbox({ podSandboxId: p.id });
     }
     assert.deepEqual(await mountsUnder(d.dir), [], `mounts left after ${point}`);
-    assert.deepEqual(await readdir(path.join(d.state, "mounts")).catch(() => []), [], `staged mounts left after ${point}`);
-    assert.deepEqual(await readdir(path.join(d.state, "ns")).catch(() => []), [], `namespace pins left after ${point}`);
+    assert.deepEqual(await readdir(d.layout.stagedMounts).catch(() => []), [], `staged mounts left after ${point}`);
+    assert.deepEqual(await readdir(d.layout.pins).catch(() => []), [], `namespace pins left after ${point}`);
     assert.deepEqual(await readdir(path.join(d.root, "image", "snapshots")), [], `snapshots left after ${point}`);
     // The image volume's image is free again.
     await d.cri.image.removeImage({ image: { image: data } });

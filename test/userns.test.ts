@@ -93,7 +93,7 @@ describe("pods with a user namespace (userns_options.mode POD)", () => {
     const cfg = usernsPod("userns-pod", { logDirectory, linux: { sysctls: { "net.ipv4.ip_unprivileged_port_start": "123", "kernel.shm_rmid_forced": "1" } } });
     const { podSandboxId: id } = await d.cri.runtime.runPodSandbox({ config: cfg });
     const pod = { id, cfg };
-    const pin = path.join(d.state, "ns", id, "user");
+    const pin = d.layout.pin(id, "user");
     const pinIno = (await stat(pin)).ino;
     assert.notEqual(pinIno, (await stat("/proc/self/ns/user")).ino, "the pin is not the host's user namespace");
 
@@ -124,7 +124,7 @@ describe("pods with a user namespace (userns_options.mode POD)", () => {
     assert.deepEqual([made.uid, made.gid], [HOST_ID, HOST_ID], "the pod's root is the mapped id on the host");
     const madeMapped = await stat(path.join(mapped, "made-inside"));
     assert.deepEqual([madeMapped.uid, madeMapped.gid], [0, 0], "through an idmapped bind, the pod's root writes as the host's");
-    const hosts = await stat(path.join(d.state, "pods", id, "hosts"));
+    const hosts = await stat(d.layout.podFiles(id).hosts);
     assert.equal(hosts.uid, HOST_ID, "berth made /etc/hosts owned by the mapped root");
 
     const second = await runContainer(pod, ["stat", "-L", "-c", "%i", "/proc/self/ns/user"]);

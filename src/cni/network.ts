@@ -5,6 +5,7 @@
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { FailedPrecondition, isErrno, wrap } from "../errors.js";
+import { cniResultsOf } from "../layout.js";
 import type { Logger } from "../log.js";
 import { faultPoint } from "../runtime/faults.js";
 import { decodeRecord, encodeRecord, writeFileAtomic } from "../store/records.js";
@@ -65,7 +66,7 @@ export class CniNetwork implements PodNetwork {
     private readonly timeoutMs: number,
     private readonly log: Logger,
   ) {
-    this.cacheDir = path.join(root, "cni", "results");
+    this.cacheDir = cniResultsOf(root);
   }
 
   async init(): Promise<void> {

@@ -1,9 +1,12 @@
 // CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
 // ListContainers, UpdateContainerResources, ReopenContainerLog.
-import type { Container, ContainerConfig, ContainerFilter, ContainerStatus, LinuxContainerResources, RuntimeServiceServer } from "../gen/api.js";
+import type { ContainerConfig, LinuxContainerResources, RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { ContainerRecord } from "../runtime/container-record.js";
+import type { ContainerInspection, ContainerListFilter } from "../runtime/container.js";
 import { validateResources } from "../runtime/container-validate.js";
+import { containerListFilter, toContainerItem, toContainerStatus } from "./container-status.js";
 import { unary } from "./rpc.js";
 
 /** What the CRI front needs of the container back-end. */
@@ -12,8 +15,8 @@ export interface Containers {
   start(id: string): Promise<void>;
   stop(id: string, timeoutSec: number): Promise<void>;
   remove(id: string): Promise<void>;
-  status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }>;
-  list(filter: ContainerFilter | undefined): Promise<Container[]>;
+  status(id: string, verbose: boolean): Promise<ContainerInspection>;
+  list(filter: ContainerListFilter): ContainerRecord[];
   updateResources(id: string, linux: LinuxContainerResources | undefined, annotations: Record<string, string>): Promise<void>;
   reopenLog(id: string): Promise<void>;
 }
@@ -43,8 +46,11 @@ export function containerHandlers(c: Containers, log: Logger): Pick<RuntimeServi
       await c.remove(need(req.containerId));
       return {};
     }),
-    containerStatus: unary(log, "ContainerStatus", async (req) => c.status(need(req.containerId), req.verbose)),
-    listContainers: unary(log, "ListContainers", async (req) => ({ containers: await c.list(req.filter) })),
+    containerStatus: unary(log, "ContainerStatus", async (req) => {
+      const { record, user, info } = await c.status(need(req.containerId), req.verbose);
+      return { status: toContainerStatus(record, user), info };
+    }),
+    listContainers: unary(log, "ListContainers", async (req) => ({ containers: c.list(containerListFilter(req.filter)).map(toContainerItem) })),
     updateContainerResources: unary(log, "UpdateContainerResources", async (req) => {
       if (req.linux) validateResources(req.linux);
       await c.updateResources(need(req.containerId), req.linux, req.annotations ?? {});

@@ -4,13 +4,14 @@
 // as PodSandboxStatus answers them. A pod's own events carry the pod's id as container_id, the
 // way containerd sends them (kubelet drops its cache entry on the pod's CONTAINER_DELETED_EVENT).
 import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
-import { ContainerEventResponse, ContainerEventType, type ContainerStatus, type GetEventsRequest, type RuntimeServiceServer } from "../gen/api.js";
+import { ContainerEventResponse, ContainerEventType, type GetEventsRequest, type RuntimeServiceServer } from "../gen/api.js";
 import { NotFound, ResourceExhausted } from "../errors.js";
 import type { Logger } from "../log.js";
 import { MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS, type EventBus, type LifecycleEvent, type LifecycleKind, type Rendering, type Subscription } from "../runtime/events.js";
 import type { SandboxRecord } from "../runtime/sandbox.js";
 import { serverStream } from "./rpc.js";
-import { toStatus } from "./sandbox.js";
+import { toStatus, type PodContainerRecords } from "./sandbox.js";
+import { toContainerStatus } from "./container-status.js";
 
 const TYPES: Record<LifecycleKind, ContainerEventType> = {
   created: ContainerEventType.CONTAINER_CREATED_EVENT,
@@ -22,7 +23,7 @@ const TYPES: Record<LifecycleKind, ContainerEventType> = {
 /** What an event's payload is built from. */
 export interface EventState {
   pods: { get(id: string): SandboxRecord };
-  containers: { statusesOf(sandboxId: string): ContainerStatus[] };
+  containers: PodContainerRecords;
 }
 
 /** The encoded ContainerEventResponse for each event, built once when it is published (shared by every subscriber). */
@@ -41,7 +42,7 @@ export function containerEventRendering(state: EventState): Rendering<Uint8Array
         containerEventType: TYPES[e.kind],
         createdAt: e.at,
         podSandboxStatus: pod && toStatus(pod),
-        containersStatuses: state.containers.statusesOf(e.sandboxId),
+        containersStatuses: state.containers.containersOf(e.sandboxId).map((r) => toContainerStatus(r)),
       }).finish();
     },
     sizeOf: (b) => b.length,

@@ -8,6 +8,7 @@ import type { ContainerStats, ImageServiceServer, PodSandboxStats, RuntimeServic
 import type { ImageStore } from "../image/types.js";
 import type { Logger } from "../log.js";
 import type { Containers } from "./container.js";
+import { containerListFilter, toContainerItem } from "./container-status.js";
 import { listImages } from "./image.js";
 import { bytesOf, encodeContainer, encodeContainerStats, encodeImage, encodePod, encodePodStats } from "./list-encoding.js";
 import { serverStream } from "./rpc.js";
@@ -86,7 +87,7 @@ export function listStreamHandlers(pods: PodSandboxes, containers: Containers, s
     streamPodSandboxes: serverStream(log, "StreamPodSandboxes", async (req, call) =>
       sendBatches(call as Call, log, "StreamPodSandboxes", [pods.list(sandboxFilter(req.filter)).map(toListItem)], encodePod, (podSandboxes) => ({ podSandboxes }))),
     streamContainers: serverStream(log, "StreamContainers", async (req, call) =>
-      sendBatches(call as Call, log, "StreamContainers", [await containers.list(req.filter)], encodeContainer, (items) => ({ containers: items }))),
+      sendBatches(call as Call, log, "StreamContainers", [containers.list(containerListFilter(req.filter)).map(toContainerItem)], encodeContainer, (items) => ({ containers: items }))),
     streamContainerStats: serverStream(log, "StreamContainerStats", async (req, call) =>
       sendBatches<ContainerStats>(call as Call, log, "StreamContainerStats", slices(await stats.containerStatsIds(req.filter), (ids) => stats.containerStatsOf(ids)),
         encodeContainerStats, (containerStats) => ({ containerStats }))),

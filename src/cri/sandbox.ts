@@ -1,8 +1,10 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
-import { PodSandboxConfig, PodSandboxState, type ContainerStatus, type PodSandbox, type PodSandboxFilter, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
+import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxFilter, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
+import type { ContainerRecord } from "../runtime/container-record.js";
+import { toContainerStatus } from "./container-status.js";
 import { callerGone, unary } from "./rpc.js";
 
 /** What the CRI front needs of the pod sandbox back-end. */
@@ -17,8 +19,9 @@ export interface PodSandboxes {
 const state = (rec: SandboxRecord) => (rec.state === "ready" ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY);
 
 /** What PodSandboxStatus needs of the container back-end: the pod's containers as ContainerStatus (verbose = false). */
-export interface PodContainerStatuses {
-  statusesOf(sandboxId: string): ContainerStatus[];
+export interface PodContainerRecords {
+  /** A pod's CRI containers (not its infra container), from memory. */
+  containersOf(sandboxId: string): ContainerRecord[];
 }
 
 export function toStatus(rec: SandboxRecord): PodSandboxStatus {
@@ -92,7 +95,7 @@ export function sandboxFilter(f: PodSandboxFilter | undefined): SandboxFilter {
   return filter;
 }
 
-export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerStatuses, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
+export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerRecords, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
   return {
     runPodSandbox: unary(log, "RunPodSandbox", async (req, call) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler, callerGone(call)) })),
 
@@ -113,7 +116,7 @@ export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerStat
         status: toStatus(rec),
         info: (req.verbose ? { info: verboseInfo(rec) } : {}) as Record<string, string>,
         // Evented PLEG takes the pod's containers from here whenever timestamp is set.
-        containersStatuses: containers.statusesOf(rec.id),
+        containersStatuses: containers.containersOf(rec.id).map((r) => toContainerStatus(r)),
         timestamp: BigInt(Date.now()) * 1_000_000n,
       };
     }),

@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Config } from "../config.js";
 import { parseDuration } from "../config.js";
 import { FailedPrecondition, InvalidArgument, wrap } from "../errors.js";
+import { imageRootOf } from "../layout.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
@@ -72,7 +73,7 @@ export class LocalImageStore implements ImageStore {
   private volumeUser: (imageId: string) => string | undefined = () => undefined;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string, private readonly recorder?: PullRecorder) {
-    this.imageRoot = path.join(config.root, "image");
+    this.imageRoot = imageRootOf(config.root);
     const metaDir = path.join(this.imageRoot, "meta");
     this.content = new ContentStore(path.join(this.imageRoot, "blobs", "sha256"));
     this.layers = new LayerStore(this.imageRoot, metaDir, log, new Semaphore(config.image.max_concurrent_downloads));

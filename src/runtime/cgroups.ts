@@ -138,6 +138,21 @@ export function containerCgroupsPath(driver: CgroupDriverName, parent: string, i
   return path.posix.join(parent || "/berth", `berth-${id}`);
 }
 
+/** The berth container cgroups directly under a pod parent, in any hierarchy (restore's orphan sweep). */
+export async function containerCgroupsUnder(driver: CgroupDriverName, parent: string): Promise<Array<{ id: string; cgroupsPath: string }>> {
+  const rel = cgroupDir(driver, parent);
+  const name = driver === "systemd" ? /^berth-([0-9a-f]{64})\.scope$/ : /^berth-([0-9a-f]{64})$/;
+  const hierarchies = [ROOT, ...(await readdir(ROOT).catch(() => [] as string[])).map((h) => path.join(ROOT, h))];
+  const found = new Map<string, string>();
+  for (const h of hierarchies) {
+    for (const entry of await readdir(path.join(h, rel)).catch(() => [] as string[])) {
+      const id = name.exec(entry)?.[1];
+      if (id) found.set(id, containerCgroupsPath(driver, parent, id));
+    }
+  }
+  return [...found].map(([id, cgroupsPath]) => ({ id, cgroupsPath }));
+}
+
 function parseKeyed(text: string): Map<string, bigint> {
   const m = new Map<string, bigint>();
   for (const line of text.split("\n")) {

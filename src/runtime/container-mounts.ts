@@ -46,8 +46,9 @@ export interface StagedMounts {
 export class ContainerMounts {
   readonly dir: string;
 
-  constructor(stateDir: string, private readonly images: ImageStore, private readonly snapshots: Snapshots) {
-    this.dir = path.join(stateDir, "mounts");
+  /** `dir`: the layout's stagedMounts. */
+  constructor(dir: string, private readonly images: ImageStore, private readonly snapshots: Snapshots) {
+    this.dir = dir;
   }
 
   private containerDir(id: string): string {

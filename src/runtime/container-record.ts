@@ -1,8 +1,11 @@
 // What berth keeps about a container, in the crash-safe record store: enough to answer every
 // status call and to find the live container again after a berthd restart (conmon pid, bundle,
 // exit file, runtime root).
-import type { ContainerMetadata, ImageSpec, LinuxContainerResources, Mount } from "../gen/api.js";
-import type { OciProcess } from "./spec.js";
+import type { ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerResources, Mount } from "../gen/api.js";
+import type { Image } from "../image/types.js";
+import type { OciProcess, OciSpec } from "./spec.js";
+import { stopSignalName } from "./stop-signal.js";
+import type { SandboxRef } from "./types.js";
 
 export type ContainerPhase = "created" | "running" | "exited";
 
@@ -55,4 +58,59 @@ export interface ContainerRecord {
   stopSignal: string;
   /** The container's process, the base of every ExecSync. */
   process: OciProcess;
+}
+
+/** What CreateContainer knows once the spec is built: everything a new record is made of. */
+export interface NewRecord {
+  id: string;
+  kind: ContainerRecord["kind"];
+  name: string;
+  sandbox: SandboxRef;
+  config: ContainerConfig;
+  image: Image;
+  imageName: string;
+  /** Images mounted as volumes (kept only when there are some). */
+  imageVolumes: string[];
+  logPath: string;
+  handler: string;
+  runtimeRoot: string;
+  bundle: string;
+  rootfs: string;
+  exitFile: string;
+  socketLink: string;
+  cgroupsPath: string;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  spec: OciSpec;
+  createdAt: bigint;
+}
+
+/** A CREATED container's record, before conmon reports its pids. */
+export function newContainerRecord(n: NewRecord): ContainerRecord {
+  const { config, image } = n;
+  return {
+    id: n.id, sandboxId: n.sandbox.id, kind: n.kind, name: n.name,
+    metadata: config.metadata!,
+    image: { ...config.image!, annotations: config.image!.annotations ?? {} },
+    imageId: image.id,
+    imageRef: image.repoDigests[0] ?? image.id,
+    imageName: n.imageName,
+    labels: { ...config.labels },
+    annotations: { ...config.annotations },
+    mounts: config.mounts,
+    imageVolumes: n.imageVolumes.length > 0 ? n.imageVolumes : undefined,
+    logPath: n.logPath,
+    tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce,
+    phase: "created",
+    createdAt: n.createdAt, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "",
+    handler: n.handler,
+    runtimeRoot: n.runtimeRoot,
+    bundle: n.bundle, rootfs: n.rootfs, exitFile: n.exitFile,
+    socketLink: n.socketLink,
+    cgroupsPath: n.cgroupsPath,
+    conmonPid: 0, pid: 0,
+    resources: config.linux?.resources,
+    user: { uid: n.user.uid, gid: n.user.gid, additionalGids: n.user.additionalGids },
+    stopSignal: stopSignalName(config.stopSignal, image.config.config?.StopSignal),
+    process: n.spec.process,
+  };
 }

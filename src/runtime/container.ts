@@ -1,39 +1,30 @@
-// ContainerManager: the CRI container lifecycle on runc + conmon. Create prepares the rootfs
-// snapshot, writes the OCI bundle and has conmon run `runc create`; Start, Stop, Remove,
-// Update and ExecSync go to runc, ReopenLog to conmon; state comes from conmon's exit file, so
-// it stays right across berthd restarts. Records live in the crash-safe store. The exit dir is
-// watched, so List and Status answer from memory; a periodic sweep catches what a watch misses
-// (a conmon killed before it could write the exit file, an inotify overflow).
+// ContainerManager: the CRI container lifecycle. Create prepares the rootfs snapshot, writes
+// the OCI bundle and has the handler's OCI runtime (oci/runtime.ts) create the container
+// through conmon; Start, Stop, Remove, Update, ExecSync and ReopenLog go to the same object.
+// State comes from conmon's exit file (exit-monitor.ts says when to look), so it stays right
+// across berthd restarts; records, names and look-up are the container store's.
 import { randomBytes } from "node:crypto";
-import { watch, type FSWatcher } from "node:fs";
-import { access, mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, rm, unlink } from "node:fs/promises";
 import path from "node:path";
-import {
-  ContainerState,
-  ContainerStatus,
-  NamespaceMode,
-  type Container,
-  type ContainerConfig,
-  type ContainerFilter,
-  type LinuxContainerResources,
-  type NamespaceOption,
-} from "../gen/api.js";
-import { handlerRoot, parseDuration, type Config } from "../config.js";
-import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
+import { NamespaceMode, type ContainerConfig, type LinuxContainerResources, type NamespaceOption } from "../gen/api.js";
+import type { Config } from "../config.js";
+import { StateLayout } from "../layout.js";
+import { DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
 import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
-import { RecordStore, writeFileAtomic } from "../store/records.js";
+import { writeFileAtomic } from "../store/records.js";
+import { ContainerStore } from "./container-store.js";
+import { ExitMonitor } from "./exit-monitor.js";
 import { logPathParts, prepareLogFile, prepareLogReopen } from "./log-file.js";
 import type { Cgroups } from "./cgroups.js";
-import { isConmon, readPid, reopenLog, startConmon } from "./conmon.js";
 import { fitExecResponse } from "./exec-output.js";
 import { checkMountSourcesResolved, gatherHostFacts, hostDevices, prepareMountSources, resolveDevices } from "./container-host.js";
-import { stopSignalEnum, stopSignalName } from "./stop-signal.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 import { ensureAppArmorProfile } from "./lsm.js";
-import type { ContainerPhase, ContainerRecord } from "./container-record.js";
-import { execProcess, OciRuntime } from "./runc.js";
+import { newContainerRecord, type ContainerPhase, type ContainerRecord } from "./container-record.js";
+import type { OciRuntime } from "./oci/runtime.js";
+import { OciRuntimes } from "./oci/runtimes.js";
 import { procStartTime, signalNumber, signalProcess } from "../native/native.js";
 import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpec } from "./spec.js";
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
@@ -49,8 +40,6 @@ import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 export const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 /** How long ExecSync keeps reading output after the process exited while a child it left still holds the pipes. */
 export const EXEC_DRAIN_GRACE_MS = 100;
-/** How often running containers are checked for a conmon that died without an exit file. */
-const SWEEP_INTERVAL_MS = 5_000;
 
 export interface ContainerManagerDeps {
   config: Config;
@@ -67,9 +56,31 @@ export interface ContainerManagerDeps {
   events?: LifecyclePublisher;
   /** Told of each container the OOM killer ended (the metrics endpoint's counter). */
   metrics?: { oomKilled(): void };
+  /** Defaults to the config's. */
+  layout?: StateLayout;
+  /** The handlers' OCI runtimes; defaults to ones built from the config. */
+  runtimes?: OciRuntimes;
 }
 
-type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
+/** The ids a container's process holds (the CRI's ContainerUser.linux). */
+export type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
+
+/** ListContainers' filter: id and pod id match as prefixes; every label must match. */
+export interface ContainerListFilter {
+  id?: string;
+  podSandboxId?: string;
+  labelSelector?: Record<string, string>;
+  /** "none" matches no container (a CRI state berth never reports). */
+  phase?: ContainerPhase | "none";
+}
+
+/** What ContainerStatus reports of a container (src/cri/container-status.ts builds the message). */
+export interface ContainerInspection {
+  record: ContainerRecord;
+  /** The ids the running process holds; undefined: those its spec gave it. */
+  user: ProcessUser | undefined;
+  info: Record<string, string>;
+}
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -89,16 +100,6 @@ async function exists(p: string): Promise<boolean> {
   return access(p).then(() => true, () => false);
 }
 
-/** `name` as an absolute path: as given when it has a slash, else the first match on PATH. */
-export async function findBinary(name: string): Promise<string> {
-  if (name.includes("/")) return path.resolve(name);
-  for (const dir of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    const p = path.join(dir, name);
-    if (await exists(p)) return p;
-  }
-  throw new FailedPrecondition(`"${name}" is not on PATH`);
-}
-
 /** True while `pid` is a live (not zombie) process that started at `startTime` (when known): pids get reused. */
 async function processRunning(pid: number, startTime: string | undefined): Promise<boolean> {
   if (!(pid > 0)) return false;
@@ -110,23 +111,16 @@ async function processRunning(pid: number, startTime: string | undefined): Promi
 }
 
 export class ContainerManager implements PodContainers {
-  private readonly records = new Map<string, ContainerRecord>();
-  private readonly listViews = new WeakMap<ContainerRecord, { state: ContainerState; annotations: Record<string, string>; labels: Record<string, string>; view: Container }>();
-  private readonly names = new Map<string, string>();
   private readonly lock = new KeyedLock();
-  private readonly store: RecordStore<ContainerRecord>;
-  private readonly bundles: string;
-  private readonly exitDir: string;
-  private readonly socketDir: string;
-  private readonly runtimes = new Map<string, OciRuntime>();
+  /** Records, names and look-up (container-store.ts). */
+  readonly store: ContainerStore;
+  private readonly exits: ExitMonitor;
+  private readonly layout: StateLayout;
+  private readonly runtimes: OciRuntimes;
   private host!: HostFacts;
-  private watcher: FSWatcher | undefined;
-  private sweeper: NodeJS.Timeout | undefined;
-  private readonly exitWaiters = new Map<string, Set<() => void>>();
   /** Exit-file reads in progress, one per container. */
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
-  private conmonPath = "";
   private readonly mounts: ContainerMounts;
   /** Image volumes of containers being created (not yet in `records`), by container id. */
   private readonly volumesInCreate = new Map<string, string[]>();
@@ -134,56 +128,61 @@ export class ContainerManager implements PodContainers {
 
   constructor(private readonly deps: ContainerManagerDeps) {
     const c = deps.config;
-    this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
-    this.store = new RecordStore<ContainerRecord>(path.join(c.root, "containers"));
-    this.bundles = path.join(c.state, "containers");
-    this.exitDir = path.join(c.state, "exits");
-    // conmon links <socketDir>/<id> to the bundle and cuts link names that reach 107 bytes: keep it short.
-    this.socketDir = path.join(c.state, "s");
-    this.mounts = new ContainerMounts(c.state, deps.images, deps.snapshots);
     this.log = deps.log.child({ layer: "containers" });
+    this.cdi = deps.cdi ?? new CdiRegistry(c.cdi.spec_dirs, deps.log.child({ layer: "cdi" }));
+    this.layout = deps.layout ?? new StateLayout(c);
+    this.runtimes = deps.runtimes ?? new OciRuntimes(c, this.layout);
+    this.store = new ContainerStore(this.layout.containerRecords);
+    this.exits = new ExitMonitor({
+      dir: this.layout.exits,
+      exited: (id) => this.runtimes.exited(id),
+      monitorAlive: (pid) => this.runtimes.monitorAlive(pid),
+      record: (id) => this.store.get(id),
+      records: () => this.store.all(),
+      settle: (r) => this.settle(r),
+      log: this.log,
+    });
+    this.mounts = new ContainerMounts(this.layout.stagedMounts, deps.images, deps.snapshots);
   }
 
-  async init(): Promise<void> {
-    await mkdir(this.bundles, { recursive: true, mode: 0o711 });
-    await mkdir(this.exitDir, { recursive: true, mode: 0o700 });
-    await mkdir(this.socketDir, { recursive: true, mode: 0o700 });
+  /** Restore, step 1 (restore.ts): reads every record; returns them for reconciling. */
+  async load(): Promise<ContainerRecord[]> {
+    await mkdir(this.layout.bundles, { recursive: true, mode: 0o711 });
+    await mkdir(this.layout.exits, { recursive: true, mode: 0o700 });
+    await mkdir(this.layout.sockets, { recursive: true, mode: 0o700 });
     this.host = this.deps.host ?? (await gatherHostFacts(this.deps.config.runtime.restrict_oom_score_adj, this.deps.config.cgroup_driver));
-    this.conmonPath = await findBinary(this.deps.config.runtime.conmon);
-    const { records, problems } = await this.store.loadAll();
-    for (const p of problems) this.log.error(p, "container record quarantined");
-    for (const [id, r] of records) {
-      if (r.id !== id) {
-        this.log.error({ file: id }, "container record names another id; ignored");
-        continue;
-      }
+    await this.runtimes.init();
+    const records = await this.store.load(this.log);
+    for (const r of records) {
       if (r.phase !== "exited" && r.conmonPid === 0) {
         // Created, then berthd stopped before Start saved the pids: conmon wrote them to files.
-        r.conmonPid = (await readPid(path.join(r.bundle, "conmon.pid"))) ?? 0;
-        r.pid = (await readPid(path.join(r.bundle, "pidfile"))) ?? 0;
+        Object.assign(r, await this.runtimes.createdPids(r.id));
       }
-      this.records.set(id, r);
-      this.names.set(r.name, id);
     }
-    for (const id of await this.mounts.sweep((cid) => this.records.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
-    this.watcher = watch(this.exitDir, (_event, file) => {
-      if (!file) return;
-      const name = String(file);
-      for (const w of this.exitWaiters.get(name) ?? []) w();
-      const r = this.records.get(name);
-      if (r && r.phase !== "exited") void this.settle(r);
-    });
-    this.watcher.on("error", (err) => this.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
-    // Exits that happened while berthd was down (the watch is up first, so none slips between).
-    await this.sweep();
-    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
-    this.sweeper.unref();
-    this.log.info({ containers: this.records.size }, "container records loaded");
+    this.log.info({ containers: this.store.size }, "container records loaded");
+    return records;
   }
 
+  /** Restore: the exit watch starts, and exits that happened while berthd was down are settled. */
+  startExitMonitor(): Promise<void> {
+    return this.exits.start();
+  }
+
+  /** Restore's orphan sweep: staged mounts (image volumes, idmapped binds) of no container. */
+  async sweepStagedMounts(): Promise<void> {
+    for (const id of await this.mounts.sweep((cid) => this.store.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
+  }
+
+  /** For a manager used alone (tests): load and watch. berthd restores through restore.ts. */
+  async init(): Promise<void> {
+    await this.load();
+    await this.sweepStagedMounts();
+    await this.startExitMonitor();
+  }
+
+
   close(): void {
-    this.watcher?.close();
-    clearInterval(this.sweeper);
+    this.exits.close();
   }
 
   /**
@@ -195,7 +194,7 @@ export class ContainerManager implements PodContainers {
     if (!p) {
       p = this.lock
         .run(r.id, async () => {
-          if (this.records.get(r.id) === r) await this.refresh(r);
+          if (this.store.holds(r)) await this.refresh(r);
         })
         .catch((err) => this.log.warn({ id: r.id, err: String(err) }, "reading the container's exit state"))
         .finally(() => this.settling.delete(r.id));
@@ -204,40 +203,18 @@ export class ContainerManager implements PodContainers {
     return p;
   }
 
-  /** Settles every live container whose exit file exists or whose conmon is gone. */
-  private async sweep(): Promise<void> {
-    const exitNames = new Set(await readdir(this.exitDir).catch(() => [] as string[]));
-    await Promise.all([...this.records.values()].filter((r) => r.phase !== "exited").map(async (r) => {
-      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await isConmon(r.conmonPid)))) await this.settle(r);
-    }));
-  }
-
   /** The OCI runtime for a handler name ("" = the default). */
-  private async runtime(handler: string): Promise<OciRuntime> {
-    const name = handler || this.deps.config.runtime.default_handler;
-    let rt = this.runtimes.get(name);
-    if (!rt) {
-      const h = this.deps.config.runtime.handlers[name];
-      if (!h) throw new InvalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(this.deps.config.runtime.handlers).join(", ")})`);
-      rt = new OciRuntime(await findBinary(h.path), handlerRoot(this.deps.config, name), this.deps.config.cgroup_driver === "systemd", parseDuration(this.deps.config.runtime.call_timeout));
-      this.runtimes.set(name, rt);
-    }
-    return rt;
+  private runtime(handler: string): Promise<OciRuntime> {
+    return this.runtimes.get(handler);
   }
 
   /** Finds a record by full id or unique prefix. */
   private find(idOrPrefix: string, kinds: Array<ContainerRecord["kind"]> = ["container"]): ContainerRecord {
-    if (!idOrPrefix) throw new InvalidArgument("container id is empty");
-    const exact = this.records.get(idOrPrefix);
-    if (exact && kinds.includes(exact.kind)) return exact;
-    const matches = [...this.records.values()].filter((r) => kinds.includes(r.kind) && r.id.startsWith(idOrPrefix));
-    if (matches.length === 1) return matches[0]!;
-    if (matches.length > 1) throw new InvalidArgument(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
-    throw new NotFound(`container "${idOrPrefix}" not found`);
+    return this.store.find(idOrPrefix, kinds);
   }
 
-  private async save(r: ContainerRecord): Promise<void> {
-    await this.store.put(r.id, r);
+  private save(r: ContainerRecord): Promise<void> {
+    return this.store.save(r);
   }
 
   // ---- Create ---------------------------------------------------------------------------
@@ -252,14 +229,12 @@ export class ContainerManager implements PodContainers {
     const m = sandbox.metadata;
     const name = [config.metadata.name, m.name, m.namespace, m.uid, config.metadata.attempt].join("_");
     if (config.logPath) logPathParts(config.logPath);
-    const taken = this.names.get(name);
-    if (taken) throw new AlreadyExists(`container name "${name}" is already used by container ${taken}; remove it first`);
     const id = randomBytes(32).toString("hex");
-    this.names.set(name, id);
+    this.store.reserve(name, id, (taken) => `container name "${name}" is already used by container ${taken}; remove it first`);
     try {
       return await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "container"));
     } catch (err) {
-      this.names.delete(name);
+      this.store.release(name, id);
       throw err;
     }
   }
@@ -271,8 +246,9 @@ export class ContainerManager implements PodContainers {
     const cdiNames = requestedCdiDevices(config);
     const cdiEdits = cdiNames.length > 0 ? await this.cdi.resolve(cdiNames) : undefined;
     const rt = await this.runtime(sandbox.runtimeHandler);
-    const bundle = path.join(this.bundles, id);
-    const exitFile = path.join(this.exitDir, id);
+    const files = this.layout.bundle(id);
+    const bundle = files.dir;
+    const exitFile = this.layout.exitFile(id);
     const cgroupsPath = this.deps.cgroups.containerPath(sandbox.cgroupParent, id);
     const undo: Array<() => Promise<unknown>> = [];
     try {
@@ -280,32 +256,7 @@ export class ContainerManager implements PodContainers {
       undo.push(() => rm(bundle, { recursive: true, force: true }));
       // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
-      const sc = config.linux?.securityContext;
-      // Image volumes are counted as used (RemoveImage refuses them) before they are mounted.
-      const volumeImages = await this.mounts.resolveImages(config.mounts);
-      this.volumesInCreate.set(id, [...volumeImages.values()]);
-      undo.push(async () => this.volumesInCreate.delete(id));
-      undo.push(() => this.mounts.release(id));
-      const hostMounts = config.mounts.filter((m) => !volumeImages.has(m));
-      // Sources are resolved (symlinks followed) before anything is created for them.
-      await checkMountSourcesResolved(hostMounts, { root: this.deps.config.root, state: this.deps.config.state });
-      const sourcesReady = prepareMountSources(hostMounts);
-      // The rootfs mount and what the spec needs from the host do not depend on each other.
-      const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
-        this.deps.snapshots.prepare(id, image.id, { userns: usernsRef(sandbox.userns) }).catch((err) => {
-          throw wrap(`prepare rootfs of image ${image.id}`, err);
-        }),
-        this.seccompFiles(config),
-        this.targetPidns(sc?.namespaceOptions),
-        sourcesReady.then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
-        sourcesReady.then(async () => {
-          const st = await this.mounts.stage(id, config.mounts, volumeImages, sandbox).catch((err) => {
-            throw wrap("stage image volumes and idmapped mounts", err);
-          });
-          await faultPoint("CreateContainer.after-volumes");
-          return st;
-        }),
-      ]);
+      const { rootfs, seccompFiles, targetPidnsPath, devices, staged } = await this.prepareHost(id, sandbox, config, image.id, undo);
       await faultPoint("CreateContainer.after-snapshot");
       const [userDb, handler] = await Promise.all([readUserDb(rootfs), probeHandlerFeatures(rt.binary)]);
       const imageName = image.repoTags[0] ?? config.image!.image;
@@ -320,60 +271,22 @@ export class ContainerManager implements PodContainers {
       if (kind === "infra") spec.annotations["io.kubernetes.cri.container-type"] = "sandbox";
 
       const logPath = kind === "infra"
-        ? path.join(bundle, "infra.log")
-        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : path.join(bundle, "container.log");
-      const record: ContainerRecord = {
-        id, sandboxId: sandbox.id, kind, name,
-        metadata: config.metadata!,
-        image: { ...config.image!, annotations: config.image!.annotations ?? {} },
-        imageId: image.id,
-        imageRef: image.repoDigests[0] ?? image.id,
-        imageName,
-        labels: { ...config.labels },
-        annotations: { ...config.annotations },
-        mounts: config.mounts,
-        imageVolumes: staged.imageIds.length > 0 ? staged.imageIds : undefined,
-        logPath,
-        tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce,
-        phase: "created",
-        createdAt: nowNs(), startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: "", message: "",
+        ? files.infraLog
+        : sandbox.logDirectory && config.logPath ? await prepareLogFile(sandbox.logDirectory, config.logPath) : files.containerLog;
+      const record = newContainerRecord({
+        id, kind, name, sandbox, config, image, imageName, logPath, rootfs, cgroupsPath, user, spec,
+        imageVolumes: staged.imageIds,
         handler: sandbox.runtimeHandler || this.deps.config.runtime.default_handler,
-        runtimeRoot: rt.root,
-        bundle, rootfs, exitFile,
-        socketLink: path.join(this.socketDir, id),
-        cgroupsPath,
-        conmonPid: 0, pid: 0,
-        resources: config.linux?.resources,
-        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
-        stopSignal: stopSignalName(config.stopSignal, image.config.config?.StopSignal),
-        process: spec.process,
-      };
+        runtimeRoot: rt.root, bundle, exitFile, socketLink: this.layout.socketLink(id), createdAt: nowNs(),
+      });
       // The record is written before conmon starts so a crash here leaves something to clean up.
-      undo.push(() => this.store.delete(id));
-      await Promise.all([writeFileAtomic(path.join(bundle, "config.json"), JSON.stringify(spec), 0o600), this.save(record)]);
+      undo.push(() => this.store.deleteFile(id));
+      await Promise.all([writeFileAtomic(files.spec, JSON.stringify(spec), 0o600), this.save(record)]);
       await faultPoint("CreateContainer.after-record");
 
-      const pidFile = path.join(bundle, "pidfile");
       undo.push(() => rt.delete(id, true));
-      const started2 = await startConmon({
-        conmon: this.conmonPath,
-        runtimePath: rt.binary,
-        runtimeArgs: rt.globalArgs(),
-        systemdCgroup: rt.systemdCgroup,
-        id,
-        name: config.metadata!.name,
-        bundle,
-        containerPidFile: pidFile,
-        conmonPidFile: path.join(bundle, "conmon.pid"),
-        logPath,
-        exitDir: this.exitDir,
-        socketDir: this.socketDir,
-        stdin: config.stdin,
-        stdinOnce: config.stdinOnce,
-        terminal: config.tty,
-        logLevel: "info",
-        conmonLogFile: path.join(bundle, "conmon.log"),
-        timeoutMs: rt.timeoutMs,
+      const started2 = await rt.create({
+        id, name: config.metadata!.name, logPath, stdin: config.stdin, stdinOnce: config.stdinOnce, terminal: config.tty,
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
@@ -382,7 +295,7 @@ export class ContainerManager implements PodContainers {
       record.pid = started2.containerPid;
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
-      this.records.set(id, record);
+      this.store.add(record);
       this.volumesInCreate.delete(id);
       this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
@@ -392,9 +305,43 @@ export class ContainerManager implements PodContainers {
       for (const u of undo.reverse()) await u().catch((e) => this.log.warn({ id, err: String(e) }, "cleanup after failed create"));
       await this.deps.cgroups.remove(cgroupsPath).catch(() => undefined);
       await rm(exitFile, { force: true }).catch(() => undefined);
-      await rm(path.join(this.socketDir, id), { force: true }).catch(() => undefined);
+      await rm(this.layout.socketLink(id), { force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * What the spec needs from the host, in parallel: the rootfs snapshot, seccomp profile,
+   * target PID namespace, devices and staged mounts. Undo steps go on `undo` as they become due.
+   */
+  private async prepareHost(id: string, sandbox: SandboxRef, config: ContainerConfig, imageId: string, undo: Array<() => Promise<unknown>>) {
+    const sc = config.linux?.securityContext;
+    // Image volumes are counted as used (RemoveImage refuses them) before they are mounted.
+    const volumeImages = await this.mounts.resolveImages(config.mounts);
+    this.volumesInCreate.set(id, [...volumeImages.values()]);
+    undo.push(async () => this.volumesInCreate.delete(id));
+    undo.push(() => this.mounts.release(id));
+    const hostMounts = config.mounts.filter((m) => !volumeImages.has(m));
+    // Sources are resolved (symlinks followed) before anything is created for them.
+    await checkMountSourcesResolved(hostMounts, { root: this.deps.config.root, state: this.deps.config.state });
+    const sourcesReady = prepareMountSources(hostMounts);
+    // The rootfs mount and what the spec needs from the host do not depend on each other.
+    const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
+      this.deps.snapshots.prepare(id, imageId, { userns: usernsRef(sandbox.userns) }).catch((err) => {
+        throw wrap(`prepare rootfs of image ${imageId}`, err);
+      }),
+      this.seccompFiles(config),
+      this.targetPidns(sc?.namespaceOptions),
+      sourcesReady.then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+      sourcesReady.then(async () => {
+        const st = await this.mounts.stage(id, config.mounts, volumeImages, sandbox).catch((err) => {
+          throw wrap("stage image volumes and idmapped mounts", err);
+        });
+        await faultPoint("CreateContainer.after-volumes");
+        return st;
+      }),
+    ]);
+    return { rootfs, seccompFiles, targetPidnsPath, devices, staged };
   }
 
   private async seccompFiles(config: ContainerConfig): Promise<Record<string, string>> {
@@ -416,24 +363,15 @@ export class ContainerManager implements PodContainers {
   /** Updates a record from conmon's exit file (and OOM evidence); persists a change. */
   private async refresh(r: ContainerRecord): Promise<ContainerRecord> {
     if (r.phase === "exited") return r;
-    const present = await exists(r.exitFile);
+    const present = await this.runtimes.exited(r.id);
     if (!present) {
-      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) await this.monitorDied(r);
+      if (r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid)) && !(await this.runtimes.exited(r.id))) await this.monitorDied(r);
       return r;
     }
-    let code: number;
-    let finished: bigint;
-    try {
-      const [text, st] = await Promise.all([readFile(r.exitFile, "utf8"), stat(r.exitFile)]);
-      code = Number.parseInt(text.trim(), 10);
-      // Seen between conmon creating the file and writing it: the next event brings the code.
-      if (!Number.isInteger(code)) return r;
-      finished = BigInt(Math.round(st.mtimeMs * 1000)) * 1000n;
-    } catch (err) {
-      if (!isErrno(err, "ENOENT")) throw err;
-      return r;
-    }
-    const [oomFile, oomKills] = await Promise.all([exists(path.join(r.bundle, "oom")), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
+    const exit = await this.runtimes.exitOf(r.id);
+    if (!exit) return r;
+    const { code, finishedAt: finished } = exit;
+    const [oomFile, oomKills] = await Promise.all([this.runtimes.oomRecorded(r.id), this.deps.cgroups.oomKills(r.cgroupsPath).catch(() => 0)]);
     const oom = oomFile || oomKills > 0;
     const reason = oom ? "OOMKilled" : code === 0 ? "Completed" : "Error";
     await this.markExited(r, code, reason, "", finished);
@@ -467,33 +405,13 @@ export class ContainerManager implements PodContainers {
     r.finishedAt = finished < r.startedAt ? r.startedAt : finished;
     await this.save(r);
     this.announce(r, "stopped");
-    for (const w of this.exitWaiters.get(r.id) ?? []) w();
+    this.exits.wake(r.id);
     if (r.kind === "infra") this.deps.sandboxes.infraExited?.(r.sandboxId);
   }
 
   /** Waits up to `ms` for the container's exit file. */
-  private async waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
-    const base = path.basename(r.exitFile);
-    let wake!: () => void;
-    const set = this.exitWaiters.get(base) ?? new Set();
-    this.exitWaiters.set(base, set);
-    const until = Date.now() + ms;
-    try {
-      for (;;) {
-        // Listening before looking: a file written in between still wakes this wait.
-        const woke = new Promise<void>((res) => {
-          wake = res;
-          set.add(wake);
-        });
-        if (await exists(r.exitFile)) return true;
-        if (Date.now() >= until) return false;
-        await Promise.race([woke, sleep(Math.min(100, Math.max(1, until - Date.now())))]);
-        set.delete(wake);
-      }
-    } finally {
-      set.delete(wake);
-      if (set.size === 0) this.exitWaiters.delete(base);
-    }
+  private waitExit(r: ContainerRecord, ms: number): Promise<boolean> {
+    return this.exits.waitExit(r.id, ms);
   }
 
   // ---- Start / Stop / Remove -----------------------------------------------------------
@@ -571,16 +489,11 @@ export class ContainerManager implements PodContainers {
 
   /** Stop and Remove since Kubernetes 1.31: an unknown id is no error (an ambiguous prefix still is). */
   private findOrUndefined(id: string): ContainerRecord | undefined {
-    try {
-      return this.find(id, ["container", "infra"]);
-    } catch (err) {
-      if (err instanceof NotFound) return undefined;
-      throw err;
-    }
+    return this.store.findOrUndefined(id, ["container", "infra"]);
   }
 
   private async removeLocked(r: ContainerRecord): Promise<void> {
-    if (!this.records.has(r.id)) return;
+    if (!this.store.holds(r)) return;
     await this.refresh(r);
     if (r.phase !== "exited") await this.stopLocked(r, 0);
     const rt = await this.runtime(r.handler);
@@ -603,10 +516,9 @@ export class ContainerManager implements PodContainers {
       })(),
     ]);
     await faultPoint("RemoveContainer.after-files");
-    await this.store.delete(r.id);
+    await this.store.deleteFile(r.id);
     await faultPoint("RemoveContainer.after-record-delete");
-    this.records.delete(r.id);
-    if (this.names.get(r.name) === r.id) this.names.delete(r.name);
+    this.store.forget(r);
     this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
   }
@@ -629,8 +541,8 @@ export class ContainerManager implements PodContainers {
 
   /** Waits up to 1 s for the container's conmon to exit, then kills it. */
   private async conmonGone(r: ContainerRecord): Promise<void> {
-    for (let i = 0; i < 200 && (await isConmon(r.conmonPid)); i++) await sleep(5);
-    if (await isConmon(r.conmonPid)) {
+    for (let i = 0; i < 200 && (await this.runtimes.monitorAlive(r.conmonPid)); i++) await sleep(5);
+    if (await this.runtimes.monitorAlive(r.conmonPid)) {
       try {
         process.kill(r.conmonPid, "SIGKILL");
       } catch {
@@ -641,70 +553,36 @@ export class ContainerManager implements PodContainers {
 
   /** A container that uses image `imageId` as a volume (RemoveImage must wait for it to go), if any. */
   imageVolumeUser(imageId: string): string | undefined {
-    for (const r of this.records.values()) if (r.imageVolumes?.includes(imageId)) return r.id;
+    for (const r of this.store.all()) if (r.imageVolumes?.includes(imageId)) return r.id;
     for (const [id, ids] of this.volumesInCreate) if (ids.includes(imageId)) return id;
     return undefined;
   }
 
   async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {
-    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    const mine = this.store.containersOf(sandboxId);
     await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.stopLocked(r, timeoutSec))));
   }
 
   async removeAll(sandboxId: string): Promise<void> {
-    const mine = [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    const mine = this.store.containersOf(sandboxId);
     await Promise.all(mine.map((r) => this.lock.run(r.id, () => this.removeLocked(r))));
   }
 
   // ---- Status / List --------------------------------------------------------------------
-
-  private stateOf(p: ContainerPhase): ContainerState {
-    return p === "created" ? ContainerState.CONTAINER_CREATED : p === "running" ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
-  }
 
   /** Publishes a CRI container's lifecycle step (infra containers are the pod's business). */
   private announce(r: ContainerRecord, kind: LifecycleKind): void {
     if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
   }
 
-  /** ContainerStatus (verbose = false) of every CRI container of a pod, from memory. */
-  statusesOf(sandboxId: string): ContainerStatus[] {
-    return this.containersOf(sandboxId).map((r) => this.criStatus(r));
-  }
-
-  /** A container's status from memory; `user` defaults to the ids its spec gave it (status() reads the process's). */
-  private criStatus(r: ContainerRecord, user = this.specUser(r)): ContainerStatus {
-    return ContainerStatus.fromPartial({
-      id: r.id,
-      metadata: r.metadata,
-      state: this.stateOf(r.phase),
-      createdAt: r.createdAt,
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      exitCode: r.exitCode,
-      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" },
-      imageRef: r.imageRef,
-      imageId: r.imageId,
-      reason: r.reason,
-      message: r.message,
-      labels: r.labels,
-      annotations: r.annotations,
-      mounts: r.mounts,
-      logPath: r.logPath,
-      resources: r.resources ? { linux: r.resources } : undefined,
-      user: { linux: user },
-      stopSignal: stopSignalEnum(r.stopSignal),
-    });
-  }
-
-  async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
+  async status(id: string, verbose: boolean): Promise<ContainerInspection> {
     const r = this.find(id);
     // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
-    if (r.phase !== "exited" && r.conmonPid > 0 && !(await isConmon(r.conmonPid))) await this.settle(r);
-    const status = this.criStatus(r, await this.processUser(r));
+    if (r.phase !== "exited" && r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid))) await this.settle(r);
+    const user = await this.processUser(r);
     const info: Record<string, string> = {};
     if (verbose) {
-      const spec = await readFile(path.join(r.bundle, "config.json"), "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
+      const spec = await readFile(this.layout.bundle(r.id).spec, "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
       info.info = JSON.stringify({
         sandboxID: r.sandboxId,
         pid: r.phase === "running" ? r.pid : 0,
@@ -718,71 +596,37 @@ export class ContainerManager implements PodContainers {
         runtimeSpec: spec,
       });
     }
-    return { status, info };
+    return { record: r, user, info };
   }
 
   /**
    * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
-   * the pid checked against its start time), else what its spec gave it.
+   * the pid checked against its start time); undefined: what its spec gave it.
    */
-  private async processUser(r: ContainerRecord): Promise<ProcessUser> {
-    const fromSpec = this.specUser(r);
-    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return fromSpec;
+  private async processUser(r: ContainerRecord): Promise<ProcessUser | undefined> {
+    if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return undefined;
     const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
-    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return fromSpec;
-    return processIds(text) ?? fromSpec;
+    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return undefined;
+    return processIds(text);
   }
 
-  private specUser(r: ContainerRecord): ProcessUser {
-    return { uid: BigInt(r.user.uid), gid: BigInt(r.user.gid), supplementalGroups: r.user.additionalGids.map(BigInt) };
-  }
-
-  async list(filter: ContainerFilter | undefined): Promise<Container[]> {
-    const out: Container[] = [];
-    for (const r of this.records.values()) {
-      if (r.kind !== "container") continue;
-      if (filter?.id && !r.id.startsWith(filter.id)) continue;
-      if (filter?.podSandboxId && !r.sandboxId.startsWith(filter.podSandboxId)) continue;
-      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => r.labels[k] !== v)) continue;
-      if (filter?.state && this.stateOf(r.phase) !== filter.state.state) continue;
-      out.push(this.listView(r));
-    }
-    return out;
-  }
-
-  /**
-   * A record's ListContainers entry: the same object until the container's state or
-   * annotations change, so the CRI front can keep its encoded bytes (kubelet lists every
-   * container every second). Never mutated once handed out.
-   */
-  private listView(r: ContainerRecord): Container {
-    const state = this.stateOf(r.phase);
-    const memo = this.listViews.get(r);
-    if (memo && memo.state === state && memo.annotations === r.annotations && memo.labels === r.labels) return memo.view;
-    const view: Container = {
-      id: r.id,
-      podSandboxId: r.sandboxId,
-      metadata: r.metadata,
-      image: { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" },
-      imageRef: r.imageRef,
-      imageId: r.imageId,
-      state,
-      createdAt: r.createdAt,
-      labels: r.labels,
-      annotations: r.annotations,
-    };
-    this.listViews.set(r, { state, annotations: r.annotations, labels: r.labels, view });
-    return view;
+  /** ListContainers: the CRI containers matching `filter`. */
+  list(filter: ContainerListFilter = {}): ContainerRecord[] {
+    return this.store.containers().filter((r) =>
+      (!filter.id || r.id.startsWith(filter.id)) &&
+      (!filter.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
+      (!filter.labelSelector || Object.entries(filter.labelSelector).every(([k, v]) => r.labels[k] === v)) &&
+      (!filter.phase || r.phase === filter.phase));
   }
 
   /** Records of a pod's CRI containers (not its infra container). */
   containersOf(sandboxId: string): ContainerRecord[] {
-    return [...this.records.values()].filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+    return this.store.containersOf(sandboxId);
   }
 
   /** Every CRI container record (kept current by the exit watch). */
   async allContainers(): Promise<ContainerRecord[]> {
-    return [...this.records.values()].filter((r) => r.kind === "container");
+    return this.store.containers();
   }
 
   async record(id: string): Promise<ContainerRecord> {
@@ -816,9 +660,7 @@ export class ContainerManager implements PodContainers {
     const logDir = this.deps.sandboxes.getSandbox(r.sandboxId)?.logDirectory;
     const rel = logDir ? path.relative(logDir, r.logPath) : "";
     if (logDir && rel !== "" && !rel.startsWith("..")) await prepareLogReopen(logDir, rel);
-    await reopenLog(r.bundle).catch((err) => {
-      throw wrap(`reopen log of container ${r.id}`, err);
-    });
+    await (await this.runtime(r.handler)).reopenLog(r.id);
     // conmon reopens asynchronously; kubelet looks for the new file right after this returns.
     for (let i = 0; i < 100 && !(await exists(r.logPath)); i++) await sleep(10);
     if (!(await exists(r.logPath))) throw new DeadlineExceeded(`conmon did not reopen ${r.logPath} within 1 s`);
@@ -832,20 +674,9 @@ export class ContainerManager implements PodContainers {
     // `runc exec --detach` under berth-exec (the process's parent, reporting its exit): a child
     // the command leaves holding the output neither holds the call (reading stops
     // EXEC_DRAIN_GRACE_MS after the exit) nor gets killed.
-    // The process spec and the pid file sit in the bundle under a fresh name; they go once the
-    // answer is on its way.
-    const base = path.join(r.bundle, `exec-${randomBytes(6).toString("hex")}`);
-    const processFile = `${base}.json`;
-    const pidFile = `${base}.pid`;
-    try {
-      await writeFile(processFile, JSON.stringify(execProcess(r.process, cmd)), { mode: 0o600 });
-      const res = await rt.execSync(r.id, { processFile, pidFile, timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, drainGraceMs: EXEC_DRAIN_GRACE_MS });
-      if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
-      return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
-    } finally {
-      void Promise.all([rm(processFile, { force: true }), rm(pidFile, { force: true })]).catch((err: unknown) =>
-        this.log.warn({ id: r.id, err: String(err) }, "removing an exec's process file"));
-    }
+    const res = await rt.execSync(r.id, r.process, cmd, { timeoutMs: timeoutSec * 1000, outputCap: EXEC_OUTPUT_CAP, drainGraceMs: EXEC_DRAIN_GRACE_MS }, this.log);
+    if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutSec} s; it was killed`);
+    return { ...fitExecResponse(res.stdout, res.stderr), exitCode: res.exitCode };
   }
 
   // ---- Infra (pause) containers -----------------------------------------------------------
@@ -854,15 +685,14 @@ export class ContainerManager implements PodContainers {
   async runInfra(sandbox: SandboxRef, config: ContainerConfig): Promise<ContainerRecord> {
     const id = randomBytes(32).toString("hex");
     const name = `POD_${sandbox.id}`;
-    if (this.names.has(name)) throw new AlreadyExists(`pod ${sandbox.id} already has an infra container ${this.names.get(name)}`);
-    this.names.set(name, id);
+    this.store.reserve(name, id, (holder) => `pod ${sandbox.id} already has an infra container ${holder}`);
     try {
       await this.lock.run(id, () => this.createLocked(id, name, sandbox, config, "infra"));
     } catch (err) {
-      this.names.delete(name);
+      this.store.release(name, id);
       throw err;
     }
-    const r = this.records.get(id)!;
+    const r = this.store.get(id)!;
     await this.lock.run(id, async () => {
       const rt = await this.runtime(r.handler);
       try {
@@ -882,12 +712,12 @@ export class ContainerManager implements PodContainers {
 
   /** Every record, infra containers included. */
   recoveryRecords(): ContainerRecord[] {
-    return [...this.records.values()];
+    return this.store.all();
   }
 
   /** Sets what runc showed after a crash: a container started before its record said so, or one that is gone. */
   async recoverPhase(id: string, phase: "running" | "lost", at: bigint, message = ""): Promise<void> {
-    const r = this.records.get(id);
+    const r = this.store.get(id);
     if (!r || r.phase === "exited") return;
     if (phase === "lost") return this.markExited(r, 255, "Error", message, at);
     r.phase = "running";
@@ -897,7 +727,7 @@ export class ContainerManager implements PodContainers {
   }
 
   infraOf(sandboxId: string): ContainerRecord | undefined {
-    return [...this.records.values()].find((r) => r.sandboxId === sandboxId && r.kind === "infra");
+    return this.store.infraOf(sandboxId);
   }
 
   async stopInfra(sandboxId: string): Promise<void> {

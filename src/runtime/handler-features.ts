@@ -2,7 +2,7 @@
 // runtime_handlers features and for CreateContainer: recursive read-only mounts need the kernel's
 // mount_setattr with AT_RECURSIVE (Linux 5.12) and a runtime that knows the "rro" mount option.
 import { release } from "node:os";
-import { ociRuntimeMountOptions } from "./runc.js";
+import { ociRuntimeMountOptions } from "./oci/runc.js";
 
 export interface HandlerFeatures {
   recursiveReadOnlyMounts: boolean;

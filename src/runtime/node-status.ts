@@ -7,8 +7,8 @@ import { watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Condition, NodeInfo } from "../cri/runtime-info.js";
 import type { Config } from "../config.js";
-import { findBinary } from "./container.js";
-import { ociRuntimeVersion } from "./runc.js";
+import { findBinary } from "./oci/runtimes.js";
+import { ociRuntimeVersion } from "./oci/runc.js";
 import { probeHandlerFeatures } from "./handler-features.js";
 
 const READY: Condition = { ready: true, reason: "", message: "" };

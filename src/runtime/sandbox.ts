@@ -8,6 +8,7 @@ import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import path from "node:path";
 import type { Config } from "../config.js";
+import { StateLayout } from "../layout.js";
 import { AlreadyExists, causeChain, FailedPrecondition, InvalidArgument, NotFound, wrap } from "../errors.js";
 import { NamespaceMode, type NamespaceOption, type PodSandboxConfig, type PodSandboxMetadata } from "../gen/api.js";
 import type { Logger } from "../log.js";
@@ -20,7 +21,7 @@ import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 import { faultPoint } from "./faults.js";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
 import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
-import { sweepPodOrphans } from "./sandbox-recovery.js";
+import { sweepPodOrphans } from "./restore.js";
 import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
 import { hostIdOf, podUserns, type PodUserns, type UsernsSupport } from "./userns.js";
@@ -85,6 +86,12 @@ export interface SandboxManagerOptions {
   userns?: UsernsSupport;
   /** Where a pod's created/started/stopped/deleted are published, with the pod's id as the container id (events.ts). */
   events?: LifecyclePublisher;
+  /** Defaults to the config's. */
+  layout?: StateLayout;
+  /** The container layer, asked to stop and remove a pod's containers. */
+  containers?: PodContainers;
+  /** The infra-container runner, for pods that share a PID namespace (none: such pods are refused). */
+  infra?: InfraContainers;
 }
 
 const isHost = (mode: NamespaceMode | undefined) => mode === NamespaceMode.NODE;
@@ -112,14 +119,15 @@ export class SandboxManager implements SandboxLookup {
   /** Pods made for a caller that had gone (deadline): handed to its retry, by name. */
   private readonly undelivered = new Map<string, { id: string; request: string }>();
   private readonly store: RecordStore<SandboxRecord>;
-  private containers: PodContainers | undefined;
-  private infra: InfraContainers | undefined;
+  private readonly containers: PodContainers | undefined;
+  private readonly infra: InfraContainers | undefined;
   private readonly config: Config;
   private readonly network: PodNetwork;
   private readonly log: Logger;
   private readonly podCidr: () => string;
   private readonly usernsSupport: UsernsSupport;
   private readonly events: LifecyclePublisher | undefined;
+  private readonly layout: StateLayout;
 
   constructor(opts: SandboxManagerOptions) {
     this.config = opts.config;
@@ -128,25 +136,14 @@ export class SandboxManager implements SandboxLookup {
     this.log = opts.log;
     this.podCidr = opts.podCidr ?? (() => "");
     this.events = opts.events;
-    this.store = new RecordStore<SandboxRecord>(path.join(opts.config.root, "sandboxes"));
+    this.containers = opts.containers;
+    this.infra = opts.infra;
+    this.layout = opts.layout ?? new StateLayout(opts.config);
+    this.store = new RecordStore<SandboxRecord>(this.layout.sandboxRecords);
   }
 
-  /** The container layer, asked to stop and remove a pod's containers. */
-  setContainers(containers: PodContainers): void {
-    this.containers = containers;
-  }
-
-  /** The infra-container runner, for pods that share a PID namespace. */
-  setInfra(infra: InfraContainers): void {
-    this.infra = infra;
-  }
-
-  /**
-   * Loads every pod from the store and reconciles it with the host: a pod a crash left half
-   * made is rolled back, a stop a crash interrupted is finished, a ready pod whose pins
-   * vanished (a reboot) becomes NOTREADY, and pod resources no record owns are removed.
-   */
-  async init(): Promise<void> {
+  /** Restore, step 1 (restore.ts): reads every pod record; returns the ids of every record file, loaded or not. */
+  async load(): Promise<Set<string>> {
     const { records, problems } = await this.store.loadAll();
     for (const p of problems) this.log.error(p, "corrupt sandbox record quarantined; its pod is gone from the API and its leftovers are cleaned up as orphans");
     for (const [id, rec] of records) {
@@ -157,10 +154,25 @@ export class SandboxManager implements SandboxLookup {
       this.pods.set(id, rec);
       this.names.set(rec.name, id);
     }
-    for (const rec of [...this.pods.values()]) await this.recover(rec);
-    await sweepPodOrphans({ state: this.config.state, known: new Set(records.keys()), network: this.network, log: this.log });
     this.log.info({ sandboxes: this.pods.size }, "sandboxes loaded");
+    return new Set(records.keys());
   }
+
+  /**
+   * Restore, step 2: each pod against the host: a pod a crash left half made is rolled back, a
+   * stop a crash interrupted is finished, a ready pod whose pins vanished (a reboot) becomes NOTREADY.
+   */
+  async reconcile(): Promise<void> {
+    for (const rec of [...this.pods.values()]) await this.recover(rec);
+  }
+
+  /** For a manager used alone (tests): load, reconcile, sweep. berthd restores through restore.ts. */
+  async init(): Promise<void> {
+    const known = await this.load();
+    await this.reconcile();
+    await sweepPodOrphans({ layout: this.layout, known, network: this.network, log: this.log });
+  }
+
 
   private async recover(rec: SandboxRecord): Promise<void> {
     const { id, name } = rec;
@@ -314,7 +326,8 @@ export class SandboxManager implements SandboxLookup {
     const id = randomBytes(32).toString("hex");
     this.names.set(name, id);
 
-    const podDir = path.join(this.config.state, "pods", id);
+    const podDir = this.layout.podDir(id);
+    const podFiles = this.layout.podFiles(id);
     const rec: SandboxRecord = {
       id,
       name,
@@ -327,12 +340,12 @@ export class SandboxManager implements SandboxLookup {
       config,
       namespaceOptions: ns,
       hostname,
-      nsDir: path.join(this.config.state, "ns", id),
+      nsDir: this.layout.pinDir(id),
       podDir,
-      resolvConfPath: path.join(podDir, "resolv.conf"),
-      hostsPath: path.join(podDir, "hosts"),
-      hostnamePath: path.join(podDir, "hostname"),
-      shmPath: hostIpc ? "/dev/shm" : path.join(podDir, "shm"),
+      resolvConfPath: podFiles.resolvConf,
+      hostsPath: podFiles.hosts,
+      hostnamePath: podFiles.hostname,
+      shmPath: hostIpc ? "/dev/shm" : this.layout.podShm(id),
       cgroupParent: cgroup,
       sysctls: Object.fromEntries(sysctls.map((s) => [s.key, s.value])),
       privileged: linux?.securityContext?.privileged ?? false,

@@ -43,6 +43,8 @@ export interface OciProcess {
   oomScoreAdj?: number;
   apparmorProfile?: string;
   selinuxLabel?: string;
+  /** Only for an exec with a terminal: runc sizes the terminal before the command runs. */
+  consoleSize?: { height: number; width: number };
 }
 
 export interface OciIdMapping {

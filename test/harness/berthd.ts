@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectCri, type CriClient } from "../../src/cri/client.js";
+import { StateLayout } from "../../src/layout.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const BERTHD = path.join(REPO, "bin/berthd");
@@ -16,6 +17,8 @@ export interface Berthd {
   socket: string;
   root: string;
   state: string;
+  /** Where this berthd keeps each thing under root and state (the default handler roots). */
+  layout: StateLayout;
   configFile: string;
   cri: CriClient;
   proc: ChildProcess;
@@ -89,6 +92,7 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
   const cri = connectCri(socket);
   const self: Berthd = {
     dir, socket, root, state, configFile, cri, proc,
+    layout: new StateLayout({ root, state, runtime: { handlers: {} } }),
     logs: () => out,
     stop: async (signal = "SIGTERM") => {
       cri.close();

@@ -1,11 +1,12 @@
 // A StreamRuntime over real host processes and host TCP ports, for testing the streaming
 // protocols apart from containers: exec runs the command on the host through the same
-// process wiring berth uses for runc (src/runtime/streaming.ts); port forward connects to
+// process wiring berth uses for runc (src/runtime/oci/exec-stream.ts); port forward connects to
 // 127.0.0.1 on the host. Attach is not offered (it needs conmon).
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../src/log.js";
 import { NotFound } from "../../src/errors.js";
-import { pipeBothWays, runWired } from "../../src/runtime/streaming.js";
+import { pipeBothWays } from "../../src/runtime/streaming.js";
+import { runWired } from "../../src/runtime/oci/exec-stream.js";
 import net from "node:net";
 import type { StreamIO, StreamRuntime } from "../../src/stream/types.js";
 

@@ -1,10 +1,11 @@
-// The OCI runtime (runc or a compatible binary): the only module that spawns it.
+// runc (or a compatible OCI runtime binary): the only module that names its flags. The
+// per-handler OciRuntime (runtime.ts) runs it through these calls, and through conmon.
 import type { Readable } from "node:stream";
-import { execHelperPath, spawnChild } from "../native/native.js";
-import { runCaptured, type CapturedRun } from "../run-captured.js";
+import { execHelperPath, spawnChild } from "../../native/native.js";
+import { runCaptured, type CapturedRun } from "../../run-captured.js";
 import { readPid } from "./conmon.js";
-import { DeadlineExceeded, Internal, NotFound } from "../errors.js";
-import type { OciProcess, OciResources } from "./spec.js";
+import { DeadlineExceeded, Internal, NotFound } from "../../errors.js";
+import type { OciProcess, OciResources } from "../spec.js";
 
 export interface OciRuntimeInfo {
   version: string;
@@ -53,7 +54,7 @@ export function observeUnrunnable(fn: ((binary: string, why: string) => void) | 
 }
 
 /** One OCI runtime binary with its state root. */
-export class OciRuntime {
+export class Runc {
   constructor(
     readonly binary: string,
     readonly root: string,
@@ -164,6 +165,11 @@ export class OciRuntime {
     throw new Internal(`exec in ${id}: berth-exec: ${report || "exited without a report"}`);
   }
 
+  /** `exec` of a process file, attached (streaming: the caller holds its stdio); the pid goes to pidFile. */
+  execArgs(id: string, processFile: string, pidFile: string): string[] {
+    return [...this.globalArgs(), "exec", "--process", processFile, "--pid-file", pidFile, id];
+  }
+
   /** Applies new cgroup limits to a live container. */
   async update(id: string, resources: Omit<OciResources, "devices">): Promise<void> {
     const r = await this.run(["update", "--resources", "-", id], JSON.stringify(resources));
@@ -177,10 +183,14 @@ export function runcMessage(stderr: string): string {
   return (msgs.length ? msgs.join("; ") : stderr).trim();
 }
 
-/** The process runc exec runs for ExecSync: the container's own settings with other args, no terminal. */
-export function execProcess(base: OciProcess, cmd: string[], tty = false): OciProcess {
+/**
+ * The process an exec runs: the container's own settings (user, env, cwd, capabilities,
+ * oom_score_adj) with the command; with a terminal of a known size, runc sizes it first.
+ */
+export function execProcess(base: OciProcess, cmd: string[], tty = false, size?: { height: number; width: number }): OciProcess {
   const p: OciProcess = { ...base, args: [...cmd], terminal: tty };
-  delete p.oomScoreAdj;
+  if (tty && size && size.width > 0 && size.height > 0) p.consoleSize = { height: size.height, width: size.width };
+  else delete p.consoleSize;
   return p;
 }
 

@@ -4,11 +4,11 @@
 // berthd. berthd talks to it through two pipes at start and the bundle's `ctl` fifo later.
 import { execa } from "execa";
 import { constants } from "node:fs";
-import { mkdir, open, readFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { DeadlineExceeded, Internal, isErrno, NotFound } from "../errors.js";
-import { spawnChild, type SpawnedChild } from "../native/native.js";
+import { DeadlineExceeded, Internal, isErrno, NotFound } from "../../errors.js";
+import { spawnChild, type SpawnedChild } from "../../native/native.js";
 
 export interface ConmonOptions {
   /** conmon binary. */
@@ -182,13 +182,14 @@ export async function readPid(file: string): Promise<number | undefined> {
 const REOPEN_LOGS = 2;
 const WINDOW_RESIZE = 1;
 
-async function writeCtl(bundle: string, line: string): Promise<void> {
+/** One line to conmon's control fifo (the bundle's `ctl`). */
+async function writeCtl(ctl: string, line: string): Promise<void> {
   let fh;
   try {
     // Non-blocking: with no conmon reading the fifo this fails (ENXIO) instead of hanging.
-    fh = await open(path.join(bundle, "ctl"), constants.O_WRONLY | constants.O_NONBLOCK);
+    fh = await open(ctl, constants.O_WRONLY | constants.O_NONBLOCK);
   } catch (err) {
-    if (isErrno(err, "ENXIO") || isErrno(err, "ENOENT")) throw new NotFound(`conmon of the container is not running (no reader on ${path.join(bundle, "ctl")})`);
+    if (isErrno(err, "ENXIO") || isErrno(err, "ENOENT")) throw new NotFound(`conmon of the container is not running (no reader on ${ctl})`);
     throw err;
   }
   try {
@@ -199,13 +200,13 @@ async function writeCtl(bundle: string, line: string): Promise<void> {
 }
 
 /** Asks conmon to reopen the container log (after kubelet rotated it). */
-export async function reopenLog(bundle: string): Promise<void> {
-  await writeCtl(bundle, `${REOPEN_LOGS} 0 0\n`);
+export async function reopenLog(ctl: string): Promise<void> {
+  await writeCtl(ctl, `${REOPEN_LOGS} 0 0\n`);
 }
 
 /** Resizes the container's terminal. */
-export async function resizeTerminal(bundle: string, height: number, width: number): Promise<void> {
-  await writeCtl(bundle, `${WINDOW_RESIZE} ${height} ${width}\n`);
+export async function resizeTerminal(ctl: string, height: number, width: number): Promise<void> {
+  await writeCtl(ctl, `${WINDOW_RESIZE} ${height} ${width}\n`);
 }
 
 /** True when `pid` is a live (not zombie) conmon (pids get reused). */
@@ -214,6 +215,22 @@ export async function isConmon(pid: number): Promise<boolean> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
   const m = /^\d+ \((.*)\) (\S)/s.exec(stat);
   return m !== null && m[1] === "conmon" && m[2] !== "Z" && m[2] !== "X";
+}
+
+/** Live container conmons (not exec ones) whose bundle is directly under `bundles`, by container id. */
+export async function containerConmons(bundles: string, isContainerId: (id: string) => boolean): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (!(await isConmon(pid))) continue;
+    const args = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (args.includes("--exec")) continue;
+    const bundle = args[args.indexOf("--bundle") + 1] ?? "";
+    const cid = args[args.indexOf("--cid") + 1] ?? "";
+    if (path.dirname(bundle) === bundles && isContainerId(cid)) out.set(cid, pid);
+  }
+  return out;
 }
 
 export async function conmonVersion(conmon: string): Promise<string> {

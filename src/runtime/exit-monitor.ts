@@ -1,0 +1,93 @@
+// Notices containers ending: conmon writes <exits>/<id> when a container exits, and that dir is
+// watched, so status calls answer from memory. A periodic sweep catches what a watch misses (a
+// conmon killed before it could write the exit file, an inotify overflow). What an exit means
+// for the record is the lifecycle's business (`settle`); this module only says when to look.
+import { watch, type FSWatcher } from "node:fs";
+import { readdir } from "node:fs/promises";
+import type { Logger } from "../log.js";
+import type { ContainerRecord } from "./container-record.js";
+
+/** How often running containers are checked for a conmon that died without an exit file. */
+const SWEEP_INTERVAL_MS = 5_000;
+
+export interface ExitMonitorDeps {
+  /** conmon's exit dir. */
+  dir: string;
+  /** True once the container's exit file exists. */
+  exited(id: string): Promise<boolean>;
+  /** True while `pid` is a live conmon. */
+  monitorAlive(pid: number): Promise<boolean>;
+  /** The record of `id`, if any. */
+  record(id: string): ContainerRecord | undefined;
+  /** Every record. */
+  records(): ContainerRecord[];
+  /** Brings a record up to date from its exit file. */
+  settle(r: ContainerRecord): Promise<void>;
+  log: Logger;
+}
+
+export class ExitMonitor {
+  private watcher: FSWatcher | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(private readonly d: ExitMonitorDeps) {}
+
+  /** Watches the exit dir, then settles the exits that happened while berthd was down. */
+  async start(): Promise<void> {
+    this.watcher = watch(this.d.dir, (_event, file) => {
+      if (!file) return;
+      const id = String(file);
+      this.wake(id);
+      const r = this.d.record(id);
+      if (r && r.phase !== "exited") void this.d.settle(r);
+    });
+    this.watcher.on("error", (err) => this.d.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
+    // The watch is up first, so no exit slips between.
+    await this.sweep();
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+  }
+
+  close(): void {
+    this.watcher?.close();
+    clearInterval(this.sweeper);
+  }
+
+  /** Wakes whoever waits for `id` to exit. */
+  wake(id: string): void {
+    for (const w of this.waiters.get(id) ?? []) w();
+  }
+
+  /** Waits up to `ms` for the container's exit file. */
+  async waitExit(id: string, ms: number): Promise<boolean> {
+    let wake!: () => void;
+    const set = this.waiters.get(id) ?? new Set();
+    this.waiters.set(id, set);
+    const until = Date.now() + ms;
+    try {
+      for (;;) {
+        // Listening before looking: a file written in between still wakes this wait.
+        const woke = new Promise<void>((res) => {
+          wake = res;
+          set.add(wake);
+        });
+        if (await this.d.exited(id)) return true;
+        if (Date.now() >= until) return false;
+        await Promise.race([woke, new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))))]);
+        set.delete(wake);
+      }
+    } finally {
+      set.delete(wake);
+      if (set.size === 0) this.waiters.delete(id);
+    }
+  }
+
+  /** Settles every live container whose exit file exists or whose conmon is gone. */
+  private async sweep(): Promise<void> {
+    const exitNames = new Set(await readdir(this.d.dir).catch(() => [] as string[]));
+    await Promise.all(this.d.records().filter((r) => r.phase !== "exited").map(async (r) => {
+      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await this.d.monitorAlive(r.conmonPid)))) await this.d.settle(r);
+    }));
+  }
+}
