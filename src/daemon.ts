@@ -20,7 +20,7 @@ import { containerEventRendering, eventHandlers } from "./cri/events.js";
 import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
 import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
-import { faultTarget } from "./runtime/faults.js";
+import { faultTarget } from "./faults.js";
 import { recoverContainers } from "./runtime/recovery.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";

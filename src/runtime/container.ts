@@ -39,7 +39,7 @@ import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpe
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
 import { processIds, readUserDb } from "./user.js";
-import { faultPoint } from "./faults.js";
+import { faultPoint } from "../faults.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
 import type { LifecycleKind, LifecyclePublisher } from "./events.js";

@@ -17,7 +17,7 @@ import { PodSandboxConfig as PodSandboxConfigCodec } from "../gen/api.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import type { LifecycleKind, LifecyclePublisher } from "./events.js";
-import { faultPoint } from "./faults.js";
+import { faultPoint } from "../faults.js";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
 import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
 import { sweepPodOrphans } from "./sandbox-recovery.js";
