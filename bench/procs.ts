@@ -1,6 +1,7 @@
 // Finding the benchmark's processes in /proc and reading their memory (PSS).
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
+import { readProcStat } from "../src/proc.js";
 
 export interface ProcInfo {
   pid: number;
@@ -10,13 +11,9 @@ export interface ProcInfo {
 
 async function readProc(pid: number): Promise<ProcInfo | undefined> {
   try {
-    const [cmdline, stat] = await Promise.all([
-      readFile(`/proc/${pid}/cmdline`, "utf8"),
-      readFile(`/proc/${pid}/stat`, "utf8"),
-    ]);
-    // The comm field may hold spaces and parens: the ppid is the second field after its last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    return { pid, ppid, argv: cmdline.split("\0").filter((s, i, a) => s !== "" || i < a.length - 1) };
+    const [cmdline, stat] = await Promise.all([readFile(`/proc/${pid}/cmdline`, "utf8"), readProcStat(pid)]);
+    if (stat === undefined) return undefined;
+    return { pid, ppid: stat.ppid, argv: cmdline.split("\0").filter((s, i, a) => s !== "" || i < a.length - 1) };
   } catch {
     return undefined; // gone, or a kernel thread
   }

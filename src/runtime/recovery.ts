@@ -10,6 +10,7 @@ import path from "node:path";
 import { handlerRoot, type Config } from "../config.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
+import { processStartNs } from "../proc.js";
 import type { Cgroups } from "./cgroups.js";
 import { isConmon, readPid } from "./conmon.js";
 import type { ContainerRecord } from "./container-record.js";
@@ -46,17 +47,6 @@ async function exists(p: string): Promise<boolean> {
 
 async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[]);
-}
-
-/** When `pid` started, in ns since the epoch (from /proc: start ticks after boot + boot time). */
-async function processStartNs(pid: number): Promise<bigint | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[19]);
-  const btime = Number(/^btime (\d+)$/m.exec(await readFile("/proc/stat", "utf8").catch(() => ""))?.[1]);
-  if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
-  // USER_HZ is 100 on every Linux ABI berth runs on.
-  return BigInt(btime) * 1_000_000_000n + BigInt(ticks) * 10_000_000n;
 }
 
 /** Container conmon processes (not exec ones) whose bundle is under `bundles`, by container id. */
