@@ -13,7 +13,7 @@ import { execa, type ResultPromise } from "execa";
 import { FailedPrecondition, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { connectInNetns, connectSeqpacket, fdSocket, makeRaw, openPty, setWindowSize } from "../native/native.js";
-import type { StreamIO, StreamRuntime, TerminalSize } from "../stream/types.js";
+import type { StreamIO, StreamRuntime, TerminalSize } from "./stream-io.js";
 import type { SandboxLookup } from "./types.js";
 import type { Config } from "../config.js";
 import { codeOf } from "../errors.js";

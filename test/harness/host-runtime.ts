@@ -7,7 +7,7 @@ import type { Logger } from "../../src/log.js";
 import { NotFound } from "../../src/errors.js";
 import { pipeBothWays, runWired } from "../../src/runtime/streaming.js";
 import net from "node:net";
-import type { StreamIO, StreamRuntime } from "../../src/stream/types.js";
+import type { StreamIO, StreamRuntime } from "../../src/runtime/stream-io.js";
 
 export class HostRuntime implements StreamRuntime {
   /** Pids of commands started and not yet reaped, for leak checks. */
