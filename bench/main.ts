@@ -1,6 +1,6 @@
 // `make bench`: berth against containerd 1.6, side by side in one run, written to bench/REPORT.md.
 // Everything started here is stopped and cleaned on the way out, on an error and on Ctrl-C.
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -12,11 +12,11 @@ import { procsMentioning, pssKiB } from "./procs.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { renderReport, type Environment } from "./report.js";
 import { startBerth, startContainerd, type RuntimeUnderTest } from "./runtimes.js";
-import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, type Ctx, type Plan } from "./workloads.js";
+import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, usernsWorkload, type Ctx, type Plan } from "./workloads.js";
 
 const REPO = path.resolve(BENCH_SRC, "..");
 const TMP_PREFIX = "berth-bench-";
-const WORKLOADS = ["pull", "pods", "containers", "concurrent", "scale"] as const;
+const WORKLOADS = ["pull", "pods", "containers", "userns", "concurrent", "scale"] as const;
 /** Quiet time before each between-workloads reading of the daemons' memory. */
 const SETTLE_MS = 2000;
 
@@ -121,6 +121,8 @@ async function main(): Promise<number> {
 
   await sweepStaleRuns();
   const dir = await mkdtemp(path.join(os.tmpdir(), TMP_PREFIX));
+  // Searchable (not listable): a user-namespaced pod's mapped root reaches its rootfs through it.
+  await chmod(dir, 0o711);
   await writeFile(path.join(dir, "harness.pid"), `${process.pid}\n`);
   let registry: TestRegistry | undefined;
   const rts: RuntimeUnderTest[] = [];
@@ -203,6 +205,7 @@ async function main(): Promise<number> {
     for (const rt of rts) await pullImage(rt.cri, images.busybox).catch((err) => log(`${rt.name}: pulling busybox: ${String(err)}`));
     await guard("pods", () => podWorkload(ctx));
     await guard("containers", () => containerWorkload(ctx));
+    await guard("userns", () => usernsWorkload(ctx));
     await guard("concurrent", () => concurrentWorkload(ctx));
     await guard("scale", () => scaleWorkload(ctx));
     groups.push(daemonMemory);

@@ -58,8 +58,12 @@ interface Pod {
   config: ReturnType<typeof podConfig>;
 }
 
-function podConfig(rt: RuntimeUnderTest, name: string) {
+/** The pod user namespace of the userns workload: container ids 0-65535 from host id 2000000. */
+const USERNS_MAPPING = [{ containerId: 0, hostId: 2_000_000, length: 65536 }];
+
+function podConfig(rt: RuntimeUnderTest, name: string, userns = false) {
   const uid = randomUUID();
+  const usernsOptions = userns ? { usernsOptions: { mode: NamespaceMode.POD, uids: USERNS_MAPPING, gids: USERNS_MAPPING } } : {};
   return {
     metadata: { name, uid, namespace: "bench", attempt: 0 },
     hostname: name,
@@ -67,13 +71,13 @@ function podConfig(rt: RuntimeUnderTest, name: string) {
     labels: { "berth-bench": "1" },
     linux: {
       cgroupParent: `${rt.cgroupParent}/pod${uid}`,
-      securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
+      securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD, ...usernsOptions } },
     },
   };
 }
 
-async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void): Promise<Pod> {
-  const config = podConfig(rt, name);
+async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void, userns = false): Promise<Pod> {
+  const config = podConfig(rt, name, userns);
   // kubelet creates the pod's log directory before RunPodSandbox.
   await mkdir(config.logDirectory, { recursive: true });
   let id = "";
@@ -157,6 +161,42 @@ export async function podWorkload(ctx: Ctx): Promise<Group> {
       throw err;
     }
   });
+  return g;
+}
+
+/**
+ * A pod with its own user namespace against a plain one, on berth alone (containerd 1.6 and
+ * runc 1.1.5 make no idmapped mounts, so no other runtime here can run one): RunPodSandbox +
+ * CreateContainer + StartContainer, the two kinds alternating within each iteration.
+ */
+export async function usernsWorkload(ctx: Ctx): Promise<Group> {
+  const plain = newRow("pod-ctr-plain", "RunPodSandbox + CreateContainer + StartContainer, plain pod");
+  const userns = newRow("pod-ctr-userns", "the same, pod with its own user namespace (userns_options POD, 65536 ids; idmapped rootfs layers)");
+  const g = newGroup("User-namespaced pod (berth only)", `median of ${ctx.plan.lifecycleIterations} after ${ctx.plan.warmup} warm-up, plain and userns alternating; Stop+Remove untimed`, [plain, userns]);
+  for (const rt of ctx.rts) {
+    if (rt.name === "berth") continue;
+    userns.missing[rt.name] = "n/a: runc 1.1.5 makes no idmapped mounts and this runtime none either";
+    plain.missing[rt.name] = "n/a: berth's own baseline for the row below (see the pods and containers groups)";
+  }
+  const berth = ctx.rts.filter((rt) => rt.name === "berth");
+  await alternate(berth, [plain, userns], { iterations: ctx.plan.lifecycleIterations, warmup: ctx.plan.warmup, aborted: ctx.aborted, log: ctx.log }, async (rt, it) => {
+    for (const withUserns of it.index % 2 === 0 ? [false, true] : [true, false]) {
+      let pod: Pod | undefined;
+      let id = "";
+      try {
+        it.record(withUserns ? userns : plain, await timed("RunPodSandbox+CreateContainer+StartContainer", async () => {
+          pod = await runPod(rt, `${withUserns ? "userns" : "plain"}-${it.index}`, undefined, withUserns);
+          id = await createStart(rt, pod, ctx.images.busybox, `c${it.index}`);
+        }));
+        await stopRemove(rt, id);
+      } finally {
+        if (pod) await dropPod(rt.cri, pod.id);
+      }
+    }
+  });
+  const p = summarize(plain.samples.berth)?.median;
+  const u = summarize(userns.samples.berth)?.median;
+  if (p !== undefined && u !== undefined) g.notes.push(`berth: userns / plain = ${(u / p).toFixed(2)}x (issue 15 goal: <= 1.20x)`);
   return g;
 }
 

@@ -12,6 +12,7 @@ import { createGrpcServer } from "./cri/server.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
+import { probeUserNamespaces } from "./runtime/userns.js";
 import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
@@ -110,7 +111,8 @@ function containerCounts(containers: ContainerManager, sandboxes: SandboxManager
 export async function startDaemon(config: Config, log: Logger, version: string, notifier?: ServiceNotifier): Promise<Daemon> {
   const socket = config.socket;
   await mkdir(path.dirname(socket), { recursive: true, mode: 0o755 });
-  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  // 0711 (no listing): the runc of a user-namespaced container reaches its rootfs as the pod's mapped root.
+  await mkdir(config.root, { recursive: true, mode: 0o711 });
   await mkdir(config.state, { recursive: true, mode: 0o711 });
   const fault = faultTarget();
   if (fault) log[fault.known ? "warn" : "error"](fault, fault.known ? "BERTH_FAULT_AT set: berthd will kill itself at this point" : "BERTH_FAULT_AT names no fault point (see docs/recovery.md)");
@@ -146,10 +148,15 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     images = new LocalImageStore(config, log, `berth/${version}`, metrics.pulls);
     await images.init();
     // The container layer plugs in with sandboxes.setContainers(...) / setInfra(...).
-    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events });
+    const userns = await probeUserNamespaces([config.root, config.state]);
+    if (userns.supported) log.info("user namespaces: supported (idmapped mounts work on berth's root and state)");
+    else log.warn({ reason: userns.reason }, "user namespaces: not supported; pods asking for one are refused and Status reports user_namespaces false");
+    node.userNamespaces = userns.supported;
+    const sandboxes = new SandboxManager({ config, network, log, podCidr: () => node.podCidr, events, userns });
     const cgroups = await openCgroups(config.cgroup_driver);
     const containers = new ContainerManager({ config, log, images, snapshots: images.snapshots, sandboxes, cgroups, events, metrics: metrics.containers });
     await containers.init();
+    images.setVolumeUsers((id) => containers.imageVolumeUser(id));
     await recoverContainers({ containers, config, cgroups, snapshots: images.snapshots, log });
     cleanups.push(async () => containers.close());
     sandboxes.setContainers(containers);

@@ -2,7 +2,6 @@
 // failing one with its fix in one line. Exit 0 when a pod can run, 1 when it cannot.
 // The probes are the daemon's own (config loading, the CNI conf watcher, cgroups, the overlay mount).
 import { access, mkdir, mkdtemp, readFile, rm, statfs } from "node:fs/promises";
-import { release } from "node:os";
 import path from "node:path";
 import { ConfigError, loadConfig, type Config, type ConfigFlags } from "./config.js";
 import { findPlugin } from "./cni/config.js";
@@ -12,6 +11,7 @@ import { mountOverlay, unmount } from "./image/mount.js";
 import { createLogger } from "./log.js";
 import { runCaptured } from "./run-captured.js";
 import { detectCgroupVersion, missingControllers } from "./runtime/cgroups.js";
+import { probeUserNamespaces } from "./runtime/userns.js";
 import { conmonVersion } from "./runtime/conmon.js";
 import { ociRuntimeVersion } from "./runtime/runc.js";
 
@@ -167,7 +167,7 @@ async function socketCheck(c: Config): Promise<Check> {
   return ok("socket", `${c.socket}: free (no live berthd holds ${c.socket}.lock)`);
 }
 
-async function securityChecks(): Promise<Check[]> {
+async function securityChecks(c: Config): Promise<Check[]> {
   const out: Check[] = [];
   const status = await readFile("/proc/self/status", "utf8");
   if (/^Seccomp:/m.test(status)) out.push(ok("seccomp", "the kernel filters system calls (RuntimeDefault and Localhost profiles apply)"));
@@ -176,11 +176,9 @@ async function securityChecks(): Promise<Check[]> {
   out.push(info("AppArmor", apparmor === "Y" ? "enabled on the host (berth applies no AppArmor profiles)" : "not enabled"));
   const selinux = (await readFile("/sys/fs/selinux/enforce", "utf8").catch(() => "")).trim();
   out.push(info("SELinux", selinux === "" ? "not enabled" : `${selinux === "1" ? "enforcing" : "permissive"} (berth sets no SELinux labels)`));
-  const maxUserNs = (await readFile("/proc/sys/user/max_user_namespaces", "utf8").catch(() => "")).trim();
-  out.push(info("user namespaces", maxUserNs && maxUserNs !== "0" ? `available (user.max_user_namespaces = ${maxUserNs}); berth runs pods in the host user namespace` : "not available (user.max_user_namespaces is 0 or missing)"));
-  const [major = 0, minor = 0] = release().split(".").map((n) => Number.parseInt(n, 10));
-  const idmapped = major > 5 || (major === 5 && minor >= 12);
-  out.push(info("idmapped mounts", `kernel ${release()}: ${idmapped ? "has mount_setattr (idmapped mounts, 5.12+)" : "older than 5.12, no idmapped mounts"}`));
+  // The daemon's own probe: user namespaces enabled, root and state searchable, an idmapped mount made on each.
+  const userns = await probeUserNamespaces([c.root, c.state]).catch((err: Error) => ({ supported: false, reason: err.message }));
+  out.push(info("user namespaces", userns.supported ? "pods may have their own (userns_options POD): idmapped mounts work on berth's root and state" : `pods asking for their own are refused: ${userns.reason}`));
   return out;
 }
 
@@ -194,7 +192,7 @@ export async function doctorChecks(c: Config): Promise<Check[]> {
     await spaceCheck("state", c.state),
     await socketCheck(c),
     ...(await networkChecks(c)),
-    ...(await securityChecks()),
+    ...(await securityChecks(c)),
   ];
 }
 

@@ -26,6 +26,7 @@ export const FAULT_POINTS = [
   "RemovePodSandbox.after-unpin",
   "RemovePodSandbox.after-files",
   "RemovePodSandbox.after-record-delete",
+  "CreateContainer.after-volumes",
   "CreateContainer.after-snapshot",
   "CreateContainer.after-record",
   "CreateContainer.after-conmon",

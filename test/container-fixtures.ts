@@ -7,6 +7,7 @@ import path from "node:path";
 import { NamespaceOption, PodSandboxMetadata } from "../src/gen/api.js";
 import type { Image, ImageConfigDocument, ImageStore, Snapshots } from "../src/image/types.js";
 import type { SandboxLookup, SandboxRef } from "../src/runtime/types.js";
+import { Unimplemented } from "../src/errors.js";
 
 export const PASSWD = `root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/home:/bin/false
@@ -66,6 +67,9 @@ export class CopySnapshots implements Snapshots {
   }
   async remove(key: string): Promise<void> {
     await rm(path.join(this.dir, key), { recursive: true, force: true });
+  }
+  async mountImage(imageId: string): Promise<void> {
+    throw new Unimplemented(`CopySnapshots mounts no image volumes (image ${imageId}); the real OverlaySnapshots does`);
   }
   async usage(key: string): Promise<{ bytes: number; inodes: number }> {
     const r = await execa("du", ["-sb", path.join(this.dir, key)]);

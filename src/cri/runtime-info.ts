@@ -17,6 +17,8 @@ export interface NodeInfo {
   readonly handlers: string[];
   /** Per handler: what its OCI runtime on this kernel supports. */
   handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>>;
+  /** Pods may have their own user namespace on every handler (the host can make idmapped mounts). */
+  readonly userNamespaces: boolean;
   runtimeCondition(): Promise<Condition>;
   networkCondition(): Promise<Condition>;
   /** The effective configuration, for Status verbose. */
@@ -40,7 +42,7 @@ export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeSe
       return {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces: false } })),
+        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces: info.userNamespaces } })),
         features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
       };
     }),

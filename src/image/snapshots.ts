@@ -1,15 +1,16 @@
 // Container root filesystems: an overlay of an image's layers (read-only lowers) with a
 // per-container upper and work dir under <root>/image/snapshots/<key>. Lower dirs are given
 // relative to the layers folder (mount runs there), so 100+ layers fit in one options page.
-import { lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { chown, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import { LayerStore } from "./layers.js";
-import { isMountpoint, mountOverlay, unmount } from "./mount.js";
-import type { Image, Snapshots } from "./types.js";
+import { idmapMount } from "../native/native.js";
+import { isMountpoint, mountOverlay, unmount, unmountAllUnder } from "./mount.js";
+import type { Image, Snapshots, UsernsRef } from "./types.js";
 
 interface SnapshotRecord {
   key: string;
@@ -49,21 +50,22 @@ export class OverlaySnapshots implements Snapshots {
     for (const name of await readdir(this.dir)) {
       if (this.known.has(name)) continue;
       const p = path.join(this.dir, name);
-      if (await isMountpoint(path.join(p, "rootfs"))) await unmount(path.join(p, "rootfs"));
+      // The rootfs, and idmapped layers a crash left attached: never rm through a mount.
+      await unmountAllUnder(p);
       await rm(p, { recursive: true, force: true });
     }
   }
 
   private paths(key: string) {
     const base = path.join(this.dir, key);
-    return { base, upper: path.join(base, "upper"), work: path.join(base, "work"), rootfs: path.join(base, "rootfs") };
+    return { base, upper: path.join(base, "upper"), work: path.join(base, "work"), rootfs: path.join(base, "rootfs"), idmap: path.join(base, "idmap") };
   }
 
   private checkKey(key: string): void {
     if (!KEY.test(key)) throw new InvalidArgument(`snapshot key "${key}" must be 1-128 of [A-Za-z0-9_.-]`);
   }
 
-  async prepare(key: string, imageId: string): Promise<{ rootfs: string }> {
+  async prepare(key: string, imageId: string, opts: { userns?: UsernsRef } = {}): Promise<{ rootfs: string }> {
     this.checkKey(key);
     return this.lock.run(key, async () => {
       let rec = this.known.get(key);
@@ -78,7 +80,7 @@ export class OverlaySnapshots implements Snapshots {
         this.layers.hold(`snapshot:${key}`, image.chainIds);
         const fresh: SnapshotRecord = { key, imageId, chainIds: image.chainIds, created: Date.now() };
         // A mount whose record a crash kept from being written is removed by load(): mount while recording.
-        const [saved, mounted] = await Promise.allSettled([this.records.put(key, fresh), this.mount(fresh, true)]);
+        const [saved, mounted] = await Promise.allSettled([this.records.put(key, fresh), this.mount(fresh, true, opts.userns)]);
         if (saved.status === "rejected" || mounted.status === "rejected") {
           if (mounted.status === "fulfilled") await unmount(mounted.value).catch(() => undefined);
           await rm(this.paths(key).base, { recursive: true, force: true }).catch(() => undefined);
@@ -90,20 +92,73 @@ export class OverlaySnapshots implements Snapshots {
         this.known.set(key, fresh);
         return { rootfs: mounted.value };
       }
-      return { rootfs: await this.mount(rec) };
+      return { rootfs: await this.mount(rec, false, opts.userns) };
     });
   }
 
-  /** Mounts the snapshot's rootfs; `fresh`: the snapshot was just made, so nothing is mounted there yet. */
-  private async mount(rec: SnapshotRecord, fresh = false): Promise<string> {
-    const p = this.paths(rec.key);
-    if (!fresh && (await isMountpoint(p.rootfs))) return p.rootfs;
+  /** The layer dirs of an image's chain, top first, relative to the layers folder. */
+  private lowerDirs(what: string, imageId: string, chainIds: string[]): string[] {
     const lower: string[] = [];
-    for (const c of [...rec.chainIds].reverse()) {
+    for (const c of [...chainIds].reverse()) {
       const layer = this.layers.get(c);
-      if (!layer) throw new FailedPrecondition(`snapshot ${rec.key}: layer ${c} of image ${rec.imageId} is gone`);
+      if (!layer) throw new FailedPrecondition(`${what}: layer ${c} of image ${imageId} is gone`);
       lower.push(this.layers.relPath(layer));
     }
+    return lower;
+  }
+
+  /**
+   * Mounts an overlay of `lower` (relative to the layers folder) at `target`. With `userns`,
+   * overlayfs itself cannot be idmapped on this kernel, but its layers can: each lower is
+   * attached idmapped under `idmapDir`, the overlay is made on those, and they are detached
+   * (the overlay keeps them), so files owned by 0 in the image show as the mapped root.
+   */
+  private async overlay(lower: string[], target: string, rw: { upper: string; work: string } | undefined, userns: UsernsRef | undefined, idmapDir: string): Promise<void> {
+    if (!userns) {
+      await mountOverlay({ lower, cwd: this.layers.dir, ...rw, target });
+      return;
+    }
+    await mkdir(idmapDir, { recursive: true, mode: 0o700 });
+    try {
+      const mapped = lower.map((_l, i) => String(i));
+      for (const [i, l] of lower.entries()) {
+        await mkdir(path.join(idmapDir, mapped[i]!), { mode: 0o700 });
+        await idmapMount(path.join(this.layers.dir, l), path.join(idmapDir, mapped[i]!), userns.path).catch((err: Error) => {
+          throw new Error(`idmap layer ${l} through ${userns.path}: ${err.message}`, { cause: err });
+        });
+      }
+      // The overlay's root dir is the upper dir's (not idmapped): the pod's root owns it.
+      if (rw) await chown(rw.upper, userns.rootUid, userns.rootGid);
+      await mountOverlay({ lower: mapped, cwd: idmapDir, ...rw, target });
+    } finally {
+      await unmountAllUnder(idmapDir);
+      await rm(idmapDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * A read-only overlay of an image's layers (no upper dir) at `target` (an image volume),
+   * idmapped through `userns` when given. The caller unmounts it.
+   */
+  async mountImage(imageId: string, target: string, userns?: UsernsRef): Promise<void> {
+    const image = this.images.imageById(imageId);
+    if (!image) throw new NotFound(`image ${imageId} not found: pull it before mounting it as a volume`);
+    const lower = this.lowerDirs(`image volume at ${target}`, image.id, image.chainIds);
+    // Without an upper dir overlayfs needs two lowers.
+    while (lower.length < 2) lower.push(LayerStore.EMPTY);
+    await mkdir(target, { recursive: true, mode: 0o755 });
+    try {
+      await this.overlay(lower, target, undefined, userns, `${target}.idmap`);
+    } catch (err) {
+      throw wrap(`mounting image ${image.id} read-only at ${target}`, err);
+    }
+  }
+
+  /** Mounts the snapshot's rootfs; `fresh`: the snapshot was just made, so nothing is mounted there yet. */
+  private async mount(rec: SnapshotRecord, fresh = false, userns?: UsernsRef): Promise<string> {
+    const p = this.paths(rec.key);
+    if (!fresh && (await isMountpoint(p.rootfs))) return p.rootfs;
+    const lower = this.lowerDirs(`snapshot ${rec.key}`, rec.imageId, rec.chainIds);
     if (lower.length === 0) lower.push(LayerStore.EMPTY);
     await mkdir(p.base, { recursive: true, mode: 0o755 });
     await Promise.all([
@@ -112,7 +167,7 @@ export class OverlaySnapshots implements Snapshots {
       mkdir(p.rootfs, { recursive: true, mode: 0o755 }),
     ]);
     try {
-      await mountOverlay({ lower, cwd: this.layers.dir, upper: p.upper, work: p.work, target: p.rootfs });
+      await this.overlay(lower, p.rootfs, { upper: p.upper, work: p.work }, userns, p.idmap);
     } catch (err) {
       throw wrap(`mounting the rootfs of snapshot ${rec.key}`, err);
     }
@@ -127,12 +182,10 @@ export class OverlaySnapshots implements Snapshots {
     this.checkKey(key);
     await this.lock.run(key, async () => {
       const p = this.paths(key);
-      if (await isMountpoint(p.rootfs)) {
-        try {
-          await unmount(p.rootfs);
-        } catch (err) {
-          throw wrap(`unmounting the rootfs of snapshot ${key}`, err);
-        }
+      try {
+        await unmountAllUnder(p.base);
+      } catch (err) {
+        throw wrap(`unmounting the rootfs of snapshot ${key}`, err);
       }
       await rm(p.base, { recursive: true, force: true });
       await this.records.delete(key);

@@ -66,6 +66,8 @@ export class LocalImageStore implements ImageStore {
   private readonly progressIntervalMs: number;
   /** Where and how pulls reach registries; replaced whole by setRegistryConfig (a SIGHUP reload). */
   private registry: Omit<RegistryOptions, "log" | "userAgent">;
+  /** The container using an image as a volume, if any (the container layer answers; see setVolumeUsers). */
+  private volumeUser: (imageId: string) => string | undefined = () => undefined;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly userAgent: string, private readonly recorder?: PullRecorder) {
     this.imageRoot = path.join(config.root, "image");
@@ -337,6 +339,11 @@ export class LocalImageStore implements ImageStore {
     });
   }
 
+  /** Who uses an image as a volume: such an image is not removed while they exist. */
+  setVolumeUsers(user: (imageId: string) => string | undefined): void {
+    this.volumeUser = user;
+  }
+
   /**
    * Removes the image `ref` names (a tag, a digest reference or an ID) with all its tags and
    * digests, as the CRI specifies and containerd 2.x does (docs/images.md). Unknown images are
@@ -349,6 +356,8 @@ export class LocalImageStore implements ImageStore {
     const removed = await this.meta.run("meta", async () => {
       const entry = this.images.get(id);
       if (!entry) return false;
+      const user = this.volumeUser(id);
+      if (user) throw new FailedPrecondition(`image ${id} is in use as an image volume by container ${user}: remove the container first`);
       await this.records.delete(hex(id));
       this.images.delete(id);
       for (const r of [...entry.rec.repoTags, ...entry.rec.repoDigests]) if (this.refs.get(r) === id) this.refs.delete(r);

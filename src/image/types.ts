@@ -63,10 +63,22 @@ export interface ImageStore {
   fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }>;
 }
 
+/** A pinned user namespace to idmap image layers through, and the host ids of its root. */
+export interface UsernsRef {
+  path: string;
+  rootUid: number;
+  rootGid: number;
+}
+
 /** Writable root filesystems for containers, stacked on an image's layers with overlayfs. */
 export interface Snapshots {
-  /** Mounts an overlay of the image's layers plus a fresh upper dir for `key` at a path it returns. Idempotent. */
-  prepare(key: string, imageId: string): Promise<{ rootfs: string }>;
+  /**
+   * Mounts an overlay of the image's layers plus a fresh upper dir for `key` at a path it
+   * returns. Idempotent. `userns`: a pinned user namespace the image's layers are idmapped through.
+   */
+  prepare(key: string, imageId: string, opts?: { userns?: UsernsRef }): Promise<{ rootfs: string }>;
+  /** A read-only overlay of the image's layers at `target` (an image volume), idmapped through `userns` when given. */
+  mountImage(imageId: string, target: string, userns?: UsernsRef): Promise<void>;
   /** Unmounts and deletes the snapshot `key`; idempotent. */
   remove(key: string): Promise<void>;
   /** Bytes and inodes used by the writable layer of `key`. */

@@ -7,7 +7,7 @@ import path from "node:path";
 import { execa } from "execa";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, procStartTime, readFiles, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, readFiles, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -72,6 +72,31 @@ describe("berth native addon", () => {
 describe("berth native addon: mounts and namespace pins", () => {
   const mountOf = async (target: string) =>
     (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" ")).find((f) => f[4] === target);
+
+  test("pinNewUserNamespace: maps written before the pin, net/uts owned by it, hostname set; idmapMount maps owners", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));
+    const files = { user: path.join(dir, "user"), net: path.join(dir, "net"), uts: path.join(dir, "uts") };
+    try {
+      for (const f of Object.values(files)) await writeFile(f, "");
+      await pinNewUserNamespace(files, "0 300000 1000\n", "0 310000 1000\n", "userns-host");
+      const inside = await execa("nsenter", [`--user=${files.user}`, `--uts=${files.uts}`, "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; hostname; id -u"]);
+      assert.deepEqual(inside.stdout.split("\n").map((l) => l.trim().split(/\s+/).join(" ")), ["0 300000 1000", "0 310000 1000", "userns-host", "0"]);
+      // The netns is owned by the new user namespace: its owner (NS_GET_USERNS) is the pinned one.
+      const owner = await execa("lsns", ["-n", "-o", "NS", "-t", "user", "-p", String(process.pid)]);
+      assert.notEqual((await stat(files.user)).ino, Number(owner.stdout.trim()));
+      await mkdir(path.join(dir, "src"));
+      await mkdir(path.join(dir, "dst"));
+      await writeFile(path.join(dir, "src", "f"), "x");
+      await idmapMount(path.join(dir, "src"), path.join(dir, "dst"), files.user);
+      const st = await stat(path.join(dir, "dst", "f"));
+      assert.deepEqual([st.uid, st.gid], [300000, 310000], "a file owned by 0 shows as the mapped root");
+      assert.match((await mountOf(path.join(dir, "dst")))!.join(" "), /idmapped/);
+      await assert.rejects(idmapMount(path.join(dir, "src"), path.join(dir, "dst"), path.join(dir, "src", "f")), (e: NodeJS.ErrnoException) => e.code === "EINVAL" || e.code === "EBADF");
+    } finally {
+      for (const t of [path.join(dir, "dst"), ...Object.values(files)]) await unmountFs(t).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   test("mountFs tmpfs with flags and data; unmountFs; a second unmount is EINVAL", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "berth-native-"));

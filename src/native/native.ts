@@ -17,6 +17,8 @@ interface Addon {
   mountFs(source: string, target: string, fstype: string, flags: number, data: string, cwd: string, cb: (err: Error | null) => void): void;
   unmountFs(target: string, lazy: boolean, cb: (err: Error | null) => void): void;
   pinNamespaces(netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
+  pinUserNamespace(userFile: string, uidMap: string, gidMap: string, netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
+  idmapMount(source: string, target: string, usernsFile: string, replace: boolean, cb: (err: Error | null) => void): void;
   procStartTime(pid: number): string | null;
   signalProcess(pid: number, startTime: string, signal: number): boolean;
   makePipe(): [number, number];
@@ -134,7 +136,7 @@ export function countFds(pids: number[]): Promise<{ fds: number; sockets: number
 }
 
 /** mount(2) flags berth uses. */
-export const MS = { NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, BIND: 0x1000 } as const;
+export const MS = { RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, BIND: 0x1000 } as const;
 
 function done(start: (cb: (err: Error | null) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => start((err) => (err ? reject(err) : resolve())));
@@ -159,6 +161,24 @@ export function unmountFs(target: string, lazy = false): Promise<void> {
  */
 export function pinNewNamespaces(files: { net?: string; ipc?: string; uts?: string }, hostname: string): Promise<void> {
   return done((cb) => load().pinNamespaces(files.net ?? "", files.ipc ?? "", files.uts ?? "", hostname, cb));
+}
+
+/**
+ * A new user namespace with `uidMap`/`gidMap` (/proc/PID/uid_map lines) written before it is
+ * pinned on `files.user`, plus new network, IPC and/or UTS namespaces owned by it (the kinds
+ * given a file), each pinned on its file; with a UTS file the hostname is set inside first.
+ */
+export function pinNewUserNamespace(files: { user: string; net?: string; ipc?: string; uts?: string }, uidMap: string, gidMap: string, hostname: string): Promise<void> {
+  return done((cb) => load().pinUserNamespace(files.user, uidMap, gidMap, files.net ?? "", files.ipc ?? "", files.uts ?? "", hostname, cb));
+}
+
+/**
+ * Attaches at `target` an idmapped clone (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) +
+ * move_mount) of the mount tree at `source`, mapped through the user namespace pinned at
+ * `usernsFile`. `replace`: target is source, whose unmapped mount is detached for the clone.
+ */
+export function idmapMount(source: string, target: string, usernsFile: string, replace = false): Promise<void> {
+  return done((cb) => load().idmapMount(source, target, usernsFile, replace, cb));
 }
 
 /** The start time of process `pid` (field 22 of /proc/PID/stat); undefined when there is no such process. */

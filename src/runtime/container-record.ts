@@ -22,6 +22,8 @@ export interface ContainerRecord {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   mounts: Mount[];
+  /** IDs of the images mounted as volumes (held: RemoveImage refuses them while the container exists). */
+  imageVolumes?: string[];
   logPath: string;
   tty: boolean;
   stdin: boolean;

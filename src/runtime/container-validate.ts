@@ -3,6 +3,7 @@
 // Pure, so a bad request is refused before anything is created.
 import { isUtf8 } from "node:buffer";
 import path from "node:path";
+import { checkImageVolume, imageVolumeRef } from "./container-mounts.js";
 import { MountPropagation, mountPropagationToJSON, type ContainerConfig, type LinuxContainerResources, type Mount } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import { checkStringMap } from "./sandbox-config.js";
@@ -73,8 +74,10 @@ export function validateContainerConfig(config: ContainerConfig, dirs: BerthDirs
       if (CONTROL.test(p) || p.split("/").includes("..")) throw new InvalidArgument(`mount ${field} ${JSON.stringify(p.slice(0, 300))} must not contain ".." or control characters`);
     }
     if (!m.containerPath.startsWith("/")) throw new InvalidArgument(`mount container_path "${m.containerPath.slice(0, 300)}" must be absolute`);
-    if (!m.hostPath.startsWith("/")) throw new InvalidArgument(`mount host_path "${m.hostPath.slice(0, 300)}" must be absolute`);
     if (path.posix.normalize(m.containerPath) === "/") throw new InvalidArgument(`mount container_path "${m.containerPath}" would cover the container's root`);
+    checkImageVolume(m);
+    if (imageVolumeRef(m) !== undefined) continue;
+    if (!m.hostPath.startsWith("/")) throw new InvalidArgument(`mount host_path "${m.hostPath.slice(0, 300)}" must be absolute`);
     const host = path.posix.normalize(m.hostPath);
     if (path.isAbsolute(host) && (inside(host, dirs.root) || inside(host, dirs.state))) {
       throw new InvalidArgument(`mount host_path "${m.hostPath}" would expose berth's own data (${dirs.root}, ${dirs.state}) to the container`);

@@ -41,6 +41,8 @@ import { readSeccompProfileFile } from "./seccomp.js";
 import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "../faults.js";
 import { validateContainerConfig } from "./container-validate.js";
+import { ContainerMounts } from "./container-mounts.js";
+import { usernsRef } from "./userns.js";
 import { applyCdiEdits, CdiRegistry, requestedCdiDevices } from "./cdi.js";
 import type { LifecycleKind, LifecyclePublisher } from "./events.js";
 
@@ -114,6 +116,9 @@ export class ContainerManager implements PodContainers {
   private readonly settling = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private conmonPath = "";
+  private readonly mounts: ContainerMounts;
+  /** Image volumes of containers being created (not yet in `records`), by container id. */
+  private readonly volumesInCreate = new Map<string, string[]>();
   private readonly cdi: CdiRegistry;
 
   constructor(private readonly deps: ContainerManagerDeps) {
@@ -124,6 +129,7 @@ export class ContainerManager implements PodContainers {
     this.exitDir = path.join(c.state, "exits");
     // conmon links <socketDir>/<id> to the bundle and cuts link names that reach 107 bytes: keep it short.
     this.socketDir = path.join(c.state, "s");
+    this.mounts = new ContainerMounts(c.state, deps.images, deps.snapshots);
     this.log = deps.log.child({ layer: "containers" });
   }
 
@@ -148,6 +154,7 @@ export class ContainerManager implements PodContainers {
       this.records.set(id, r);
       this.names.set(r.name, id);
     }
+    for (const id of await this.mounts.sweep((cid) => this.records.has(cid))) this.log.warn({ id }, "removed the staged mounts (image volumes, idmapped binds) of a container with no record");
     this.watcher = watch(this.exitDir, (_event, file) => {
       if (!file) return;
       const name = String(file);
@@ -263,22 +270,36 @@ export class ContainerManager implements PodContainers {
       // Removal waits on the snapshot's own lock, so it is safe to queue before prepare ends.
       undo.push(() => this.deps.snapshots.remove(id));
       const sc = config.linux?.securityContext;
+      // Image volumes are counted as used (RemoveImage refuses them) before they are mounted.
+      const volumeImages = await this.mounts.resolveImages(config.mounts);
+      this.volumesInCreate.set(id, [...volumeImages.values()]);
+      undo.push(async () => this.volumesInCreate.delete(id));
+      undo.push(() => this.mounts.release(id));
+      const hostMounts = config.mounts.filter((m) => !volumeImages.has(m));
       // Sources are resolved (symlinks followed) before anything is created for them.
-      await checkMountSourcesResolved(config.mounts, { root: this.deps.config.root, state: this.deps.config.state });
+      await checkMountSourcesResolved(hostMounts, { root: this.deps.config.root, state: this.deps.config.state });
+      const sourcesReady = prepareMountSources(hostMounts);
       // The rootfs mount and what the spec needs from the host do not depend on each other.
-      const [{ rootfs }, seccompFiles, targetPidnsPath, devices] = await Promise.all([
-        this.deps.snapshots.prepare(id, image.id).catch((err) => {
+      const [{ rootfs }, seccompFiles, targetPidnsPath, devices, staged] = await Promise.all([
+        this.deps.snapshots.prepare(id, image.id, { userns: usernsRef(sandbox.userns) }).catch((err) => {
           throw wrap(`prepare rootfs of image ${image.id}`, err);
         }),
         this.seccompFiles(config),
         this.targetPidns(sc?.namespaceOptions),
-        prepareMountSources(config.mounts).then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+        sourcesReady.then(async () => [...(await resolveDevices(config.devices)), ...(sc?.privileged ? await hostDevices() : [])]),
+        sourcesReady.then(async () => {
+          const st = await this.mounts.stage(id, config.mounts, volumeImages, sandbox).catch((err) => {
+            throw wrap("stage image volumes and idmapped mounts", err);
+          });
+          await faultPoint("CreateContainer.after-volumes");
+          return st;
+        }),
       ]);
       await faultPoint("CreateContainer.after-snapshot");
       const [userDb, handler] = await Promise.all([readUserDb(rootfs), probeHandlerFeatures(rt.binary)]);
       const imageName = image.repoTags[0] ?? config.image!.image;
       const built = buildSpec({
-        id, config, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
+        id, config: { ...config, mounts: staged.mounts }, image: image.config.config ?? {}, imageName, sandbox, rootfs, cgroupsPath, userDb, host: this.host,
         devices, seccompFiles, targetPidnsPath, handler,
       });
       const spec = cdiEdits ? applyCdiEdits(built.spec, cdiEdits) : built.spec;
@@ -300,6 +321,7 @@ export class ContainerManager implements PodContainers {
         labels: { ...config.labels },
         annotations: { ...config.annotations },
         mounts: config.mounts,
+        imageVolumes: staged.imageIds.length > 0 ? staged.imageIds : undefined,
         logPath,
         tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce,
         phase: "created",
@@ -349,6 +371,7 @@ export class ContainerManager implements PodContainers {
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.records.set(id, record);
+      this.volumesInCreate.delete(id);
       this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
       this.log.info({ id, name, sandbox: sandbox.id, ms: Date.now() - started }, "container created");
@@ -545,6 +568,7 @@ export class ContainerManager implements PodContainers {
         await faultPoint("RemoveContainer.after-runc-delete");
         await Promise.all([
           this.removeCgroup(r),
+          this.mounts.release(r.id),
           rm(r.bundle, { recursive: true, force: true }),
           rm(r.exitFile, { force: true }),
           unlink(r.socketLink).catch(() => undefined),
@@ -586,6 +610,13 @@ export class ContainerManager implements PodContainers {
         // gone
       }
     }
+  }
+
+  /** A container that uses image `imageId` as a volume (RemoveImage must wait for it to go), if any. */
+  imageVolumeUser(imageId: string): string | undefined {
+    for (const r of this.records.values()) if (r.imageVolumes?.includes(imageId)) return r.id;
+    for (const [id, ids] of this.volumesInCreate) if (ids.includes(imageId)) return id;
+    return undefined;
   }
 
   async stopAll(sandboxId: string, timeoutSec: number): Promise<void> {

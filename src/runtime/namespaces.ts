@@ -6,8 +6,9 @@
 import { execa } from "execa";
 import { mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
-import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
-import { MS, mountFs, pinNewNamespaces } from "../native/native.js";
+import { isMountpoint, mountsUnder, unmountAllUnder } from "../image/mount.js";
+import { MS, mountFs, pinNewNamespaces, pinNewUserNamespace } from "../native/native.js";
+import { hostIdOf, mapLine, type PodUserns } from "./userns.js";
 
 export type PinnedKind = "net" | "ipc" | "uts";
 
@@ -19,23 +20,27 @@ function failure(what: string, r: { stderr: string; shortMessage?: string; exitC
 
 /**
  * Creates new namespaces of `kinds` pinned at <dir>/<kind>. With "uts", `hostname` is set
- * inside the new UTS namespace before it is pinned in use.
+ * inside the new UTS namespace before it is pinned in use. With `userns`, a user namespace
+ * with its maps is pinned at <dir>/user first and owns the others (so their sysctls and
+ * mounts belong to the pod's root).
  */
-export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: string): Promise<Record<PinnedKind, string | undefined>> {
-  const paths: Record<PinnedKind, string | undefined> = { net: undefined, ipc: undefined, uts: undefined };
-  if (kinds.length === 0) return paths;
+export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: string, userns?: PodUserns): Promise<Record<PinnedKind | "user", string | undefined>> {
+  const paths: Record<PinnedKind | "user", string | undefined> = { net: undefined, ipc: undefined, uts: undefined, user: undefined };
+  if (kinds.length === 0 && !userns) return paths;
   await mkdir(dir, { recursive: true, mode: 0o711 });
-  for (const kind of kinds) {
+  for (const kind of userns ? ["user" as const, ...kinds] : kinds) {
     const file = path.join(dir, kind);
     // A bind mount needs an existing target file.
     await (await open(file, "a", 0o444)).close();
     paths[kind] = file;
   }
   try {
-    await pinNewNamespaces({ net: paths.net, ipc: paths.ipc, uts: paths.uts }, kinds.includes("uts") ? hostname : "");
+    const name = kinds.includes("uts") ? hostname : "";
+    if (userns) await pinNewUserNamespace({ user: paths.user!, net: paths.net, ipc: paths.ipc, uts: paths.uts }, mapLine(userns.uids), mapLine(userns.gids), name);
+    else await pinNewNamespaces({ net: paths.net, ipc: paths.ipc, uts: paths.uts }, name);
   } catch (err) {
     await unpinNamespaces(dir).catch(() => undefined);
-    throw new Error(`create ${kinds.join(", ")} namespaces pinned in ${dir}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`create ${[...(userns ? ["user"] : []), ...kinds].join(", ")} namespaces pinned in ${dir}: ${(err as Error).message}`, { cause: err });
   }
   return paths;
 }
@@ -43,8 +48,7 @@ export async function pinNamespaces(dir: string, kinds: PinnedKind[], hostname: 
 /** Unpins every namespace under `dir` and removes the dir. Idempotent. */
 export async function unpinNamespaces(dir: string): Promise<void> {
   // Deepest first; a pin that will not unmount (busy) is detached lazily.
-  const targets = (await mountsUnder(dir)).map((m) => m.target).sort((a, b) => b.length - a.length);
-  for (const t of targets) await unmount(t);
+  await unmountAllUnder(dir);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -53,18 +57,27 @@ export async function isPinned(file: string): Promise<boolean> {
   return (await mountsUnder(file)).some((m) => m.target === file && m.fstype === "nsfs");
 }
 
-/** Writes /proc/sys/<procPath> as seen from inside the namespace pinned at nsFile. */
-export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string): Promise<void> {
+/**
+ * Writes /proc/sys/<procPath> as seen from inside the namespace pinned at nsFile; with
+ * `usernsFile`, as the root of that user namespace (which owns a user-namespaced pod's
+ * namespaces: their sysctl files are writable by it, not by the host's root).
+ */
+export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string, procPath: string, value: string, usernsFile?: string): Promise<void> {
   const file = path.posix.join("/proc/sys", procPath);
-  const r = await execa("nsenter", [`--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
+  const user = usernsFile ? [`--user=${usernsFile}`] : [];
+  const r = await execa("nsenter", [...user, `--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
   if (r.failed) throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
 }
 
-/** Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`. */
-export async function mountShm(target: string, sizeBytes: number): Promise<void> {
+/**
+ * Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`; in a user-namespaced
+ * pod its root is owned by the pod's root (uid=/gid= of the mapped ids).
+ */
+export async function mountShm(target: string, sizeBytes: number, userns?: PodUserns): Promise<void> {
   await mkdir(target, { recursive: true, mode: 0o755 });
   if (await isMountpoint(target)) return;
-  await mountFs({ source: "shm", target, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: `mode=1777,size=${sizeBytes}` }).catch((err: Error) => {
+  const owner = userns ? `,uid=${hostIdOf(userns.uids, 0)},gid=${hostIdOf(userns.gids, 0)}` : "";
+  await mountFs({ source: "shm", target, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: `mode=1777,size=${sizeBytes}${owner}` }).catch((err: Error) => {
     throw new Error(`mount tmpfs at ${target}: ${err.message}`, { cause: err });
   });
 }

@@ -27,6 +27,8 @@ export class NodeStatus implements NodeInfo {
   readonly cgroupDriver: "cgroupfs" | "systemd";
   readonly handlers: string[];
   podCidr = "";
+  /** Set once at start from probeUserNamespaces. */
+  userNamespaces = false;
   readonly runtimeCondition: () => Promise<Condition>;
   readonly networkCondition: () => Promise<Condition>;
 

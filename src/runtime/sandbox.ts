@@ -4,11 +4,11 @@
 // the crash-safe record store from before its first resource exists, so a crash at any
 // step leaves a NOTREADY pod that RemovePodSandbox can still clean up.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import path from "node:path";
 import type { Config } from "../config.js";
-import { AlreadyExists, causeChain, FailedPrecondition, InvalidArgument, NotFound, Unimplemented, wrap } from "../errors.js";
+import { AlreadyExists, causeChain, FailedPrecondition, InvalidArgument, NotFound, wrap } from "../errors.js";
 import { NamespaceMode, type NamespaceOption, type PodSandboxConfig, type PodSandboxMetadata } from "../gen/api.js";
 import type { Logger } from "../log.js";
 import { bandwidthFromAnnotations, orderPodIPs, resultAddresses, resultIPs, type CapabilityArgs } from "../cni/config.js";
@@ -24,6 +24,7 @@ import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, u
 import { sweepPodOrphans } from "./sandbox-recovery.js";
 import { cgroupParent, hostsFile, matchesLabels, podHostname, podSysctls, portMappingsCapability, resolvConf, sandboxName, validateMetadata, validatePodConfig } from "./sandbox-config.js";
 import type { InfraContainers, PodContainers, SandboxLookup, SandboxRef, SandboxState } from "./types.js";
+import { hostIdOf, podUserns, type PodUserns, type UsernsSupport } from "./userns.js";
 
 const SHM_SIZE = 64 * 1024 * 1024;
 
@@ -47,6 +48,9 @@ export interface SandboxRecord {
   netnsPath?: string;
   ipcnsPath?: string;
   utsnsPath?: string;
+  /** A POD user namespace: its mappings, and its pin once made (it owns the pod's other namespaces). */
+  userns?: PodUserns;
+  usernsPath?: string;
   podDir: string;
   resolvConfPath: string;
   hostsPath: string;
@@ -78,6 +82,8 @@ export interface SandboxManagerOptions {
   log: Logger;
   /** The node's pod CIDR (UpdateRuntimeConfig), for the ipRanges capability. */
   podCidr?: () => string;
+  /** Whether pods may ask for a user namespace (probeUserNamespaces at start); no: refused. */
+  userns?: UsernsSupport;
   /** Where a pod's created/started/stopped/deleted are published, with the pod's id as the container id (events.ts). */
   events?: LifecyclePublisher;
 }
@@ -113,10 +119,12 @@ export class SandboxManager implements SandboxLookup {
   private readonly network: PodNetwork;
   private readonly log: Logger;
   private readonly podCidr: () => string;
+  private readonly usernsSupport: UsernsSupport;
   private readonly events: LifecyclePublisher | undefined;
 
   constructor(opts: SandboxManagerOptions) {
     this.config = opts.config;
+    this.usernsSupport = opts.userns ?? { supported: false, reason: "not probed" };
     this.network = opts.network;
     this.log = opts.log;
     this.podCidr = opts.podCidr ?? (() => "");
@@ -198,7 +206,7 @@ export class SandboxManager implements SandboxLookup {
   }
 
   private async pinsAlive(rec: SandboxRecord): Promise<boolean> {
-    for (const p of [rec.netnsPath, rec.ipcnsPath, rec.utsnsPath]) {
+    for (const p of [rec.usernsPath, rec.netnsPath, rec.ipcnsPath, rec.utsnsPath]) {
       if (p !== undefined && !(await isPinned(p))) return false;
     }
     if (rec.infra && (await readProcStat(rec.infra.pid)) === undefined) return false;
@@ -257,10 +265,8 @@ export class SandboxManager implements SandboxLookup {
     }
     const linux = config.linux;
     const ns: NamespaceOption = linux?.securityContext?.namespaceOptions ?? { network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD, targetId: "", usernsOptions: undefined };
-    const userns = ns.usernsOptions;
-    if (userns && userns.mode === NamespaceMode.POD && (userns.uids.length > 0 || userns.gids.length > 0)) {
-      throw new Unimplemented("pod user namespaces (namespace_options.userns_options.mode = POD) are not supported by berth");
-    }
+    const userns = podUserns(ns);
+    if (userns && !this.usernsSupport.supported) throw new FailedPrecondition(`a pod user namespace (userns_options.mode POD) cannot run on this host: ${this.usernsSupport.reason}`);
     const hostNetwork = isHost(ns.network);
     const hostIpc = isHost(ns.ipc);
     const hostname = podHostname(config.hostname, md.name, hostNetwork, osHostname());
@@ -319,6 +325,7 @@ export class SandboxManager implements SandboxLookup {
       cgroupParent: cgroup,
       sysctls: Object.fromEntries(sysctls.map((s) => [s.key, s.value])),
       privileged: linux?.securityContext?.privileged ?? false,
+      userns,
       networkDetached: hostNetwork,
       needsInfra: needInfra,
     };
@@ -334,7 +341,8 @@ export class SandboxManager implements SandboxLookup {
         const kinds: PinnedKind[] = [];
         if (!hostNetwork) kinds.push("net", "uts");
         if (!hostIpc) kinds.push("ipc");
-        const [, pins] = await Promise.all([mkdir(podDir, { recursive: true, mode: 0o711 }), pinNamespaces(rec.nsDir, kinds, hostname)]);
+        const [, pins] = await Promise.all([mkdir(podDir, { recursive: true, mode: 0o711 }), pinNamespaces(rec.nsDir, kinds, hostname, userns)]);
+        rec.usernsPath = pins.user;
         rec.netnsPath = pins.net;
         rec.ipcnsPath = pins.ipc;
         rec.utsnsPath = pins.uts;
@@ -343,7 +351,7 @@ export class SandboxManager implements SandboxLookup {
         // Before the network: a sysctl may change how the interfaces CNI makes behave.
         for (const s of sysctls) {
           step = `set sysctl ${s.key}=${s.value}`;
-          await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value);
+          await writeSysctlIn(s.kind, s.kind === "net" ? rec.netnsPath! : rec.ipcnsPath!, s.procPath, s.value, rec.usernsPath);
         }
         await faultPoint("RunPodSandbox.after-sysctls");
 
@@ -352,11 +360,12 @@ export class SandboxManager implements SandboxLookup {
         let localStep = "mount /dev/shm";
         const netStep = "set up pod network";
         const local = async () => {
-          if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE);
+          if (!hostIpc) await mountShm(rec.shmPath, SHM_SIZE, userns);
           await faultPoint("RunPodSandbox.after-shm");
           localStep = "write hostname and resolv.conf";
           await writeFile(rec.hostnamePath, `${hostname}\n`, { mode: 0o644 });
           await writeFile(rec.resolvConfPath, resolv, { mode: 0o644 });
+          await Promise.all([rec.hostnamePath, rec.resolvConfPath].map((f) => this.ownedByPodRoot(rec, f)));
           await faultPoint("RunPodSandbox.after-files");
         };
         const network = async () => {
@@ -385,6 +394,7 @@ export class SandboxManager implements SandboxLookup {
         step = "write hosts";
         const hosts = hostNetwork ? await readFile("/etc/hosts", "utf8").catch(() => hostsFile(hostname, [])) : hostsFile(hostname, rec.network?.ips ?? []);
         await writeFile(rec.hostsPath, hosts, { mode: 0o644 });
+        await this.ownedByPodRoot(rec, rec.hostsPath);
         await faultPoint("RunPodSandbox.after-hosts");
 
         if (needInfra) {
@@ -450,6 +460,11 @@ export class SandboxManager implements SandboxLookup {
     if (!callerGone?.aborted) this.undelivered.delete(name);
     this.log.info({ id: holder, name }, "RunPodSandbox retried: handing over the pod made for the caller that gave up");
     return holder;
+  }
+
+  /** In a user-namespaced pod, a file berth made for it is owned by the pod's (mapped) root, as it is inside. */
+  private async ownedByPodRoot(rec: SandboxRecord, file: string): Promise<void> {
+    if (rec.userns) await chown(file, hostIdOf(rec.userns.uids, 0), hostIdOf(rec.userns.gids, 0));
   }
 
   private attachment(rec: SandboxRecord): Attachment {
@@ -582,6 +597,7 @@ function toRef(rec: SandboxRecord): SandboxRef {
     netnsPath: rec.netnsPath,
     ipcnsPath: rec.ipcnsPath,
     utsnsPath: rec.utsnsPath,
+    userns: rec.userns && rec.usernsPath ? { path: rec.usernsPath, ...rec.userns } : undefined,
     pidnsPath: rec.infra ? `/proc/${rec.infra.pid}/ns/pid` : undefined,
     namespaceOptions: rec.namespaceOptions,
     hostname: rec.hostname,

@@ -454,3 +454,16 @@ describe("the ids a process holds", () => {
     assert.equal(processIds("Name:\tx\n"), undefined);
   });
 });
+
+describe("user-namespaced pod", () => {
+  test("joins the pod's pinned user namespace by path, with the mappings runc 1.1 needs", () => {
+    const userns = { path: "/state/ns/pod1/user", uids: { containerId: 0, hostId: 100000, length: 65536 }, gids: { containerId: 0, hostId: 200000, length: 65536 } };
+    const { spec } = buildSpec(input({}, { sandbox: sandbox({ userns }) }));
+    assert.deepEqual(spec.linux.namespaces.filter((n) => n.type === "user"), [{ type: "user", path: "/state/ns/pod1/user" }]);
+    assert.deepEqual(spec.linux.uidMappings, [{ containerID: 0, hostID: 100000, size: 65536 }]);
+    assert.deepEqual(spec.linux.gidMappings, [{ containerID: 0, hostID: 200000, size: 65536 }]);
+    const plain = buildSpec(input({})).spec;
+    assert.equal(plain.linux.namespaces.some((n) => n.type === "user"), false);
+    assert.equal(plain.linux.uidMappings, undefined);
+  });
+});

@@ -45,6 +45,12 @@ export interface OciProcess {
   selinuxLabel?: string;
 }
 
+export interface OciIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
 export interface OciDeviceRule {
   allow: boolean;
   type?: string;
@@ -82,6 +88,8 @@ export interface OciSpec {
     resources: OciResources;
     cgroupsPath: string;
     namespaces: Array<{ type: string; path?: string }>;
+    uidMappings?: OciIdMapping[];
+    gidMappings?: OciIdMapping[];
     devices: OciDevice[];
     sysctl?: Record<string, string>;
     seccomp?: OciSeccomp;
@@ -401,6 +409,11 @@ export function buildSpec(input: SpecInput): SpecResult {
     namespaces,
     devices,
   };
+  if (sandbox.userns) {
+    // runc 1.1 joins the pinned namespace by path and still needs the maps (for the ids it chowns to).
+    linux.uidMappings = [{ containerID: sandbox.userns.uids.containerId, hostID: sandbox.userns.uids.hostId, size: sandbox.userns.uids.length }];
+    linux.gidMappings = [{ containerID: sandbox.userns.gids.containerId, hostID: sandbox.userns.gids.hostId, size: sandbox.userns.gids.length }];
+  }
   if (Object.keys(sandbox.sysctls).length > 0) linux.sysctl = { ...sandbox.sysctls };
   if (seccompSpec) linux.seccomp = seccompSpec;
   if (selinux.mountLabel) linux.mountLabel = selinux.mountLabel;
@@ -427,6 +440,7 @@ function buildNamespaces(input: SpecInput): Array<{ type: string; path?: string 
   const { sandbox, config, host } = input;
   const opts = config.linux?.securityContext?.namespaceOptions;
   const ns: Array<{ type: string; path?: string }> = [{ type: "mount" }];
+  if (sandbox.userns) ns.push({ type: "user", path: sandbox.userns.path });
   const netMode = namespaceMode(opts?.network ?? sandbox.namespaceOptions.network);
   if (netMode !== NamespaceMode.NODE && sandbox.netnsPath) ns.push({ type: "network", path: sandbox.netnsPath });
   const ipcMode = namespaceMode(opts?.ipc ?? sandbox.namespaceOptions.ipc);

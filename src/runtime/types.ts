@@ -1,5 +1,6 @@
 // The contract between the pod (sandbox) layer and the container layer.
 import type { NamespaceOption, PodSandboxMetadata } from "../gen/api.js";
+import type { PodUserns } from "./userns.js";
 
 export type SandboxState = "ready" | "notready";
 
@@ -12,6 +13,8 @@ export interface SandboxRef {
   netnsPath?: string;
   ipcnsPath?: string;
   utsnsPath?: string;
+  /** The pod's user namespace (pinned) and its mappings; undefined: the host's. */
+  userns?: PodUserns & { path: string };
   /** /proc/<infra pid>/ns/pid when the pod shares a PID namespace (NamespaceMode.POD). */
   pidnsPath?: string;
   namespaceOptions: NamespaceOption;

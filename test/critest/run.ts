@@ -3,7 +3,7 @@
 // starts the runtime on private dirs with the harness's own CNI network, runs critest, prints the summary and the
 // failed specs, then stops everything and reports anything the run left behind.
 import { spawn } from "node:child_process";
-import { access, constants, copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { access, chmod, constants, copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -177,6 +177,8 @@ async function main(): Promise<number> {
   say(`critest: ${version}`);
 
   const runDir = await mkdtemp(path.join(tmpdir(), "berth-critest-"));
+  // Searchable by others: the UserNamespaces specs' pods reach their rootfs as a mapped (non-root) id.
+  await chmod(runDir, 0o711);
   const hadContainerdRun = await stat("/run/containerd").then(() => true, () => false);
   let registry: Registry | undefined;
   const results: RunResult[] = [];
