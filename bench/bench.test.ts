@@ -10,8 +10,8 @@ import { loadConfig } from "../src/config.js";
 import { benchIptablesRules, mountsUnder, splitShellish } from "./cleanup.js";
 import { conflist, NETWORKS } from "./cni.js";
 import { newGroup, newRow } from "./measure.js";
-import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, writeCritestSection } from "./report.js";
-import { berthConfig, containerdConfig } from "./runtimes.js";
+import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, serversSection, SERVERS_BEGIN, SERVERS_END, writeCritestSection } from "./report.js";
+import { berthConfig, containerdConfig, crioConfig, crioRegistries } from "./runtimes.js";
 import { formatSpread, formatValue, ratio, summarize } from "./stats.js";
 
 describe("stats", () => {
@@ -63,6 +63,7 @@ describe("report", () => {
     const old = `# x\n${CRITEST_BEGIN}\nfigures from critest\n${CRITEST_END}\n`;
     assert.equal(critestSection(old), `${CRITEST_BEGIN}\nfigures from critest\n${CRITEST_END}`);
     assert.match(critestSection(undefined), /Not run yet/);
+    assert.equal(serversSection(`# x\n${SERVERS_BEGIN}\nby hand\n${SERVERS_END}\n${CRITEST_BEGIN}\nc\n${CRITEST_END}`), `${SERVERS_BEGIN}\nby hand\n${SERVERS_END}`);
   });
   test("writeCritestSection replaces only the critest section", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "berth-benchtest-report-"));
@@ -158,5 +159,39 @@ describe("cleanup parsing", () => {
     assert.deepEqual(deletes[0]!.slice(0, 2), ["-D", "POSTROUTING"]);
     assert.deepEqual(chains, ["CNI-123"]);
     assert.ok(!chains.includes("CNI-456"));
+  });
+});
+
+describe("CRI-O and the steady-state rows", () => {
+  test("CRI-O's config: cgroupfs, conmon and runc given, private paths, no infra container, TOML that parses", () => {
+    const text = crioConfig({ dir: "/tmp/b/crio", socket: "/tmp/b/crio/crio.sock", cniConfDir: "/tmp/b/crio/cni", runcRoot: "/tmp/b/crio/runc", pinns: "/x/pinns", runc: "/usr/sbin/runc", conmon: "/usr/bin/conmon", pauseImage: "127.0.0.1:5000/bench/pause:1" });
+    const c = parse(text) as { crio: { root: string; runroot: string; api: { listen: string }; runtime: { cgroup_manager: string; drop_infra_ctr: boolean; pinns_path: string; runtimes: { runc: { runtime_path: string; monitor_path: string; runtime_root: string } } }; network: { network_dir: string } } };
+    assert.equal(c.crio.runtime.cgroup_manager, "cgroupfs");
+    assert.equal(c.crio.runtime.drop_infra_ctr, true);
+    assert.equal(c.crio.runtime.runtimes.runc.monitor_path, "/usr/bin/conmon");
+    assert.equal(c.crio.runtime.runtimes.runc.runtime_root, "/tmp/b/crio/runc");
+    for (const p of [c.crio.root, c.crio.runroot, c.crio.api.listen, c.crio.network.network_dir]) assert.ok(p.startsWith("/tmp/b/crio/"), p);
+  });
+
+  test("CRI-O's registries drop-in: the local registry over http, docker.io and registry.k8s.io mirrored to it", () => {
+    const r = parse(crioRegistries("127.0.0.1:5000")) as { registry: Array<{ location: string; insecure?: boolean; mirror?: Array<{ location: string; insecure: boolean }> }> };
+    assert.deepEqual(r.registry.map((x) => x.location), ["127.0.0.1:5000", "docker.io", "registry.k8s.io"]);
+    assert.equal(r.registry[0]!.insecure, true);
+    for (const x of r.registry.slice(1)) assert.deepEqual(x.mirror?.map((m) => ({ ...m })), [{ location: "127.0.0.1:5000", insecure: true }]);
+  });
+
+  test("a CRI-O column appears only when a group has CRI-O figures; goals compare berth with the faster peer", () => {
+    const row = newRow("steady-30-cpu", "daemon CPU");
+    row.samples.berth.push(8);
+    row.samples.containerd.push(20);
+    const two = groupTable(newGroup("g", "m", [row]));
+    assert.ok(!two.includes("CRI-O"));
+    row.samples.crio.push(16);
+    const three = groupTable(newGroup("g", "m", [row]));
+    assert.match(three, /\| berth median \| containerd median \| CRI-O median \| berth \/ containerd \| berth \/ CRI-O \|/);
+    assert.match(three, /\| daemon CPU \| 8\.00 ms \| 20\.0 ms \| 16\.0 ms \| 0\.40 \| 0\.50 \|/);
+    const g = goals([newGroup("g", "m", [row])]).find((x) => x.text.startsWith("daemon CPU"))!;
+    assert.equal(g.value, 0.5);
+    assert.equal(g.limit, 0.8);
   });
 });

@@ -11,6 +11,7 @@ export interface BenchNetwork {
 export const NETWORKS = {
   berth: { name: "berth-bench-b", bridge: "bbench0", subnet: "10.92.0.0/24" },
   containerd: { name: "berth-bench-c", bridge: "bbench1", subnet: "10.92.1.0/24" },
+  crio: { name: "berth-bench-o", bridge: "bbench2", subnet: "10.92.2.0/24" },
 } as const satisfies Record<string, BenchNetwork>;
 
 export function conflist(net: BenchNetwork, ipamDataDir: string): string {

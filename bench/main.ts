@@ -11,12 +11,12 @@ import { newGroup, newRow, type Group } from "./measure.js";
 import { procsMentioning, pssKiB } from "./procs.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { renderReport, type Environment } from "./report.js";
-import { startBerth, startContainerd, type RuntimeUnderTest } from "./runtimes.js";
-import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, usernsWorkload, type Ctx, type Plan } from "./workloads.js";
+import { startBerth, startContainerd, startCrio, type RuntimeUnderTest } from "./runtimes.js";
+import { concurrentWorkload, containerWorkload, DEFAULT_PLAN, podWorkload, pullImage, pullWorkload, scaleWorkload, steadyWorkload, usernsWorkload, type Ctx, type Plan } from "./workloads.js";
 
 const REPO = path.resolve(BENCH_SRC, "..");
 const TMP_PREFIX = "berth-bench-";
-const WORKLOADS = ["pull", "pods", "containers", "userns", "concurrent", "scale"] as const;
+const WORKLOADS = ["pull", "pods", "containers", "userns", "concurrent", "scale", "steady"] as const;
 /** Quiet time before each between-workloads reading of the daemons' memory. */
 const SETTLE_MS = 2000;
 
@@ -26,8 +26,10 @@ const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(" ");
 const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}\n`);
 
 function usage(): string {
-  return `usage: node dist/bench/main.js [--quick] [--only ${WORKLOADS.join(",")}] [--out FILE] [--serve]
+  return `usage: node dist/bench/main.js [--quick] [--only ${WORKLOADS.join(",")}] [--out FILE] [--serve] [--steady-seconds N] [--steady-pods N,N]
   --quick   fewer iterations (a smoke run; figures are not for the report)
+  --steady-seconds, --steady-pods   the steady-state poll's length per runtime (30) and pod counts (30,110)
+  CRIO=/path/to/crio PINNS=/path/to/pinns in the environment add CRI-O as a third runtime
   --serve   start the registry and both runtimes, print their sockets, wait for Ctrl-C (for crictl)
   --only    run only these workloads
   --out     report path (default bench/REPORT.md)\n`;
@@ -36,6 +38,12 @@ function usage(): string {
 async function firstLine(cmd: string, args: string[]): Promise<string> {
   const r = await execa(cmd, args, { reject: false });
   return r.failed ? "unknown" : r.stdout.split("\n")[0]!.trim();
+}
+
+/** CRI-O prints a table: its Version row. */
+async function crioVersion(crio: string): Promise<string> {
+  const r = await execa(crio, ["--version"], { reject: false });
+  return /^Version:\s*(\S+)/m.exec(r.stdout)?.[1] ?? "unknown";
 }
 
 async function environment(durationS: number, plan: string): Promise<Environment> {
@@ -54,6 +62,7 @@ async function environment(durationS: number, plan: string): Promise<Environment
       runc: (await firstLine("runc", ["--version"])).replace(/^runc version /, ""),
       conmon: (await firstLine("conmon", ["--version"])).replace(/^conmon version /, ""),
       containerd: (await firstLine("containerd", ["--version"])).replace(/^containerd \S+ /, ""),
+      ...(process.env.CRIO ? { "CRI-O": await crioVersion(process.env.CRIO) } : {}),
     },
     durationS,
     plan,
@@ -100,13 +109,22 @@ async function sweepStaleRuns(): Promise<void> {
     }
     log(`cleaning up after an earlier run: ${dir}`);
     await sweepStaleRegistry(dir);
-    await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")], log);
+    await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io"), path.join(dir, "crio/runc")], log);
   }
+}
+
+function positive(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} wants a positive whole number, not "${text}"\n${usage()}`);
+  return n;
 }
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean" }, serve: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: {
+      quick: { type: "boolean" }, serve: { type: "boolean" }, only: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" },
+      "steady-seconds": { type: "string" }, "steady-pods": { type: "string" },
+    },
   });
   if (values.help) {
     process.stdout.write(usage());
@@ -114,9 +132,16 @@ async function main(): Promise<number> {
   }
   const only = new Set(values.only ? values.only.split(",") : WORKLOADS);
   for (const w of only) if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload "${w}"\n${usage()}`);
-  const plan: Plan = values.quick
-    ? { ...DEFAULT_PLAN, pullIterations: 2, lifecycleIterations: 3, listIterations: 3, concurrentIterations: 1, warmup: 1, memoryPods: 2, memoryContainersPerPod: 2, listPods: 3, listContainersPerPod: 2 }
+  const base: Plan = values.quick
+    ? { ...DEFAULT_PLAN, pullIterations: 2, lifecycleIterations: 3, listIterations: 3, concurrentIterations: 1, warmup: 1, memoryPods: 2, memoryContainersPerPod: 2, listPods: 3, listContainersPerPod: 2, steadyPods: [3, 5], steadySeconds: 10, callIterations: 20 }
     : DEFAULT_PLAN;
+  const steadySeconds = values["steady-seconds"] ?? process.env.BENCH_STEADY_SECONDS;
+  const steadyPods = values["steady-pods"] ?? process.env.BENCH_STEADY_PODS;
+  const plan: Plan = {
+    ...base,
+    ...(steadySeconds ? { steadySeconds: positive("--steady-seconds", steadySeconds) } : {}),
+    ...(steadyPods ? { steadyPods: steadyPods.split(",").map((n) => positive("--steady-pods", n)) } : {}),
+  };
   const out = values.out ?? path.join(BENCH_SRC, "REPORT.md");
 
   await sweepStaleRuns();
@@ -134,7 +159,7 @@ async function main(): Promise<number> {
       for (const rt of rts) await removeEverything(rt.cri, rt.name, log);
       for (const rt of rts) await rt.stop().catch((e) => log(`${rt.name}: stop: ${String(e)}`));
       await registry?.stop().catch((e) => log(`registry: stop: ${String(e)}`));
-      await sweepHost(dir, rts.map((rt) => rt.runcRoot).concat(path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io")), log);
+      await sweepHost(dir, rts.map((rt) => rt.runcRoot).concat(path.join(dir, "berth/state/runtime/runc"), path.join(dir, "containerd/runc/k8s.io"), path.join(dir, "crio/runc")), log);
       log("clean");
     })());
   const onSignal = (sig: NodeJS.Signals) => {
@@ -151,6 +176,7 @@ async function main(): Promise<number> {
 
   const groups: Group[] = [];
   let berthStartError: string | undefined;
+  let crioNote: string | undefined;
   try {
     log(`work dir ${dir}`);
     registry = await startRegistry();
@@ -162,6 +188,16 @@ async function main(): Promise<number> {
     log(`images: ${Object.values(images).join(", ")}`);
     const opts = { dir, registryHost: registry.host, pauseImage: images.pause };
     rts.push(await startContainerd(opts));
+    if (process.env.CRIO && process.env.PINNS) {
+      try {
+        rts.push(await startCrio(opts, { crio: process.env.CRIO, pinns: process.env.PINNS }));
+      } catch (err) {
+        crioNote = `CRI-O did not start (${String(err).split("\n")[0]}): no CRI-O column.`;
+        log(crioNote);
+      }
+    } else {
+      crioNote = "CRI-O not measured in this run: give CRIO=/path/to/crio and PINNS=/path/to/pinns (a CRI-O v1.32 build) for a third column.";
+    }
     try {
       rts.unshift(await startBerth(opts, path.join(REPO, "bin/berthd")));
     } catch (err) {
@@ -196,7 +232,7 @@ async function main(): Promise<number> {
         if (interrupted) return;
         log(`workload ${name} aborted: ${String(err)}`);
         const failed = newGroup(name, "aborted", [newRow(name, name)]);
-        failed.rows[0]!.missing = { berth: `failed: ${String(err)}`, containerd: `failed: ${String(err)}` };
+        failed.rows[0]!.missing = Object.fromEntries(rts.map((rt) => [rt.name, `failed: ${String(err)}`]));
         groups.push(failed);
       }
     };
@@ -208,6 +244,7 @@ async function main(): Promise<number> {
     await guard("userns", () => usernsWorkload(ctx));
     await guard("concurrent", () => concurrentWorkload(ctx));
     await guard("scale", () => scaleWorkload(ctx));
+    await guard("steady", () => steadyWorkload(ctx));
     groups.push(daemonMemory);
   } finally {
     // On Ctrl-C the signal handler has started this already; wait for it either way.
@@ -218,7 +255,7 @@ async function main(): Promise<number> {
 
   const env = await environment((Date.now() - started) / 1000, describePlan(plan, values.quick ?? false, (Date.now() - started) / 1000));
   const previous = await readFile(out, "utf8").catch(() => undefined);
-  const report = renderReport(env, groups, previous);
+  const report = renderReport(env, groups, previous, crioNote);
   await writeFile(out, report);
   process.stdout.write(`\n${report}\n`);
   log(`report written to ${out}`);

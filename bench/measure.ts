@@ -27,7 +27,7 @@ export interface Group {
 }
 
 export function newRow(key: string, title: string, unit: Unit = "ms"): Row {
-  return { key, title, unit, samples: { berth: [], containerd: [] }, missing: {} };
+  return { key, title, unit, samples: { berth: [], containerd: [], crio: [] }, missing: {} };
 }
 
 export function newGroup(title: string, method: string, rows: Row[]): Group {

@@ -1,5 +1,6 @@
-// The two runtimes under test, each started on a private root, state dir and socket under the
-// benchmark's temp dir: berthd (bin/berthd) and Debian's containerd 1.6 with its CRI plugin.
+// The runtimes under test, each started on a private root, state dir and socket under the
+// benchmark's temp dir: berthd (bin/berthd), Debian's containerd 1.6 with its CRI plugin, and
+// CRI-O when the run is given its binaries (CRIO=, PINNS=).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -7,7 +8,10 @@ import { connectCri, type CriClient } from "../src/cri/client.js";
 import { conflist, NETWORKS } from "./cni.js";
 import { findProcs } from "./procs.js";
 
-export type RuntimeName = "berth" | "containerd";
+export type RuntimeName = "berth" | "containerd" | "crio";
+
+/** Report order. */
+export const RUNTIME_NAMES: readonly RuntimeName[] = ["berth", "containerd", "crio"];
 
 export interface RuntimeUnderTest {
   name: RuntimeName;
@@ -19,7 +23,7 @@ export interface RuntimeUnderTest {
   runcRoot: string;
   /** Pods of this runtime go under this cgroup parent. */
   cgroupParent: string;
-  /** The per-container (or per-pod) monitor processes: conmon for berth, shims for containerd. */
+  /** The per-container (or per-pod) monitor processes: conmon for berth and CRI-O, shims for containerd. */
   monitorPids(): Promise<number[]>;
   /** SIGTERM, then SIGKILL after 15 s. */
   stop(): Promise<void>;
@@ -192,6 +196,9 @@ export function containerdConfig(o: { root: string; state: string; socket: strin
     `[${cri}.registry.mirrors."${o.registryHost}"]`,
     `endpoint = ["http://${o.registryHost}"]`,
     ``,
+    `[${cri}.registry.mirrors."docker.io"]`,
+    `endpoint = ["http://${o.registryHost}"]`,
+    ``,
   ].join("\n");
 }
 
@@ -220,6 +227,124 @@ export async function startContainerd(o: StartOptions): Promise<RuntimeUnderTest
     runcRoot: path.join(runcRoot, "k8s.io"),
     cgroupParent: `${CGROUP_ROOT}/containerd`,
     monitorPids: async () => (await findProcs("containerd-shim-runc-v2", socket)).map((p) => p.pid),
+    stop: async () => {
+      cri?.close();
+      await d.stop();
+    },
+    logFile,
+  };
+}
+
+export interface CrioBinaries {
+  crio: string;
+  pinns: string;
+}
+
+/**
+ * CRI-O configured like the other two: cgroupfs, conmon and runc from PATH, PID per container
+ * (no infra container: CRI-O starts one with oom_score_adj -998, which needs CAP_SYS_RESOURCE),
+ * its own root, state, socket and bridge, and registries.conf drop-ins that send docker.io and
+ * registry.k8s.io to the local registry (reached over plain http).
+ */
+export function crioConfig(o: { dir: string; socket: string; cniConfDir: string; runcRoot: string; pinns: string; runc: string; conmon: string; pauseImage: string }): string {
+  const d = o.dir;
+  return [
+    `[crio]`,
+    `root = "${d}/root"`,
+    `runroot = "${d}/state"`,
+    `storage_driver = "overlay"`,
+    `log_dir = "${d}/pod-logs-crio"`,
+    `version_file = "${d}/state/version"`,
+    `version_file_persist = "${d}/version"`,
+    `clean_shutdown_file = "${d}/clean.shutdown"`,
+    ``,
+    `[crio.api]`,
+    `listen = "${o.socket}"`,
+    `stream_address = "127.0.0.1"`,
+    `stream_port = "0"`,
+    ``,
+    `[crio.runtime]`,
+    `default_runtime = "runc"`,
+    `cgroup_manager = "cgroupfs"`,
+    `conmon_cgroup = "pod"`,
+    `namespaces_dir = "${d}/ns"`,
+    `pinns_path = "${o.pinns}"`,
+    `container_exits_dir = "${d}/exits"`,
+    `container_attach_socket_dir = "${d}/attach"`,
+    `log_level = "info"`,
+    `drop_infra_ctr = true`,
+    // Host files CRI-O would otherwise read or rewrite.
+    `irqbalance_config_file = ""`,
+    `irqbalance_config_restore_file = "disable"`,
+    `hooks_dir = []`,
+    `cdi_spec_dirs = []`,
+    ``,
+    `[crio.runtime.runtimes.runc]`,
+    `runtime_path = "${o.runc}"`,
+    `runtime_root = "${o.runcRoot}"`,
+    `runtime_type = "oci"`,
+    `monitor_path = "${o.conmon}"`,
+    `monitor_cgroup = "pod"`,
+    ``,
+    `[crio.image]`,
+    `pause_image = "${o.pauseImage}"`,
+    `signature_policy = "${d}/policy.json"`,
+    `big_files_temporary_dir = "${d}/tmp"`,
+    ``,
+    `[crio.network]`,
+    `network_dir = "${o.cniConfDir}"`,
+    `plugin_dirs = ["/usr/lib/cni"]`,
+    ``,
+    `[crio.nri]`,
+    `enable_nri = false`,
+    ``,
+  ].join("\n");
+}
+
+/** registries.conf.d drop-in: the local registry over http, and the public names mirrored to it. */
+export function crioRegistries(registryHost: string): string {
+  const mirrored = (location: string) => [`[[registry]]`, `location = "${location}"`, `[[registry.mirror]]`, `location = "${registryHost}"`, `insecure = true`, ``];
+  return [`[[registry]]`, `location = "${registryHost}"`, `insecure = true`, ``, ...mirrored("docker.io"), ...mirrored("registry.k8s.io")].join("\n");
+}
+
+async function onPath(name: string): Promise<string> {
+  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    const p = path.join(dir, name);
+    if (await stat(p).then((s) => s.isFile(), () => false)) return p;
+  }
+  throw new Error(`${name} is not on PATH`);
+}
+
+export async function startCrio(o: StartOptions, bin: CrioBinaries): Promise<RuntimeUnderTest> {
+  const dir = path.join(o.dir, "crio");
+  const socket = path.join(dir, "crio.sock");
+  const cniConfDir = path.join(dir, "cni");
+  const runcRoot = path.join(dir, "runc");
+  await mkdir(cniConfDir, { recursive: true });
+  await mkdir(path.join(dir, "registries.d"), { recursive: true });
+  await mkdir(path.join(dir, "tmp"), { recursive: true });
+  await writeFile(path.join(cniConfDir, "10-bench.conflist"), conflist(NETWORKS.crio, path.join(dir, "ipam")));
+  await writeFile(path.join(dir, "policy.json"), JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
+  await writeFile(path.join(dir, "registries.conf"), `unqualified-search-registries = []\n`);
+  await writeFile(path.join(dir, "registries.d", "50-bench.conf"), crioRegistries(o.registryHost));
+  const configFile = path.join(dir, "crio.conf");
+  await writeFile(configFile, crioConfig({ dir, socket, cniConfDir, runcRoot, pinns: bin.pinns, runc: await onPath("runc"), conmon: await onPath("conmon"), pauseImage: o.pauseImage }));
+  const logFile = path.join(dir, "crio.log");
+  const d = await spawnDaemon(bin.crio, [
+    "--config", configFile, "--config-dir", path.join(dir, "crio.conf.d"),
+    "--registries-conf", path.join(dir, "registries.conf"), "--registries-conf-dir", path.join(dir, "registries.d"),
+  ], logFile);
+  let cri: CriClient | undefined;
+  await waitForSocket("crio", socket, d, logFile, () => (cri ??= connectCri(socket)));
+  return {
+    name: "crio",
+    dir,
+    socket,
+    cri: cri!,
+    pid: d.proc.pid!,
+    runcRoot,
+    cgroupParent: `${CGROUP_ROOT}/crio`,
+    monitorPids: async () => (await findProcs("conmon", dir)).map((p) => p.pid),
     stop: async () => {
       cri?.close();
       await d.stop();

@@ -9,9 +9,9 @@ import type { CriClient } from "../src/cri/client.js";
 import { NamespaceMode } from "../src/gen/api.js";
 import type { BenchImages } from "./images.js";
 import { LAYER_MIB, LAYERS } from "./images.js";
-import { alternate, describeFailure, newGroup, newRow, step, timed, type Group, type Row } from "./measure.js";
+import { alternate, describeFailure, newGroup, newRow, step, StepFailure, timed, type Group, type Row } from "./measure.js";
 import { metricsAtScale } from "./metrics.js";
-import { descendants, listProcs, totalPssKiB } from "./procs.js";
+import { cpuMs, descendants, listProcs, totalPssKiB } from "./procs.js";
 import type { RuntimeName, RuntimeUnderTest } from "./runtimes.js";
 import { summarize } from "./stats.js";
 
@@ -26,6 +26,13 @@ export interface Plan {
   memoryContainersPerPod: number;
   listPods: number;
   listContainersPerPod: number;
+  /** Pod counts of the steady-state poll (each with `steadyContainersPerPod` running containers). */
+  steadyPods: number[];
+  steadyContainersPerPod: number;
+  /** Seconds of kubelet's polling per runtime and pod count. */
+  steadySeconds: number;
+  /** Samples of each single-object call (ContainerStatus, PodSandboxStatus, ImageStatus, ListImages, Version). */
+  callIterations: number;
 }
 
 export const DEFAULT_PLAN: Plan = {
@@ -39,6 +46,11 @@ export const DEFAULT_PLAN: Plan = {
   memoryContainersPerPod: 5,
   listPods: 20,
   listContainersPerPod: 5,
+  // 110: kubelet's default max pods per node.
+  steadyPods: [30, 110],
+  steadyContainersPerPod: 2,
+  steadySeconds: 30,
+  callIterations: 200,
 };
 
 export interface Ctx {
@@ -101,9 +113,12 @@ async function dropPod(cri: CriClient, id: string): Promise<void> {
 function containerConfig(image: string, name: string) {
   return {
     metadata: { name, attempt: 0 },
-    image: { image },
+    // kubelet names the image as the pod spec did; CRI-O checks signatures against it.
+    image: { image, userSpecifiedImage: image },
     command: SLEEPER,
     logPath: `${name}.log`,
+    // As kubelet sends them: the pod's namespaces, PID per container (CRI-O refuses a pod-level PID namespace the pod lacks).
+    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } } },
     labels: { "berth-bench": "1" },
   };
 }
@@ -134,17 +149,20 @@ export async function pullWorkload(ctx: Ctx): Promise<Group> {
   const rows = [
     newRow("pull-busybox", "PullImage: busybox, 1 layer (first pull, after RemoveImage)"),
     newRow("pull-layers8", `PullImage: ${LAYERS} layers x ${LAYER_MIB} MiB random data (first pull, after RemoveImage)`),
+    newRow("pull-layers10", `PullImage: 10 layers (busybox, ${LAYERS} x ${LAYER_MIB} MiB, whiteouts + opaque dir), straight from the registry`),
+    newRow("pull-layers10-mirror", `PullImage: the same 10 layers as docker.io/..., through each runtime's mirror settings`),
   ];
   const g = newGroup("Image pull + unpack", `median of ${ctx.plan.pullIterations} after 1 warm-up pull, alternating; RemoveImage (untimed) before each pull; from the same local docker-registry over http`, rows);
-  const images: Array<[Row, string]> = [[rows[0]!, ctx.images.busybox], [rows[1]!, ctx.images.layers8]];
+  const images: Array<[Row, string]> = [[rows[0]!, ctx.images.busybox], [rows[1]!, ctx.images.layers8], [rows[2]!, ctx.images.layers10], [rows[3]!, ctx.images.layers10Mirrored]];
   for (const [row, ref] of images) {
     await alternate(ctx.rts, [row], { iterations: ctx.plan.pullIterations, warmup: 1, aborted: ctx.aborted, log: ctx.log }, async (rt, it) => {
-      if (it.index > 0) await removeImage(rt.cri, ref);
+      // Every name of the image goes, so the pull fetches and unpacks every layer again.
+      for (const name of row.key.startsWith("pull-layers10") ? [ctx.images.layers10, ctx.images.layers10Mirrored] : [ref]) await removeImage(rt.cri, name).catch(() => undefined);
       it.record(row, await timed("PullImage", () => rt.cri.image.pullImage({ image: { image: ref } }, { timeoutMs: 300_000 })));
     });
   }
   // Leave only the busybox image behind for the container workloads.
-  for (const rt of ctx.rts) await removeImage(rt.cri, ctx.images.layers8).catch(() => undefined);
+  for (const rt of ctx.rts) for (const ref of [ctx.images.layers8, ctx.images.layers10, ctx.images.layers10Mirrored]) await removeImage(rt.cri, ref).catch(() => undefined);
   return g;
 }
 
@@ -402,4 +420,156 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
     }
   }
   return metrics ? [mem, list, metrics] : [mem, list];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The calls kubelet makes on its own, and how often (seconds): PLEG relist, node status, stats. */
+const POLL: ReadonlyArray<{ every: number; call: string; run: (rt: RuntimeUnderTest) => Promise<number> }> = [
+  { every: 1, call: "ListPodSandbox", run: (rt) => rt.cri.runtime.listPodSandbox({}, { timeoutMs: 60_000 }).then((r) => r.items.length) },
+  { every: 1, call: "ListContainers", run: (rt) => rt.cri.runtime.listContainers({}, { timeoutMs: 60_000 }).then((r) => r.containers.length) },
+  { every: 5, call: "Status", run: (rt) => rt.cri.runtime.status({}, { timeoutMs: 60_000 }).then((r) => r.status!.conditions.filter((c) => c.status).length) },
+  { every: 10, call: "ListContainerStats", run: (rt) => rt.cri.runtime.listContainerStats({ filter: {} }, { timeoutMs: 60_000 }).then((r) => r.stats.length) },
+  { every: 10, call: "ListPodSandboxStats", run: (rt) => rt.cri.runtime.listPodSandboxStats({ filter: {} }, { timeoutMs: 60_000 }).then((r) => r.stats.length) },
+  { every: 10, call: "ImageFsInfo", run: (rt) => rt.cri.image.imageFsInfo({}, { timeoutMs: 60_000 }).then((r) => r.imageFilesystems.length) },
+];
+
+/** What each poll call must return with `pods` pods of `perPod` containers (a runtime that answers less is not measured). */
+function expected(call: string, pods: number, perPod: number): number {
+  if (call === "ListPodSandbox" || call === "ListPodSandboxStats") return pods;
+  if (call === "ListContainers" || call === "ListContainerStats") return pods * perPod;
+  return call === "Status" ? 2 : 1;
+}
+
+/** CPU ms of the daemon and of its monitors (those alive at both readings) over `fn`. */
+async function cpuOver(rt: RuntimeUnderTest, fn: () => Promise<void>): Promise<{ daemon: number; monitors: number; seconds: number }> {
+  const monitors = await rt.monitorPids();
+  const read = async () => ({ daemon: await cpuMs(rt.pid), monitors: await Promise.all(monitors.map(cpuMs)) });
+  const before = await read();
+  const t0 = performance.now();
+  await fn();
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await read();
+  const mon = monitors.reduce((acc, _, i) => acc + (after.monitors[i]! > 0 ? after.monitors[i]! - before.monitors[i]! : 0), 0);
+  return { daemon: after.daemon - before.daemon, monitors: mon, seconds };
+}
+
+/**
+ * kubelet's steady-state polling with `steadyPods` pods of `steadyContainersPerPod` running
+ * containers per runtime, one runtime after the other, `steadySeconds` each: daemon and monitor
+ * CPU per second and each call's median. Then the single-object calls kubelet and crictl make
+ * (ContainerStatus, PodSandboxStatus, ImageStatus, ListImages, Version), alternating.
+ */
+export async function steadyWorkload(ctx: Ctx): Promise<Group[]> {
+  const p = ctx.plan;
+  const perPod = p.steadyContainersPerPod;
+  const groups: Group[] = [];
+  const pods = new Map<RuntimeName, Pod[]>();
+  const containers = new Map<RuntimeName, string[]>();
+  /** Runtimes that failed to set up a pod count, and why: not tried at the larger ones. */
+  const broken = new Map<RuntimeName, string>();
+  const single = [
+    newRow("call-container-status", "ContainerStatus"),
+    newRow("call-pod-status", "PodSandboxStatus"),
+    newRow("call-image-status", "ImageStatus"),
+    newRow("call-list-images", "ListImages"),
+    newRow("call-version", "Version"),
+  ];
+  try {
+    for (const n of p.steadyPods) {
+      const cpu = newRow(`steady-${n}-cpu`, `daemon CPU per second of polling (utime+stime of its pid), ${n} pods x ${perPod}`);
+      const mon = newRow(`steady-${n}-monitors`, `monitors' CPU per second (conmon per container / shim per pod)`);
+      const calls = POLL.map((c) => newRow(`steady-${n}-${c.call}`, `${c.call} (every ${c.every} s)`));
+      const rows = [cpu, mon, ...calls];
+      const g = newGroup(`Steady state: kubelet's polling, ${n} pods x ${perPod} running containers`,
+        `${p.steadySeconds} s per runtime, one runtime after the other, one client: ListPodSandbox + ListContainers every 1 s, Status every 5 s, ListContainerStats + ListPodSandboxStats + ImageFsInfo every 10 s (all at second 0); CPU in ms per second of wall time; call medians over the run`, rows);
+      groups.push(g);
+      const live: RuntimeUnderTest[] = [];
+      for (const rt of ctx.rts) {
+        const earlier = broken.get(rt.name);
+        if (earlier) {
+          for (const r of rows) r.missing[rt.name] = earlier;
+          continue;
+        }
+        try {
+          const list = pods.get(rt.name) ?? [];
+          const ids = containers.get(rt.name) ?? [];
+          pods.set(rt.name, list);
+          containers.set(rt.name, ids);
+          ctx.log(`${rt.name}: steady state: growing to ${n} pods x ${perPod}`);
+          for (let i = list.length; i < n; i++) {
+            if (ctx.aborted()) throw new Error("interrupted");
+            const pod = await runPod(rt, `steady-${i}`);
+            list.push(pod);
+            for (let k = 0; k < perPod; k++) ids.push(await createStart(rt, pod, ctx.images.busybox, `c${k}`));
+          }
+          // One untimed round: every call answers, with every object.
+          for (const c of POLL) {
+            const got = await step(c.call, () => c.run(rt));
+            const want = expected(c.call, n, perPod);
+            if (got !== want) throw new StepFailure(c.call, new Error(`returned ${got} items, expected ${want}`));
+          }
+          live.push(rt);
+        } catch (err) {
+          if (ctx.aborted()) throw err;
+          const why = describeFailure(err);
+          ctx.log(`${rt.name}: ${why}`);
+          broken.set(rt.name, why);
+          for (const r of rows) r.missing[rt.name] = why;
+        }
+      }
+      for (const rt of live) {
+        ctx.log(`${rt.name}: polling ${p.steadySeconds} s with ${n} pods`);
+        try {
+          const used = await cpuOver(rt, async () => {
+            const t0 = performance.now();
+            for (let sec = 0; sec < p.steadySeconds; sec++) {
+              if (ctx.aborted()) throw new Error("interrupted");
+              const wait = t0 + sec * 1000 - performance.now();
+              if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+              for (const [i, c] of POLL.entries()) {
+                if (sec % c.every !== 0) continue;
+                calls[i]!.samples[rt.name].push(await timed(c.call, () => c.run(rt)));
+              }
+            }
+            // The last second's work is counted whole.
+            const rest = t0 + p.steadySeconds * 1000 - performance.now();
+            if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+          });
+          cpu.samples[rt.name].push(used.daemon / used.seconds);
+          mon.samples[rt.name].push(used.monitors / used.seconds);
+        } catch (err) {
+          if (ctx.aborted()) throw err;
+          const why = describeFailure(err);
+          ctx.log(`${rt.name}: ${why}`);
+          for (const r of rows) {
+            r.missing[rt.name] = why;
+            r.samples[rt.name] = [];
+          }
+        }
+      }
+      if (n === p.steadyPods[0]) {
+        const ready = live.filter((rt) => containers.get(rt.name)?.length);
+        for (const rt of ctx.rts) if (!ready.includes(rt)) for (const r of single) r.missing[rt.name] ??= "failed: no pods (see the steady-state rows)";
+        await alternate(ready, single, { iterations: p.callIterations, warmup: p.warmup * 10, aborted: ctx.aborted, log: ctx.log }, async (rt, it) => {
+          const [cs, ps, is, li, ve] = single as [Row, Row, Row, Row, Row];
+          const cid = containers.get(rt.name)![it.index % containers.get(rt.name)!.length]!;
+          const pid = pods.get(rt.name)![it.index % pods.get(rt.name)!.length]!.id;
+          it.record(cs, await timed("ContainerStatus", () => rt.cri.runtime.containerStatus({ containerId: cid }, { timeoutMs: 30_000 })));
+          it.record(ps, await timed("PodSandboxStatus", () => rt.cri.runtime.podSandboxStatus({ podSandboxId: pid }, { timeoutMs: 30_000 })));
+          it.record(is, await timed("ImageStatus", () => rt.cri.image.imageStatus({ image: { image: ctx.images.busybox } }, { timeoutMs: 30_000 })));
+          it.record(li, await timed("ListImages", () => rt.cri.image.listImages({}, { timeoutMs: 30_000 })));
+          it.record(ve, await timed("Version", () => rt.cri.runtime.version({}, { timeoutMs: 30_000 })));
+        });
+      }
+    }
+  } finally {
+    for (const rt of ctx.rts) {
+      const list = pods.get(rt.name) ?? [];
+      ctx.log(`${rt.name}: removing ${list.length} steady-state pods`);
+      for (const pod of list) await dropPod(rt.cri, pod.id);
+    }
+  }
+  groups.push(newGroup("Single-object calls", `median of ${p.callIterations} after ${p.warmup * 10} warm-up, alternating, with the first steady-state pods in place (${p.steadyPods[0]} pods x ${perPod}); ContainerStatus and PodSandboxStatus cycle through them`, single));
+  return groups;
 }

@@ -13,6 +13,7 @@ import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
+import { observeUnrunnable } from "./runtime/runc.js";
 import { parseDuration, parseHostPort } from "./config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
 import { CniNetwork } from "./cni/network.js";
@@ -142,6 +143,12 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     await cniConf.start();
     cleanups.push(async () => cniConf.close());
     const node = new NodeStatus(config, version, () => cniConf.condition());
+    observeUnrunnable((binary, why) => node.runtime.callFailed(binary, why));
+    cleanups.push(async () => {
+      observeUnrunnable(undefined);
+      node.close();
+    });
+    await node.init();
     const network = new CniNetwork(cniConf, config.root, parseDuration(config.cni.plugin_timeout), log);
     await network.init();
     // images.snapshots is the Snapshots back-end containers use for their rootfs.
@@ -205,7 +212,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
     const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    listener = createServer((conn) => injector.injectConnection(acceptConnection(conn)));
+    listener = createServer((conn) => acceptConnection(conn, (c) => injector.injectConnection(c)));
     await new Promise<void>((resolve, reject) => {
       listener!.once("error", reject);
       listener!.listen(socket, () => resolve());

@@ -17,6 +17,8 @@ export interface CapturedRun {
   failedWhy: string | undefined;
   /** Anything but a clean exit 0. */
   failed: boolean;
+  /** Why the program never started (no such file, not executable, bad interpreter); else undefined. */
+  notStarted: string | undefined;
 }
 
 export interface CaptureOptions {
@@ -67,7 +69,7 @@ export function runCaptured(file: string, args: string[], o: CaptureOptions): Pr
       if (exit.error) failedWhy ??= exit.error;
       if (exit.signal) failedWhy ??= `killed by ${exit.signal}`;
       const text = (b: Buffer[]) => Buffer.concat(b).toString("utf8").replace(/\n$/, "");
-      resolve({ stdout: text(out), stderr: text(err), exitCode: exit.signal ? null : exit.code, timedOut, failedWhy, failed: failedWhy !== undefined || exit.code !== 0 });
+      resolve({ stdout: text(out), stderr: text(err), exitCode: exit.signal ? null : exit.code, timedOut, failedWhy, failed: failedWhy !== undefined || exit.code !== 0, notStarted: exit.code === null && exit.signal === null ? exit.error : undefined });
     });
   });
 }

@@ -18,8 +18,13 @@ export interface LoadedNetwork {
   error?: string;
 }
 
+/** How long NetworkReady trusts that the plugins it found are still installed. */
+const PLUGINS_FOUND_MS = 30_000;
+
 export class CniConfWatcher {
   private loaded: Promise<LoadedNetwork> | undefined;
+  /** The config whose plugins were all found, and when: Status reuses that for PLUGINS_FOUND_MS. */
+  private pluginsFound: { config: NetworkConfList; at: number } | undefined;
   private watcher: FSWatcher | undefined;
 
   constructor(readonly confDir: string, readonly binDirs: string[], private readonly log: Logger) {}
@@ -75,10 +80,11 @@ export class CniConfWatcher {
     if (!SUPPORTED_VERSIONS.includes(c.cniVersion)) {
       return notReady(`CNI network "${c.name}" (${c.file}) has cniVersion ${c.cniVersion}; berth supports ${SUPPORTED_VERSIONS.join(", ")}`);
     }
-    const missing: string[] = [];
-    for (const p of c.plugins) {
-      if (!(await findPlugin(p.type, this.binDirs))) missing.push(p.type);
-    }
+    // Found plugins are trusted for a while (kubelet asks every 5 s); missing ones are looked for on every call.
+    if (this.pluginsFound?.config === c && Date.now() - this.pluginsFound.at < PLUGINS_FOUND_MS) return { ready: true, reason: "", message: "" };
+    const found = await Promise.all(c.plugins.map((p) => findPlugin(p.type, this.binDirs)));
+    const missing = c.plugins.filter((_, i) => !found[i]).map((p) => p.type);
+    this.pluginsFound = missing.length ? undefined : { config: c, at: Date.now() };
     if (missing.length) {
       return notReady(`CNI network "${c.name}" (${c.file}) needs plugins not found in ${this.binDirs.join(":")}: ${missing.join(", ")}`);
     }

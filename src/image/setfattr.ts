@@ -1,8 +1,12 @@
-// The one place berth runs `setfattr` (Debian's attr package): Node has no xattr API.
-// Always with -h, so a symlink's own attributes are set and it is never followed.
-import { execa } from "execa";
+// The one place berth sets extended attributes (opaque directories, image xattrs):
+// lsetxattr(2) through the native addon, so a symlink's own attributes are set and it is never
+// followed, without a forked setfattr(1) per entry.
+import { setXattrNoFollow } from "../native/native.js";
 
 export async function setXattr(file: string, name: string, value: Buffer): Promise<void> {
-  const r = await execa("setfattr", ["-h", "-n", name, "-v", `0s${value.toString("base64")}`, "--", file], { reject: false, stdin: "ignore" });
-  if (r.exitCode !== 0) throw new Error(`setfattr ${name} on ${file} failed: ${String(r.stderr).trim() || `exit ${r.exitCode}`}`);
+  try {
+    await setXattrNoFollow(file, name, value);
+  } catch (err) {
+    throw new Error(`setfattr ${name} on ${file} failed: ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -1,7 +1,7 @@
 // The image store: pulls images into the content and layer stores and keeps their metadata
 // (tags, digests, layers) as crash-safe records under <root>/image/meta/images.
 import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../config.js";
 import { parseDuration } from "../config.js";
@@ -52,6 +52,8 @@ function registryOptions(image: RegistryConfig): Omit<RegistryOptions, "log" | "
 export class LocalImageStore implements ImageStore {
   readonly imageRoot: string;
   private readonly content: ContentStore;
+  /** The last blob scan of ImageFsInfo (scanIfChanged). */
+  private blobs: BlobUsage | undefined;
   readonly layers: LayerStore;
   readonly snapshots: OverlaySnapshots;
   private readonly records: RecordStore<ImageRecord>;
@@ -397,13 +399,42 @@ export class LocalImageStore implements ImageStore {
   }
 
   async fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestamp: bigint }> {
-    const { bytes: blobBytes, digests } = await this.content.scan();
+    const blobs = (this.blobs = await scanIfChanged(this.content, this.blobs));
     const layers = this.layers.usage();
     return {
       mountpoint: this.imageRoot,
-      usedBytes: blobBytes + layers.bytes,
-      inodesUsed: digests.length + layers.inodes,
+      usedBytes: blobs.bytes + layers.bytes,
+      inodesUsed: blobs.count + layers.inodes,
       timestamp: BigInt(Date.now()) * 1_000_000n,
     };
+  }
+}
+
+/**
+ * Blobs are immutable, so their total changes only when one is added or removed, which moves the
+ * blob dir's mtime: the scan is kept while that mtime stays, and trusted only once the mtime is
+ * older than the clock's granularity could hide (a change in the same tick as the scan).
+ */
+async function scanIfChanged(content: ContentStore, last: BlobUsage | undefined): Promise<BlobUsage> {
+  const st = await stat(content.dir, { bigint: true });
+  const dirId = `${st.ino}:${st.mtimeNs}`;
+  if (last?.dirId === dirId) return last;
+  const { bytes, digests } = await content.scan();
+  const settled = BigInt(Date.now()) * 1_000_000n - st.mtimeNs > 2_000_000_000n;
+  return { dirId: settled ? dirId : "", bytes, count: digests.length };
+}
+
+interface BlobUsage {
+  /** The blob dir's inode and mtime when scanned; "" when too recent to trust. */
+  dirId: string;
+  bytes: number;
+  count: number;
+}
+
+function safeFormat(ref: string): string | undefined {
+  try {
+    return formatReference(parseReference(ref));
+  } catch {
+    return undefined;
   }
 }

@@ -8,6 +8,8 @@
 //   trimMalloc()              -> boolean               malloc_trim(0): hand malloc's free pages back to the kernel
 //   mountFs(source, target, fstype, flags, data, cwd, cb(err))   mount(2), relative paths in data resolved from cwd
 //   unmountFs(target, lazy, cb(err))                   umount2(2) with UMOUNT_NOFOLLOW (and MNT_DETACH when lazy)
+//   makeNode(path, mode, major, minor, cb(err))        mknod(2) of a device node or fifo, then exactly mode's permission bits
+//   setXattr(path, name, value, cb(err))               lsetxattr(2) (never a symlink's target)
 //   pinNamespaces(netFile, ipcFile, utsFile, hostname, cb(err))  new namespaces, each bind-mounted on its file
 //   pinUserNamespace(userFile, uidMap, gidMap, netFile, ipcFile, utsFile, hostname, cb(err))
 //                                                      a new user namespace (maps written) owning the new others, all pinned
@@ -62,6 +64,8 @@ static napi_value init(napi_env env, napi_value exports) {
       // native_mount.c
       EXPORT("mountFs", mount_fs),
       EXPORT("unmountFs", unmount_fs),
+      EXPORT("makeNode", make_node),
+      EXPORT("setXattr", set_xattr),
       EXPORT("pinNamespaces", pin_namespaces),
       EXPORT("pinUserNamespace", pin_user_namespace),
       EXPORT("idmapMount", idmap_mount_js),

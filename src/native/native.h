@@ -124,9 +124,11 @@ napi_value send_datagram(napi_env env, napi_callback_info info);
 napi_value bind_datagram(napi_env env, napi_callback_info info);
 napi_value recv_datagram(napi_env env, napi_callback_info info);
 
-// native_mount.c: mount(2), umount2(2), namespace pins, idmapped mounts.
+// native_mount.c: mount(2), umount2(2), namespace pins, idmapped mounts, mknod(2), lsetxattr(2).
 napi_value mount_fs(napi_env env, napi_callback_info info);
 napi_value unmount_fs(napi_env env, napi_callback_info info);
+napi_value make_node(napi_env env, napi_callback_info info);
+napi_value set_xattr(napi_env env, napi_callback_info info);
 napi_value pin_namespaces(napi_env env, napi_callback_info info);
 napi_value pin_user_namespace(napi_env env, napi_callback_info info);
 napi_value idmap_mount_js(napi_env env, napi_callback_info info);

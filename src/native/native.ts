@@ -16,6 +16,8 @@ interface Addon {
   trimMalloc(): boolean;
   mountFs(source: string, target: string, fstype: string, flags: number, data: string, cwd: string, cb: (err: Error | null) => void): void;
   unmountFs(target: string, lazy: boolean, cb: (err: Error | null) => void): void;
+  makeNode(path: string, mode: number, major: number, minor: number, cb: (err: Error | null) => void): void;
+  setXattr(path: string, name: string, value: Buffer, cb: (err: Error | null) => void): void;
   pinNamespaces(netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
   pinUserNamespace(userFile: string, uidMap: string, gidMap: string, netFile: string, ipcFile: string, utsFile: string, hostname: string, cb: (err: Error | null) => void): void;
   idmapMount(source: string, target: string, usernsFile: string, replace: boolean, cb: (err: Error | null) => void): void;
@@ -153,6 +155,16 @@ export function mountFs(m: { source: string; target: string; fstype: string; fla
 /** umount2(2) of `target`, never following a symlink there; `lazy` detaches a busy mount. */
 export function unmountFs(target: string, lazy = false): Promise<void> {
   return done((cb) => load().unmountFs(target, lazy, cb));
+}
+
+/** mknod(2) of a device node or fifo (`mode` holds the S_IF* type) with exactly `mode`'s permission bits. */
+export function makeNodeAt(file: string, mode: number, major = 0, minor = 0): Promise<void> {
+  return done((cb) => load().makeNode(file, mode, major, minor, cb));
+}
+
+/** lsetxattr(2): the attribute of `file` itself, never of a symlink's target. */
+export function setXattrNoFollow(file: string, name: string, value: Buffer): Promise<void> {
+  return done((cb) => load().setXattr(file, name, value, cb));
 }
 
 /**

@@ -1,19 +1,25 @@
 // Mounts and namespaces: mount(2) and umount2(2), new namespaces pinned by bind mounts (a user
-// namespace through a clone() child), idmapped mounts (open_tree, mount_setattr, move_mount).
+// namespace through a clone() child), idmapped mounts (open_tree, mount_setattr, move_mount);
+// and the device nodes and xattrs of unpacked layers, which go the same way.
 #include "native.h"
 
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 // Each runs on a throwaway thread (started from a libuv pool thread, as connectInNetns): a
 // mount with a cwd first unshares the thread's filesystem context (CLONE_FS) so chdir never
 // moves berthd's own cwd, and new namespaces are entered by that thread alone and pinned by
 // bind mounts of /proc/self/task/<tid>/ns/<kind> before it exits. Running mount(8), umount(8) and unshare(1) instead cost a fork and an exec each.
-enum fs_op_kind { OP_MOUNT, OP_UNMOUNT, OP_PIN, OP_PIN_USERNS, OP_IDMAP };
+// Device nodes and extended attributes of unpacked layers (whiteouts, opaque directories) go
+// the same way: mknod(1) and setfattr(1) forked berthd once per entry.
+enum fs_op_kind { OP_MOUNT, OP_UNMOUNT, OP_PIN, OP_PIN_USERNS, OP_IDMAP, OP_MKNOD, OP_SETXATTR };
 
 struct fs_op {
   enum fs_op_kind kind;
@@ -29,6 +35,9 @@ struct fs_op {
   char user_file[4096];  // OP_PIN_USERNS: the user namespace pin; OP_IDMAP: the user namespace to map through
   char uid_map[256], gid_map[256];
   char idmap_source[4096];
+  unsigned int mode;  // mknod: file type and permission bits
+  unsigned int major, minor;
+  size_t value_len;  // setxattr: bytes of data used
   int err;
   const char *step;
   napi_async_work work;
@@ -218,6 +227,14 @@ static void *fs_op_thread(void *arg) {
     case OP_IDMAP:
       idmap_mount(o, o->lazy);
       return NULL;
+    case OP_MKNOD:
+      if (mknod(o->target, o->mode, makedev(o->major, o->minor)) != 0) return o->err = errno, o->step = "mknod", NULL;
+      // The permission bits exactly as asked, whatever berthd's umask.
+      if (fchmodat(AT_FDCWD, o->target, o->mode & 07777, 0) != 0) o->err = errno, o->step = "chmod";
+      return NULL;
+    case OP_SETXATTR:
+      if (lsetxattr(o->target, o->source, o->data, o->value_len, 0) != 0) o->err = errno, o->step = "lsetxattr";
+      return NULL;
   }
   return NULL;
 }
@@ -239,6 +256,8 @@ static const char *errno_name(int err) {
     case ENOTDIR: return "ENOTDIR";
     case ENODEV: return "ENODEV";
     case ENOSPC: return "ENOSPC";
+    case EEXIST: return "EEXIST";
+    case ENOTSUP: return "ENOTSUP";
     default: return "ESYSCALL";
   }
 }
@@ -356,4 +375,43 @@ napi_value idmap_mount_js(napi_env env, napi_callback_info info) {
   o->kind = OP_IDMAP;
   o->lazy = replace;
   return queue_fs_op(env, o, argv[4], "berth.idmapMount");
+}
+
+napi_value make_node(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  bool n_ok = get_args(env, info, 5, argv);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  int mode = 0, major = 0, minor = 0;
+  if (!n_ok || !arg_string(env, argv[0], o->target, sizeof o->target) || o->target[0] != '/' || !arg_int(env, argv[1], &mode) ||
+      !(S_ISCHR(mode) || S_ISBLK(mode) || S_ISFIFO(mode)) || !arg_int(env, argv[2], &major) || major < 0 || !arg_int(env, argv[3], &minor) ||
+      minor < 0 || !is_function(env, argv[4])) {
+    free(o);
+    return type_error(env, "makeNode(absolute path, mode with S_IFCHR/S_IFBLK/S_IFIFO, major, minor, callback)");
+  }
+  o->kind = OP_MKNOD;
+  o->mode = (unsigned int)mode;
+  o->major = (unsigned int)major;
+  o->minor = (unsigned int)minor;
+  return queue_fs_op(env, o, argv[4], "berth.makeNode");
+}
+
+napi_value set_xattr(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  bool n_ok = get_args(env, info, 4, argv);
+  struct fs_op *o = calloc(1, sizeof *o);
+  if (!o) return throw_errno(env, "calloc", ENOMEM);
+  void *value = NULL;
+  size_t len = 0;
+  bool is_buffer = false;
+  if (n_ok) napi_is_buffer(env, argv[2], &is_buffer);
+  if (!n_ok || !arg_string(env, argv[0], o->target, sizeof o->target) || o->target[0] != '/' || !arg_string(env, argv[1], o->source, sizeof o->source) ||
+      !is_buffer || napi_get_buffer_info(env, argv[2], &value, &len) != napi_ok || len > sizeof o->data || !is_function(env, argv[3])) {
+    free(o);
+    return type_error(env, "setXattr(absolute path, name, Buffer of at most 4096 bytes, callback)");
+  }
+  o->kind = OP_SETXATTR;
+  if (len) memcpy(o->data, value, len);
+  o->value_len = len;
+  return queue_fs_op(env, o, argv[3], "berth.setXattr");
 }

@@ -1,5 +1,6 @@
 // Container cgroups, v1 and v2 behind one interface: the path runc is given, the counters the
 // stats RPCs report, OOM-kill counts, and removal of what runc left behind.
+import { close, open, read } from "node:fs";
 import { access, readdir, readFile, rmdir, statfs } from "node:fs/promises";
 import path from "node:path";
 import { isErrno } from "../errors.js";
@@ -81,13 +82,21 @@ export interface CgroupSample {
   pressure?: { cpu?: Pressure; memory?: Pressure; io?: Pressure };
 }
 
+/** What a stats reading leaves out: kubelet's stats need neither for a container. */
+export interface StatsWanted {
+  /** cgroup.procs (the process count); default true. */
+  pids?: boolean;
+  /** The OOM-kill counter; default true. */
+  oomKills?: boolean;
+}
+
 export interface Cgroups {
   readonly version: 1 | 2;
   readonly driver: CgroupDriverName;
   /** The `linux.cgroupsPath` runc gets for a container (or an infra container) under a pod's parent. */
   containerPath(parent: string, id: string): string;
-  /** Counters of the cgroup named by a runc cgroupsPath (or a pod's parent); undefined when it is gone. */
-  stats(cgroupsPath: string): Promise<CgroupStats | undefined>;
+  /** Counters of the cgroup named by a runc cgroupsPath (or a pod's parent); undefined when it is gone. Left-out counters read 0. */
+  stats(cgroupsPath: string, want?: StatsWanted): Promise<CgroupStats | undefined>;
   /** What ListPodSandboxMetrics reports of a container's cgroup; undefined when it is gone. */
   sample(cgroupsPath: string): Promise<CgroupSample | undefined>;
   /** How many processes the kernel OOM-killed in the cgroup so far (0 when it is gone). */
@@ -138,9 +147,31 @@ function parseKeyed(text: string): Map<string, bigint> {
   return m;
 }
 
+const SMALL = 8192;
+
+/**
+ * A small kernel file (cgroup, /proc) in one open, read and close. fs.promises.readFile also
+ * fstats and allocates 64 KiB for a file whose size reads 0, as these do; the stats RPCs read
+ * hundreds per call. A file that fills the buffer is read again whole.
+ */
+export function readSmallFile(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    open(file, "r", (err, fd) => {
+      if (err) return reject(err);
+      const buf = Buffer.allocUnsafe(SMALL);
+      read(fd, buf, 0, SMALL, 0, (readErr, n) => {
+        close(fd, () => undefined);
+        if (readErr) reject(readErr);
+        else if (n === SMALL) readFile(file, "utf8").then(resolve, reject);
+        else resolve(buf.toString("utf8", 0, n));
+      });
+    });
+  });
+}
+
 async function readText(file: string): Promise<string | undefined> {
   try {
-    return await readFile(file, "utf8");
+    return await readSmallFile(file);
   } catch (err) {
     if (isErrno(err, "ENOENT") || isErrno(err, "ENODEV") || isErrno(err, "ENOTDIR")) return undefined;
     throw err;
@@ -276,15 +307,15 @@ class CgroupsV1 implements Cgroups {
     return path.join(ROOT, controller, cgroupDir(this.driver, cgroupsPath));
   }
 
-  async stats(cgroupsPath: string): Promise<CgroupStats | undefined> {
+  async stats(cgroupsPath: string, want: StatsWanted = {}): Promise<CgroupStats | undefined> {
     const mem = this.dir("memory", cgroupsPath);
     const [cpu, usage, stat, limit, oom, procs] = await Promise.all([
       readBig(path.join(this.dir("cpuacct", cgroupsPath), "cpuacct.usage")),
       readBig(path.join(mem, "memory.usage_in_bytes")),
       readText(path.join(mem, "memory.stat")),
       readBig(path.join(mem, "memory.limit_in_bytes")),
-      readText(path.join(mem, "memory.oom_control")),
-      readText(path.join(this.dir("pids", cgroupsPath), "cgroup.procs")),
+      want.oomKills === false ? undefined : readText(path.join(mem, "memory.oom_control")),
+      want.pids === false ? undefined : readText(path.join(this.dir("pids", cgroupsPath), "cgroup.procs")),
     ]);
     if (usage === undefined && cpu === undefined) return undefined;
     const s = parseKeyed(stat ?? "");
@@ -398,15 +429,15 @@ class CgroupsV2 implements Cgroups {
     return path.join(ROOT, cgroupDir(this.driver, cgroupsPath));
   }
 
-  async stats(cgroupsPath: string): Promise<CgroupStats | undefined> {
+  async stats(cgroupsPath: string, want: StatsWanted = {}): Promise<CgroupStats | undefined> {
     const d = this.dir(cgroupsPath);
     const [cpuStat, current, stat, max, events, procs] = await Promise.all([
       readText(path.join(d, "cpu.stat")),
       readBig(path.join(d, "memory.current")),
       readText(path.join(d, "memory.stat")),
       readText(path.join(d, "memory.max")),
-      readText(path.join(d, "memory.events")),
-      readText(path.join(d, "cgroup.procs")),
+      want.oomKills === false ? undefined : readText(path.join(d, "memory.events")),
+      want.pids === false ? undefined : readText(path.join(d, "cgroup.procs")),
     ]);
     if (cpuStat === undefined && current === undefined) return undefined;
     const cpu = parseKeyed(cpuStat ?? "");

@@ -89,7 +89,8 @@ async function exists(p: string): Promise<boolean> {
   return access(p).then(() => true, () => false);
 }
 
-async function findBinary(name: string): Promise<string> {
+/** `name` as an absolute path: as given when it has a slash, else the first match on PATH. */
+export async function findBinary(name: string): Promise<string> {
   if (name.includes("/")) return path.resolve(name);
   for (const dir of (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
     const p = path.join(dir, name);

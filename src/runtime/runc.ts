@@ -45,6 +45,13 @@ export interface RuncState {
 
 const NOT_EXIST = /does not exist|not found|no such file or directory/i;
 
+let unrunnable: ((binary: string, why: string) => void) | undefined;
+
+/** Tells `fn` of every runtime call whose binary could not be started (node-status.ts: RuntimeReady). */
+export function observeUnrunnable(fn: ((binary: string, why: string) => void) | undefined): void {
+  unrunnable = fn;
+}
+
 /** One OCI runtime binary with its state root. */
 export class OciRuntime {
   constructor(
@@ -59,7 +66,9 @@ export class OciRuntime {
   }
 
   private async run(args: string[], input?: string): Promise<{ stdout: string; stderr: string; failed: boolean; exitCode: number | null; failedWhy?: string }> {
-    return runCaptured(this.binary, [...this.globalArgs(), ...args], { input, timeoutMs: 60_000 });
+    const r = await runCaptured(this.binary, [...this.globalArgs(), ...args], { input, timeoutMs: 60_000 });
+    if (r.notStarted !== undefined) unrunnable?.(this.binary, r.notStarted);
+    return r;
   }
 
   private fail(what: string, id: string, r: { stderr: string; exitCode: number | null; failedWhy?: string }): never {

@@ -1,7 +1,7 @@
-// Container and pod stats: cgroup counters (v1 or v2), the writable layer's usage from the
-// snapshotter, and the pod's network interfaces read from /proc/<pid>/net/dev of a process
-// inside the pod's network namespace.
-import { readFile } from "node:fs/promises";
+// Container and pod stats: cgroup counters (v1 or v2, each cgroup read once per call, a bounded
+// number at a time), the writable layer's usage from the snapshotter (a walk of the upper dir,
+// kept for a bounded age), and the pod's network interfaces read from /proc/<pid>/net/dev of a
+// process inside the pod's network namespace.
 import type {
   ContainerStats,
   ContainerStatsFilter,
@@ -13,8 +13,9 @@ import type {
   PodSandboxStatsFilter,
 } from "../gen/api.js";
 import { NotFound } from "../errors.js";
+import { Semaphore } from "../image/layers.js";
 import type { Snapshots } from "../image/types.js";
-import type { CgroupStats, Cgroups } from "./cgroups.js";
+import { readSmallFile, type CgroupStats, type Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
 import type { SandboxLookup, SandboxRef } from "./types.js";
 
@@ -30,6 +31,24 @@ export interface ContainerSource {
 export type SandboxIds = () => string[];
 
 const u64 = (v: bigint | number) => ({ value: BigInt(v) });
+
+export interface StatsOptions {
+  /**
+   * How long a writable layer's measured usage is reused. A container writes its upper dir
+   * directly, so the usage cannot be tracked, only walked; kubelet's own cAdvisor path re-walks
+   * container filesystems once a minute, so half that keeps kubelet's eviction view as fresh.
+   */
+  layerUsageMaxAgeMs: number;
+  /** Cgroups (and layer walks) read at once: the libuv pool has 4 threads, more only queues. */
+  parallel: number;
+}
+
+export const DEFAULT_STATS_OPTIONS: StatsOptions = { layerUsageMaxAgeMs: 30_000, parallel: 8 };
+
+interface LayerUsage {
+  at: number;
+  value: Promise<{ bytes: number; inodes: number } | undefined>;
+}
 
 export interface InterfaceCounters {
   name: string;
@@ -60,6 +79,9 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 export class StatsCollector {
   /** The previous cpu sample per cgroup path, for usage_nano_cores. */
   private readonly lastCpu = new Map<string, { at: bigint; usage: bigint }>();
+  /** Writable-layer usage per snapshot key, reused for `layerUsageMaxAgeMs`. */
+  private readonly layerUsage = new Map<string, LayerUsage>();
+  private readonly bound: Semaphore;
 
   constructor(
     private readonly containers: ContainerSource,
@@ -67,7 +89,10 @@ export class StatsCollector {
     private readonly snapshots: Snapshots,
     private readonly sandboxes: SandboxLookup,
     private readonly sandboxIds: SandboxIds,
-  ) {}
+    private readonly options: StatsOptions = DEFAULT_STATS_OPTIONS,
+  ) {
+    this.bound = new Semaphore(options.parallel);
+  }
 
   private cpu(key: string, s: CgroupStats): CpuUsage {
     const prev = this.lastCpu.get(key);
@@ -94,13 +119,32 @@ export class StatsCollector {
     };
   }
 
-  private async one(r: ContainerRecord): Promise<ContainerStats> {
-    const [s, usage] = await Promise.all([
-      r.phase === "running" ? this.cgroups.stats(r.cgroupsPath) : Promise.resolve(undefined),
-      this.snapshots.usage(r.id).catch(() => undefined),
-    ]);
+  /** The writable layer's usage, walked at most once per `layerUsageMaxAgeMs` (concurrent callers share a walk). */
+  private writableLayer(key: string): Promise<{ bytes: number; inodes: number } | undefined> {
+    const now = Date.now();
+    const hit = this.layerUsage.get(key);
+    if (hit && now - hit.at <= this.options.layerUsageMaxAgeMs) return hit.value;
+    const value = this.bound.run(() => this.snapshots.usage(key)).catch(() => undefined);
+    this.layerUsage.set(key, { at: now, value });
+    return value;
+  }
+
+  /** Forgets layer usage older than its age bound (removed containers' among them). */
+  private pruneLayerUsage(): void {
+    const now = Date.now();
+    for (const [k, u] of this.layerUsage) if (now - u.at > this.options.layerUsageMaxAgeMs) this.layerUsage.delete(k);
+  }
+
+  /** The counters; the process count only for a pod's sum (a container's stats carry none), the OOM count never. */
+  private readCgroup(r: ContainerRecord, pids: boolean): Promise<CgroupStats | undefined> {
+    return r.phase === "running" ? this.bound.run(() => this.cgroups.stats(r.cgroupsPath, { pids, oomKills: false })) : Promise.resolve(undefined);
+  }
+
+  /** One container's stats and the cgroup counters they came from (read once, for the pod's sum too). */
+  private async one(r: ContainerRecord, forPod = false): Promise<{ stats: ContainerStats; cgroup: CgroupStats | undefined }> {
+    const [s, usage] = await Promise.all([this.readCgroup(r, forPod), this.writableLayer(r.id)]);
     const now = BigInt(Date.now()) * 1_000_000n;
-    return {
+    const stats: ContainerStats = {
       attributes: { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations },
       cpu: s ? this.cpu(r.cgroupsPath, s) : { timestamp: now, usageCoreNanoSeconds: u64(0), usageNanoCores: u64(0), psi: undefined },
       memory: s ? this.memory(s) : { timestamp: now, workingSetBytes: u64(0), availableBytes: undefined, usageBytes: u64(0), rssBytes: u64(0), pageFaults: u64(0), majorPageFaults: u64(0), psi: undefined },
@@ -108,10 +152,11 @@ export class StatsCollector {
       swap: undefined,
       io: undefined,
     };
+    return { stats, cgroup: s };
   }
 
   async containerStats(id: string): Promise<ContainerStats> {
-    return this.one(await this.containers.record(id));
+    return (await this.one(await this.containers.record(id))).stats;
   }
 
   async listContainerStats(filter: ContainerStatsFilter | undefined): Promise<ContainerStats[]> {
@@ -134,7 +179,8 @@ export class StatsCollector {
       if (err instanceof NotFound) return undefined;
       throw err;
     })));
-    return Promise.all(records.filter((r): r is ContainerRecord => r !== undefined).map((r) => this.one(r)));
+    this.pruneLayerUsage();
+    return (await Promise.all(records.filter((r): r is ContainerRecord => r !== undefined).map((r) => this.one(r)))).map((x) => x.stats);
   }
 
   private async network(sandbox: SandboxRef, members: ContainerRecord[]): Promise<NetworkUsage | undefined> {
@@ -142,7 +188,7 @@ export class StatsCollector {
     const infra = this.containers.infraOf(sandbox.id);
     const pids = [infra, ...members].filter((r): r is ContainerRecord => r !== undefined && r.phase === "running" && r.pid > 0).map((r) => r.pid);
     for (const pid of pids) {
-      const text = await readFile(`/proc/${pid}/net/dev`, "utf8").catch(() => undefined);
+      const text = await this.bound.run(() => readSmallFile(`/proc/${pid}/net/dev`)).catch(() => undefined);
       if (!text) continue;
       const ifaces: NetworkInterfaceUsage[] = parseNetDev(text).filter((i) => i.name !== "lo").map((i) => ({
         name: i.name, rxBytes: u64(i.rxBytes), rxErrors: u64(i.rxErrors), txBytes: u64(i.txBytes), txErrors: u64(i.txErrors),
@@ -155,12 +201,19 @@ export class StatsCollector {
   async podStats(sandboxId: string): Promise<PodSandboxStats> {
     const sandbox = this.sandboxes.getSandbox(sandboxId);
     if (!sandbox) throw new NotFound(`pod sandbox "${sandboxId}" not found`);
+    return this.podOf(sandbox);
+  }
+
+  private async podOf(sandbox: SandboxRef): Promise<PodSandboxStats> {
     const members = this.containers.containersOf(sandbox.id);
-    const containers = await Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r)));
-    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
     const infra = this.containers.infraOf(sandbox.id);
-    const cgs = (await Promise.all([...members, ...(infra ? [infra] : [])].filter((r) => r.phase === "running").map((r) => this.cgroups.stats(r.cgroupsPath).catch(() => undefined))))
-      .filter((x): x is CgroupStats => x !== undefined);
+    const [containers, infraCgroup, network] = await Promise.all([
+      Promise.all(members.filter((r) => r.phase === "running").map((r) => this.one(r, true))),
+      infra ? this.readCgroup(infra, true).catch(() => undefined) : Promise.resolve(undefined),
+      this.network(sandbox, members),
+    ]);
+    // The pod's containers plus its infra container, summed: the pod's cgroup parent may be shared with other pods.
+    const cgs = [...containers.map((c) => c.cgroup), infraCgroup].filter((x): x is CgroupStats => x !== undefined);
     const now = BigInt(Date.now()) * 1_000_000n;
     const total = (f: (c: CgroupStats) => bigint) => cgs.reduce((acc, c) => acc + f(c), 0n);
     const summed: CgroupStats = {
@@ -174,17 +227,14 @@ export class StatsCollector {
       oomKills: cgs.reduce((acc, c) => acc + c.oomKills, 0),
       pids: cgs.reduce((acc, c) => acc + c.pids, 0),
     };
-    const cpu = this.cpu(`pod:${sandbox.id}`, summed);
-    const memory = this.memory(summed);
-    const processCount = summed.pids;
     return {
       attributes: { id: sandbox.id, metadata: sandbox.metadata, labels: sandbox.labels, annotations: sandbox.annotations },
       linux: {
-        cpu,
-        memory,
-        network: await this.network(sandbox, members),
-        process: { timestamp: now, processCount: u64(processCount) },
-        containers,
+        cpu: this.cpu(`pod:${sandbox.id}`, summed),
+        memory: this.memory(summed),
+        network,
+        process: { timestamp: now, processCount: u64(summed.pids) },
+        containers: containers.map((c) => c.stats),
         io: undefined,
       },
       windows: undefined,
@@ -204,16 +254,11 @@ export class StatsCollector {
     });
   }
 
-  /** Stats of the given pods, one after another; one removed meanwhile is left out. */
+  /** Stats of the given pods; one removed meanwhile is left out. */
   async podStatsOf(ids: string[]): Promise<PodSandboxStats[]> {
-    const out: PodSandboxStats[] = [];
-    for (const id of ids) {
-      const s = await this.podStats(id).catch((err) => {
-        if (err instanceof NotFound) return undefined;
-        throw err;
-      });
-      if (s) out.push(s);
-    }
-    return out;
+    const picked = ids.map((id) => this.sandboxes.getSandbox(id)).filter((sb): sb is SandboxRef => sb !== undefined);
+    this.pruneLayerUsage();
+    // Every pod at once: the reads underneath are what the bound limits.
+    return Promise.all(picked.map((sb) => this.podOf(sb)));
   }
 }
