@@ -3,7 +3,7 @@
 // through cAdvisor instead), and the daemons' steady CPU with and without a 15 s scrape.
 import http from "node:http";
 import { alternate, newGroup, newRow, timed, describeFailure, type Group } from "./measure.js";
-import { readProcStat, USER_HZ } from "../src/proc.js";
+import { cpuMs } from "./procs.js";
 import type { RuntimeUnderTest } from "./runtimes.js";
 import type { Ctx } from "./workloads.js";
 
@@ -11,13 +11,6 @@ import type { Ctx } from "./workloads.js";
 const BERTH_METRICS_URL = "http://127.0.0.1:9120/metrics";
 const SCRAPE_EVERY_MS = 15_000;
 const CPU_WINDOW_MS = 30_000;
-
-/** utime + stime of a process, in ms. */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readProcStat(pid);
-  if (stat === undefined) throw new Error(`process ${pid} is gone`);
-  return ((stat.utimeTicks + stat.stimeTicks) * 1000) / USER_HZ;
-}
 
 function scrape(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
