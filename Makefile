@@ -17,7 +17,7 @@ define apt_ensure
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 endef
 
-.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak fuzz clean cni-default install install-files uninstall
+.PHONY: deps deps-test deps-bench build gen native run test bench critest critest-bin soak storm fuzz clean cni-default install install-files uninstall
 
 deps:
 	$(call apt_ensure,$(RUN_PKGS))
@@ -100,6 +100,10 @@ fuzz: deps-test build
 # 8 clients cycling pods and containers for SOAK_SECONDS (default 300): errors, leaks, berthd RSS.
 soak: deps-test build
 	node dist/test/soak/soak.js
+
+# kubelet's restart storm: STORM_PODS (100) pods, STORM_CONTAINERS (200) containers, STORM_CLIENTS (20) clients at once.
+storm: deps-test build
+	node dist/test/soak/storm.js
 
 # critest (cri-tools) against berth; test/critest/README.md. CRITEST_RUNTIME=containerd runs the baseline,
 # CRITEST_OUT=dir keeps the logs and reports, CRITEST_FLAGS passes more (--focus RE, --skip RE, --benchmark, --verbose).

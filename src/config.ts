@@ -31,6 +31,8 @@ export interface Config {
     /** Never ask the kernel for an oom_score_adj below berthd's own (no CAP_SYS_RESOURCE). */
     restrict_oom_score_adj: boolean;
     default_stop_timeout: number;
+    /** How long one OCI runtime call (create through conmon, start, kill, delete, state, update) may take before it is killed: DEADLINE_EXCEEDED. */
+    call_timeout: string;
   };
   cni: {
     conf_dir: string;
@@ -86,6 +88,7 @@ export function defaultConfig(): Config {
       drop_infra: true,
       restrict_oom_score_adj: true,
       default_stop_timeout: 10,
+      call_timeout: "60s",
     },
     cni: {
       conf_dir: "/etc/cni/net.d",
@@ -154,6 +157,7 @@ export const SCHEMA: Table = table("", {
     drop_infra: key("boolean", "No pause container unless the pod shares a PID namespace."),
     restrict_oom_score_adj: key("boolean", "Never ask for an oom_score_adj below berthd's own (hosts without CAP_SYS_RESOURCE)."),
     default_stop_timeout: key("number", "Seconds StopContainer waits when the request gives no timeout."),
+    call_timeout: key("duration", "How long one OCI runtime call (create through conmon, start, kill, delete, state, update) may take before it and what it started are killed and the RPC fails with DEADLINE_EXCEEDED."),
   }),
   cni: table("Pod networking through CNI plugins.", {
     conf_dir: key("string", "Where the network config (*.conf, *.conflist, *.json) is read from; the first by name is used."),

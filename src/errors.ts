@@ -65,9 +65,29 @@ export function codeOf(err: unknown): status {
   let cur: unknown = err;
   for (let depth = 0; cur instanceof Error && depth < 10; depth++) {
     if (cur instanceof BerthError) return cur.code;
+    // A full disk or quota is the node's state, not berth's bug, wherever it surfaced.
+    if (isNoSpace(cur)) return status.RESOURCE_EXHAUSTED;
     cur = cur.cause;
   }
   return status.INTERNAL;
+}
+
+/** ENOSPC or EDQUOT: the filesystem (or the quota) is full. */
+export function isNoSpace(err: unknown): boolean {
+  return isErrno(err, "ENOSPC") || isErrno(err, "EDQUOT");
+}
+
+/** True when err or a cause below it is ENOSPC/EDQUOT. */
+export function causedByNoSpace(err: unknown): boolean {
+  let cur: unknown = err;
+  for (let depth = 0; cur instanceof Error && depth < 10; depth++, cur = cur.cause) if (isNoSpace(cur)) return true;
+  return false;
+}
+
+/** A write under `where` that ran out of space, as ResourceExhausted naming the path (node's errors name no path for write/fsync). */
+export function noSpaceAt(step: string, where: string, err: unknown): ResourceExhausted {
+  const code = (err as NodeJS.ErrnoException).code ?? "ENOSPC";
+  return new ResourceExhausted(`${step}: no space left on the filesystem of ${where} (${code}); free space there and retry`, { cause: err });
 }
 
 /** The gRPC code's name ("NOT_FOUND"): a bounded label for failure counts. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
 import { runCaptured } from "./run-captured.js";
 
@@ -35,5 +36,17 @@ describe("runCaptured (posix_spawn through the addon; node's spawn for bare name
     const missing = await runCaptured("/nonexistent/prog", [], { timeoutMs: 5000 });
     assert.equal(missing.failed, true);
     assert.match(missing.failedWhy ?? "", /nonexistent\/prog: No such file/);
+  });
+
+  test("the timeout kills what a hung script started too, and the call returns though a child held its output", async () => {
+    const started = Date.now();
+    const r = await runCaptured("/bin/sh", ["-c", "sleep 30 & echo $! ; wait"], { timeoutMs: 300 });
+    assert.equal(r.timedOut, true);
+    assert.ok(Date.now() - started < 5000, `returned after ${Date.now() - started} ms`);
+    const child = Number(r.stdout.trim());
+    assert.ok(child > 0, r.stdout);
+    await new Promise((res) => setTimeout(res, 100));
+    const stat = await readFile(`/proc/${child}/stat`, "utf8").catch(() => "");
+    assert.ok(stat === "" || / Z /.test(stat), `the script's sleep (${child}) still runs: ${stat}`);
   });
 });

@@ -43,6 +43,11 @@ export function runCaptured(file: string, args: string[], o: CaptureOptions): Pr
       timedOut = true;
       failedWhy ??= `timed out after ${o.timeoutMs} ms`;
       started.kill();
+      // Something outside the program's process group may still hold its output: stop waiting for it.
+      setTimeout(() => {
+        started.stdout.destroy();
+        started.stderr.destroy();
+      }, 1000).unref();
     }, o.timeoutMs);
     const collect = (into: Buffer[], which: "stdout" | "stderr") => (d: Buffer) => {
       bytes[which] += d.length;
@@ -86,20 +91,32 @@ function startChild(file: string, args: string[], o: CaptureOptions): Started {
   const env = o.env ?? process.env;
   if (file.startsWith("/")) {
     try {
-      const c = spawnChild({ file, args, env, stdio: [o.input === undefined ? "ignore" : "in", "out", "out"] });
-      return { stdin: c.pipes[0], stdout: c.pipes[1]!, stderr: c.pipes[2]!, exited: c.exited, kill: () => void c.kill("SIGKILL") };
+      // Its own session and process group: a kill reaches what a hung wrapper script started too.
+      const c = spawnChild({ file, args, env, setsid: true, stdio: [o.input === undefined ? "ignore" : "in", "out", "out"] });
+      return { stdin: c.pipes[0], stdout: c.pipes[1]!, stderr: c.pipes[2]!, exited: c.exited, kill: () => killGroup(c.pid, () => c.kill("SIGKILL")) };
     } catch (e) {
       // posix_spawn failed (no such file, not executable): answered like a failed spawn.
       return failedStart((e as Error).message);
     }
   }
-  const child = spawn(file, args, { env, stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+  const child = spawn(file, args, { env, detached: true, stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
   const exited = new Promise<{ code: number | null; signal: string | null; error?: string }>((resolve) => {
     let error: string | undefined;
     child.once("error", (e) => (error = e.message));
     child.once("close", (code, signal) => resolve({ code, signal, error }));
   });
-  return { stdin: child.stdin ?? undefined, stdout: child.stdout!, stderr: child.stderr!, exited, kill: () => void child.kill("SIGKILL") };
+  return { stdin: child.stdin ?? undefined, stdout: child.stdout!, stderr: child.stderr!, exited, kill: () => killGroup(child.pid, () => child.kill("SIGKILL")) };
+}
+
+/** SIGKILLs the process group `leader` leads (the leader itself through `killLeader`, which never hits a reused pid). */
+function killGroup(leader: number | undefined, killLeader: () => unknown): void {
+  killLeader();
+  if (leader === undefined || leader <= 0) return;
+  try {
+    process.kill(-leader, "SIGKILL");
+  } catch {
+    // the group is gone
+  }
 }
 
 function failedStart(why: string): Started {

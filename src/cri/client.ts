@@ -76,10 +76,10 @@ export interface CriClient {
   close(): void;
 }
 
-/** Connects to a CRI socket path (or a `unix://` address). */
-export function connectCri(socket: string): CriClient {
+/** Connects to a CRI socket path (or a `unix://` address); `ownConnection`: not shared with other clients of the socket (load tests). */
+export function connectCri(socket: string, o: { ownConnection?: boolean } = {}): CriClient {
   const address = socket.startsWith("unix://") ? socket : `unix://${socket}`;
-  const options = { "grpc.max_receive_message_length": 16 * 1024 * 1024 };
+  const options = { "grpc.max_receive_message_length": 16 * 1024 * 1024, ...(o.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {}) };
   const RuntimeClient = makeGenericClientConstructor(RuntimeServiceService, "runtime.v1.RuntimeService");
   const ImageClient = makeGenericClientConstructor(ImageServiceService, "runtime.v1.ImageService");
   const rt = new RuntimeClient(address, credentials.createInsecure(), options);

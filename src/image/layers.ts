@@ -10,14 +10,14 @@ import path from "node:path";
 import { PassThrough, Transform, type Duplex, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { InvalidArgument, wrap } from "../errors.js";
+import { causedByNoSpace, InvalidArgument, noSpaceAt, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import { faultPoint } from "../faults.js";
 import { DigestMismatch } from "./content.js";
 import type { Compression } from "./manifest.js";
-import { readTar } from "./tar.js";
+import { readTar, TarError } from "./tar.js";
 import { UnsafeEntry, unpackLayer } from "./unpack.js";
 import { zstdDecompressor } from "./zstd.js";
 
@@ -259,7 +259,16 @@ export class LayerStore {
       await rm(tmp, { recursive: true, force: true });
       if (err instanceof UnsafeEntry) throw new InvalidArgument(`layer ${source.digest} is unsafe: ${err.message}; nothing was stored`, { cause: err });
       if (err instanceof DigestMismatch) throw err;
-      throw wrap(`layer ${source.digest} (corrupt, or not the content its digest names; nothing was stored)`, err);
+      if (causedByNoSpace(err)) throw noSpaceAt(`unpack layer ${source.digest} into ${tmp}; nothing was stored`, this.dir, err);
+      // Bytes that do not decode (a truncated or corrupt stream) cannot be what the digest names.
+      if (err instanceof TarError || isZlibError(err)) throw new DigestMismatch(`layer ${source.digest}: the registry sent content that is not a ${source.compression === "none" ? "" : `${source.compression} `}tar stream (${(err as Error).message}): corrupt, or not the content its digest names; nothing was stored`, { cause: err });
+      throw wrap(`layer ${source.digest} (nothing was stored)`, err);
     }
   }
+}
+
+/** zlib's decode failures (Z_DATA_ERROR, Z_BUF_ERROR: "unexpected end of file", ...). */
+function isZlibError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && code.startsWith("Z_");
 }

@@ -7,7 +7,7 @@ import { constants } from "node:fs";
 import { mkdir, open, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { Internal, isErrno, NotFound } from "../errors.js";
+import { DeadlineExceeded, Internal, isErrno, NotFound } from "../errors.js";
 import { spawnChild, type SpawnedChild } from "../native/native.js";
 import { isLive, readProcStat } from "../proc.js";
 
@@ -103,9 +103,14 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
   const syncPipe = sub.pipes[3]! as Readable;
   const startPipe = sub.pipes[4]! as Writable;
   // Listeners go on before any await: a child that exits first has its unread pipes drained by node, 'end' included.
+  const timeoutMs = o.timeoutMs ?? 60_000;
   const reported = new Promise<string>((resolve, reject) => {
     let text = "";
-    const timer = setTimeout(() => finish(new Internal(`conmon for ${o.id} did not report within ${o.timeoutMs ?? 60_000} ms`)), o.timeoutMs ?? 60_000);
+    const timer = setTimeout(() => {
+      // A hung runtime (or conmon): both go, so nothing of the half-made container keeps running.
+      void killConmon(sub, o.conmonPidFile).finally(() =>
+        finish(new DeadlineExceeded(`"${o.runtimePath} create" for container ${o.id}, run by conmon, did not finish within ${timeoutMs} ms (runtime.call_timeout); conmon and the runtime were killed`)));
+    }, timeoutMs);
     const finish = (err?: Error) => {
       clearTimeout(timer);
       syncPipe.removeAllListeners("data");
@@ -134,6 +139,21 @@ export async function startConmon(o: ConmonOptions): Promise<ConmonStarted> {
   }
   const conmonPid = await readPid(o.conmonPidFile);
   return { containerPid: parsed.pid, conmonPid: conmonPid ?? 0 };
+}
+
+/** SIGKILLs conmon (the one started and the daemonized one) with its process group: the runtime it runs is in it. */
+async function killConmon(started: SpawnedChild, pidFile: string): Promise<void> {
+  const daemon = await readPid(pidFile);
+  for (const pid of [daemon, started.pid]) {
+    if (pid === undefined || !(await isConmon(pid))) continue;
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, "SIGKILL");
+      } catch {
+        // gone, or not a group leader
+      }
+    }
+  }
 }
 
 /** conmon's sync-pipe JSON: {"pid": N} or {"pid": -1, "message": "..."} (key "data" with --api-version). */

@@ -18,7 +18,7 @@ import {
   type LinuxContainerResources,
   type NamespaceOption,
 } from "../gen/api.js";
-import { handlerRoot, type Config } from "../config.js";
+import { handlerRoot, parseDuration, type Config } from "../config.js";
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, isErrno, NotFound, wrap } from "../errors.js";
 import type { ImageStore, Snapshots } from "../image/types.js";
 import type { Logger } from "../log.js";
@@ -97,6 +97,16 @@ export async function findBinary(name: string): Promise<string> {
     if (await exists(p)) return p;
   }
   throw new FailedPrecondition(`"${name}" is not on PATH`);
+}
+
+/** True while `pid` is a live (not zombie) process that started at `startTime` (when known): pids get reused. */
+async function processRunning(pid: number, startTime: string | undefined): Promise<boolean> {
+  if (!(pid > 0)) return false;
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields.length < 20 || fields[0] === "Z" || fields[0] === "X") return false;
+  // Field 22 of stat is the start time; fields[0] is field 3.
+  return startTime === undefined || fields[19] === startTime;
 }
 
 export class ContainerManager implements PodContainers {
@@ -209,7 +219,7 @@ export class ContainerManager implements PodContainers {
     if (!rt) {
       const h = this.deps.config.runtime.handlers[name];
       if (!h) throw new InvalidArgument(`runtime handler "${name}" is not configured (known: ${Object.keys(this.deps.config.runtime.handlers).join(", ")})`);
-      rt = new OciRuntime(await findBinary(h.path), handlerRoot(this.deps.config, name), this.deps.config.cgroup_driver === "systemd");
+      rt = new OciRuntime(await findBinary(h.path), handlerRoot(this.deps.config, name), this.deps.config.cgroup_driver === "systemd", parseDuration(this.deps.config.runtime.call_timeout));
       this.runtimes.set(name, rt);
     }
     return rt;
@@ -363,6 +373,7 @@ export class ContainerManager implements PodContainers {
         terminal: config.tty,
         logLevel: "info",
         conmonLogFile: path.join(bundle, "conmon.log"),
+        timeoutMs: rt.timeoutMs,
       }).catch((err) => {
         throw wrap("create container (conmon + runc create)", err);
       });
@@ -407,11 +418,7 @@ export class ContainerManager implements PodContainers {
     if (r.phase === "exited") return r;
     const present = await exists(r.exitFile);
     if (!present) {
-      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) {
-        // conmon is gone without an exit file: the container's fate is unknown.
-        const alive = r.pid > 0 && (await exists(`/proc/${r.pid}`));
-        if (!alive) await this.markExited(r, 255, "Error", "conmon exited without recording the container's exit code", nowNs());
-      }
+      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid)) && !(await exists(r.exitFile))) await this.monitorDied(r);
       return r;
     }
     let code: number;
@@ -434,6 +441,24 @@ export class ContainerManager implements PodContainers {
     return r;
   }
 
+  /**
+   * conmon died without writing an exit file: nothing records the container's exit or its log
+   * any more, so its processes are killed (not left orphaned) and it is reported exited.
+   */
+  private async monitorDied(r: ContainerRecord): Promise<void> {
+    const ran = await processRunning(r.pid, r.pidStartTime);
+    if (ran) {
+      this.log.warn({ id: r.id, conmonPid: r.conmonPid, pid: r.pid }, "the container's conmon died; killing the container");
+      const rt = await this.runtime(r.handler);
+      await rt.kill(r.id, "SIGKILL", true).catch((err) => this.log.warn({ id: r.id, err: String(err) }, "runc kill after conmon died"));
+      if (r.pidStartTime) signalProcess(r.pid, r.pidStartTime, 9);
+      for (let i = 0; i < 1000 && (await processRunning(r.pid, r.pidStartTime)); i++) await sleep(10);
+      if (await processRunning(r.pid, r.pidStartTime)) throw new DeadlineExceeded(`container ${r.id}: its conmon (pid ${r.conmonPid}) died and its process ${r.pid} did not exit 10 s after SIGKILL`);
+    }
+    const what = ran ? "its processes were killed" : "its process had already exited";
+    await this.markExited(r, ran ? 137 : 255, "MonitorDied", `the container's monitor (conmon, pid ${r.conmonPid}) died and recorded no exit code; ${what}`, nowNs());
+  }
+
   private async markExited(r: ContainerRecord, code: number, reason: string, message: string, finished: bigint): Promise<void> {
     r.phase = "exited";
     r.exitCode = code;
@@ -443,6 +468,7 @@ export class ContainerManager implements PodContainers {
     await this.save(r);
     this.announce(r, "stopped");
     for (const w of this.exitWaiters.get(r.id) ?? []) w();
+    if (r.kind === "infra") this.deps.sandboxes.infraExited?.(r.sandboxId);
   }
 
   /** Waits up to `ms` for the container's exit file. */
@@ -673,6 +699,8 @@ export class ContainerManager implements PodContainers {
 
   async status(id: string, verbose: boolean): Promise<{ status: ContainerStatus; info: Record<string, string> }> {
     const r = this.find(id);
+    // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
+    if (r.phase !== "exited" && r.conmonPid > 0 && !(await isConmon(r.conmonPid))) await this.settle(r);
     const status = this.criStatus(r, await this.processUser(r));
     const info: Record<string, string> = {};
     if (verbose) {

@@ -6,6 +6,7 @@
 import { execa } from "execa";
 import { mkdir, open, rm } from "node:fs/promises";
 import path from "node:path";
+import { InvalidArgument } from "../errors.js";
 import { isMountpoint, mountsUnder, unmountAllUnder } from "../image/mount.js";
 import { MS, mountFs, pinNewNamespaces, pinNewUserNamespace } from "../native/native.js";
 import { hostIdOf, mapLine, type PodUserns } from "./userns.js";
@@ -66,8 +67,15 @@ export async function writeSysctlIn(kind: "net" | "ipc" | "uts", nsFile: string,
   const file = path.posix.join("/proc/sys", procPath);
   const user = usernsFile ? [`--user=${usernsFile}`] : [];
   const r = await execa("nsenter", [...user, `--${kind}=${nsFile}`, "--", "tee", file], { input: value, reject: false, timeout: TIMEOUT_MS, stdout: "ignore" });
-  if (r.failed) throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
+  if (!r.failed) return;
+  // tee's last words are the kernel's answer to the write (strerror): a refused value is the request's fault.
+  const answer = /: ([^:\n]+)\s*$/.exec(String(r.stderr))?.[1];
+  if (r.exitCode === 1 && answer && KERNEL_REFUSED.test(answer)) throw new InvalidArgument(`the kernel refused the value (write ${file}): ${answer}`);
+  throw failure(`write ${file} in ${kind} namespace ${nsFile}`, r);
 }
+
+/** strerror texts of the errnos a sysctl write gets for a value it does not take (EINVAL, ERANGE, EOVERFLOW). */
+const KERNEL_REFUSED = /^(Invalid argument|Numerical result out of range|Value too large for defined data type)$/;
 
 /**
  * Mounts a private tmpfs (the pod's /dev/shm) of `sizeBytes` at `target`; in a user-namespaced

@@ -7,7 +7,7 @@
 // removed; anything else found in berth's dirs is logged and left alone.
 import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
-import { handlerRoot, type Config } from "../config.js";
+import { handlerRoot, parseDuration, type Config } from "../config.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
 import { processStartNs } from "../proc.js";
@@ -81,7 +81,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
     const name = handler || config.runtime.default_handler;
     let rt = runtimes.get(name);
     if (!rt) {
-      rt = new OciRuntime(config.runtime.handlers[name]?.path ?? "runc", handlerRoot(config, name), config.cgroup_driver === "systemd");
+      rt = new OciRuntime(config.runtime.handlers[name]?.path ?? "runc", handlerRoot(config, name), config.cgroup_driver === "systemd", parseDuration(config.runtime.call_timeout));
       runtimes.set(name, rt);
     }
     return rt;
@@ -121,7 +121,7 @@ export async function recoverContainers(o: ContainerRecoveryOptions): Promise<Co
         await o.containers.recoverPhase(r.id, "running", (await processStartNs(state.pid)) ?? BigInt(Date.now()) * 1_000_000n);
         log.warn(rlog, "container was started before a crash; recorded as running");
       }
-      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid))) log.warn(rlog, "container runs without its conmon: its log is no longer written and its exit code will not be recorded");
+      if (r.conmonPid > 0 && !(await isConmon(r.conmonPid))) log.warn(rlog, "container runs without its conmon: it is killed and reported exited (MonitorDied)");
       if (state.status === "running") report.running++;
     } catch (err) {
       log.error({ ...rlog, err: causeChain(err) }, "cannot recover container; left as it is");

@@ -1,9 +1,9 @@
 // The OCI runtime (runc or a compatible binary): the only module that spawns it.
 import type { Readable } from "node:stream";
 import { execHelperPath, spawnChild } from "../native/native.js";
-import { runCaptured } from "../run-captured.js";
+import { runCaptured, type CapturedRun } from "../run-captured.js";
 import { readPid } from "./conmon.js";
-import { Internal, NotFound } from "../errors.js";
+import { DeadlineExceeded, Internal, NotFound } from "../errors.js";
 import type { OciProcess, OciResources } from "./spec.js";
 
 export interface OciRuntimeInfo {
@@ -58,6 +58,8 @@ export class OciRuntime {
     readonly binary: string,
     readonly root: string,
     readonly systemdCgroup: boolean,
+    /** runtime.call_timeout: a call that takes longer is killed and fails with DEADLINE_EXCEEDED. */
+    readonly timeoutMs = 60_000,
   ) {}
 
   /** The flags every call starts with (also what conmon passes through --runtime-arg). */
@@ -65,13 +67,14 @@ export class OciRuntime {
     return [`--root=${this.root}`, ...(this.systemdCgroup ? ["--systemd-cgroup"] : [])];
   }
 
-  private async run(args: string[], input?: string): Promise<{ stdout: string; stderr: string; failed: boolean; exitCode: number | null; failedWhy?: string }> {
-    const r = await runCaptured(this.binary, [...this.globalArgs(), ...args], { input, timeoutMs: 60_000 });
+  private async run(args: string[], input?: string): Promise<CapturedRun> {
+    const r = await runCaptured(this.binary, [...this.globalArgs(), ...args], { input, timeoutMs: this.timeoutMs });
     if (r.notStarted !== undefined) unrunnable?.(this.binary, r.notStarted);
     return r;
   }
 
-  private fail(what: string, id: string, r: { stderr: string; exitCode: number | null; failedWhy?: string }): never {
+  private fail(what: string, id: string, r: { stderr: string; exitCode: number | null; failedWhy?: string; timedOut: boolean }): never {
+    if (r.timedOut) throw new DeadlineExceeded(`${this.binary} ${what} ${id} did not finish within ${this.timeoutMs} ms (runtime.call_timeout); it was killed`);
     const why = runcMessage(r.stderr) || r.failedWhy || `exit code ${r.exitCode}`;
     if (NOT_EXIST.test(why)) throw new NotFound(`${this.binary} ${what} ${id}: container does not exist in the runtime`);
     throw new Internal(`${this.binary} ${what} ${id}: ${why}`);
@@ -85,19 +88,19 @@ export class OciRuntime {
   /** Sends a signal; `all` reaches every process of the container's cgroup. Missing or stopped containers are not an error. */
   async kill(id: string, signal: string, all = false): Promise<void> {
     const r = await this.run(["kill", ...(all ? ["--all"] : []), id, signal]);
-    if (r.failed && !/not running|does not exist|process already finished|container not running/i.test(r.stderr)) this.fail("kill", id, r);
+    if (r.failed && (r.timedOut || !/not running|does not exist|process already finished|container not running/i.test(r.stderr))) this.fail("kill", id, r);
   }
 
   /** Deletes the container from the runtime (force kills a live one); idempotent. */
   async delete(id: string, force = true): Promise<void> {
     const r = await this.run(["delete", ...(force ? ["--force"] : []), id]);
-    if (r.failed && !NOT_EXIST.test(r.stderr)) this.fail("delete", id, r);
+    if (r.failed && (r.timedOut || !NOT_EXIST.test(r.stderr))) this.fail("delete", id, r);
   }
 
   async state(id: string): Promise<RuncState | undefined> {
     const r = await this.run(["state", id]);
     if (r.failed) {
-      if (NOT_EXIST.test(r.stderr)) return undefined;
+      if (!r.timedOut && NOT_EXIST.test(r.stderr)) return undefined;
       this.fail("state", id, r);
     }
     return JSON.parse(r.stdout) as RuncState;

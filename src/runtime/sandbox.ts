@@ -213,6 +213,18 @@ export class SandboxManager implements SandboxLookup {
     return true;
   }
 
+  /** The pod's infra container exited while the pod was ready: the pod is NOTREADY (kubelet then makes a new one). */
+  infraExited(sandboxId: string): void {
+    // Not awaited: the container layer calls this under the container's lock, which a pod stop may be waiting for.
+    void this.locks.run(sandboxId, async () => {
+      const rec = this.pods.get(sandboxId);
+      if (!rec || rec.state !== "ready" || rec.creating) return;
+      rec.state = "notready";
+      await this.store.put(sandboxId, rec);
+      this.log.warn({ id: sandboxId, name: rec.name }, "the pod's infra container exited; pod marked NOTREADY");
+    }).catch((err) => this.log.error({ id: sandboxId, err: causeChain(err) }, "cannot mark a pod whose infra container exited NOTREADY"));
+  }
+
   getSandbox(id: string): SandboxRef | undefined {
     const rec = this.pods.get(id);
     return rec && toRef(rec);

@@ -38,6 +38,8 @@ export interface SandboxRef {
 
 export interface SandboxLookup {
   getSandbox(id: string): SandboxRef | undefined;
+  /** Told when a pod's infra container exited on its own (its process or its conmon died). */
+  infraExited?(sandboxId: string): void;
 }
 
 /** What the pod layer asks of the container layer when a pod stops or goes away. */

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import path from "node:path";
-import { isErrno } from "../errors.js";
+import { causedByNoSpace, isErrno, noSpaceAt } from "../errors.js";
 
 const SUFFIX = ".json";
 const TEMP_PREFIX = ".tmp-";
@@ -39,17 +39,19 @@ export function decodeRecord<T>(text: string): T {
 export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `${TEMP_PREFIX}${path.basename(file)}.${randomBytes(6).toString("hex")}`);
-  const fh = await open(tmp, "w", mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    const fh = await open(tmp, "w", mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, file);
   } catch (err) {
+    // A failed write (a full disk) leaves the old file and no temp behind.
     await unlink(tmp).catch(() => undefined);
+    if (causedByNoSpace(err)) throw noSpaceAt(`write ${file}`, dir, err);
     throw err;
   }
   await syncDir(dir);
