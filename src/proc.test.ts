@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { procStartTime } from "./native/native.js";
-import { isLive, parseProcStat, processStartNs, readProcStat, type ProcStat } from "./proc.js";
+import { isLive, parseProcStat, processRunning, processStartNs, readProcStat, type ProcStat } from "./proc.js";
 
 /** A stat line as the kernel writes it, with the fields berth reads set and the rest zero. */
 function statLine(pid: number, comm: string, state: string, ppid: number, utime: number, stime: number, start: number): string {
@@ -56,9 +56,13 @@ describe("readProcStat on real processes", () => {
       assert.ok(startNs !== undefined);
       const skewMs = Math.abs(Number(startNs / 1_000_000n) - Date.now());
       assert.ok(skewMs < 5_000, `started ${skewMs} ms away from now`);
+      assert.equal(await processRunning(child.pid!), true);
+      assert.equal(await processRunning(child.pid!, stat.startTime), true);
+      assert.equal(await processRunning(child.pid!, String(Number(stat.startTime) + 1)), false, "another start time: a reused pid");
       child.kill("SIGKILL");
       await exited;
       assert.equal(await readProcStat(child.pid!), undefined, "reaped: gone");
+      assert.equal(await processRunning(child.pid!, stat.startTime), false);
       assert.equal(await processStartNs(child.pid!), undefined);
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -80,12 +84,14 @@ describe("readProcStat on real processes", () => {
       assert.equal(stat.state, "Z");
       assert.equal(stat.ppid, sh.pid);
       assert.equal(isLive(stat), false);
+      assert.equal(await processRunning(zombie), false, "a zombie does not run");
     } finally {
       sh.kill("SIGKILL");
       await exited;
     }
     assert.equal(await readProcStat(0), undefined);
     assert.equal(await readProcStat(-1), undefined);
+    assert.equal(await processRunning(0), false);
     assert.equal(isLive(undefined), false);
   });
 });

@@ -50,6 +50,12 @@ export function isLive(stat: ProcStat | undefined): stat is ProcStat {
   return stat !== undefined && stat.state !== "Z" && stat.state !== "X";
 }
 
+/** True while `pid` runs (not a zombie) and, with `startTime`, is still the process that started then: pids get reused. */
+export async function processRunning(pid: number, startTime?: string): Promise<boolean> {
+  const stat = await readProcStat(pid);
+  return isLive(stat) && (startTime === undefined || stat.startTime === startTime);
+}
+
 /** When `pid` started, in ns since the epoch (its start ticks after boot + the boot time in /proc/stat). */
 export async function processStartNs(pid: number): Promise<bigint | undefined> {
   const stat = await readProcStat(pid);

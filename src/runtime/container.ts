@@ -40,6 +40,7 @@ import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
 import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "../faults.js";
+import { processRunning } from "../proc.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { ContainerMounts } from "./container-mounts.js";
 import { usernsRef } from "./userns.js";
@@ -97,16 +98,6 @@ export async function findBinary(name: string): Promise<string> {
     if (await exists(p)) return p;
   }
   throw new FailedPrecondition(`"${name}" is not on PATH`);
-}
-
-/** True while `pid` is a live (not zombie) process that started at `startTime` (when known): pids get reused. */
-async function processRunning(pid: number, startTime: string | undefined): Promise<boolean> {
-  if (!(pid > 0)) return false;
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (fields.length < 20 || fields[0] === "Z" || fields[0] === "X") return false;
-  // Field 22 of stat is the start time; fields[0] is field 3.
-  return startTime === undefined || fields[19] === startTime;
 }
 
 export class ContainerManager implements PodContainers {
