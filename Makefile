@@ -39,9 +39,11 @@ gen: src/gen/api.ts
 
 # The N-API addon (src/native): plain cc against the installed Node headers, no node-gyp download.
 NODE_INCLUDE ?= $(shell node -p "require('path').resolve(process.execPath, '../../include/node')")
-dist/native/berth_native.node: src/native/berth_native.c
+# berth_native.c registers the exports; native_*.c hold them by concern, native.h what they share.
+NATIVE_SRC := src/native/berth_native.c $(wildcard src/native/native_*.c)
+dist/native/berth_native.node: $(NATIVE_SRC) src/native/native.h
 	@mkdir -p dist/native
-	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -DNODE_GYP_MODULE_NAME=berth_native -I$(NODE_INCLUDE) -o $@ $<
+	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -DNODE_GYP_MODULE_NAME=berth_native -I$(NODE_INCLUDE) -o $@ $(NATIVE_SRC)
 
 # berth-exec: the small parent ExecSync's processes get (src/native/berth_exec.c).
 dist/native/berth-exec: src/native/berth_exec.c

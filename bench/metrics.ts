@@ -1,9 +1,9 @@
 // Issue 16's figures, taken on the scale workload's containers: ListPodSandboxMetrics against
 // containerd's ListContainerStats (containerd 1.6 has no metrics RPCs; kubelet reads its cgroups
 // through cAdvisor instead), and the daemons' steady CPU with and without a 15 s scrape.
-import { readFile } from "node:fs/promises";
 import http from "node:http";
 import { alternate, newGroup, newRow, timed, describeFailure, type Group } from "./measure.js";
+import { cpuMs } from "./procs.js";
 import type { RuntimeUnderTest } from "./runtimes.js";
 import type { Ctx } from "./workloads.js";
 
@@ -11,14 +11,6 @@ import type { Ctx } from "./workloads.js";
 const BERTH_METRICS_URL = "http://127.0.0.1:9120/metrics";
 const SCRAPE_EVERY_MS = 15_000;
 const CPU_WINDOW_MS = 30_000;
-const TICKS_PER_SECOND = 100;
-
-/** utime + stime of a process, in ms. */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS_PER_SECOND;
-}
 
 function scrape(url: string): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -1,10 +1,7 @@
 // Finding the benchmark's processes in /proc and reading their memory (PSS).
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-
-const execFileP = promisify(execFile);
+import { readProcStat, USER_HZ } from "../src/proc.js";
 
 export interface ProcInfo {
   pid: number;
@@ -14,13 +11,9 @@ export interface ProcInfo {
 
 async function readProc(pid: number): Promise<ProcInfo | undefined> {
   try {
-    const [cmdline, stat] = await Promise.all([
-      readFile(`/proc/${pid}/cmdline`, "utf8"),
-      readFile(`/proc/${pid}/stat`, "utf8"),
-    ]);
-    // The comm field may hold spaces and parens: the ppid is the second field after its last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    return { pid, ppid, argv: cmdline.split("\0").filter((s, i, a) => s !== "" || i < a.length - 1) };
+    const [cmdline, stat] = await Promise.all([readFile(`/proc/${pid}/cmdline`, "utf8"), readProcStat(pid)]);
+    if (stat === undefined) return undefined;
+    return { pid, ppid: stat.ppid, argv: cmdline.split("\0").filter((s, i, a) => s !== "" || i < a.length - 1) };
   } catch {
     return undefined; // gone, or a kernel thread
   }
@@ -69,17 +62,8 @@ export async function totalPssKiB(pids: readonly number[]): Promise<number> {
   return values.reduce((a, b) => a + b, 0);
 }
 
-let clockTicks: number | undefined;
-
 /** CPU time (utime + stime) a process has used so far, in ms; 0 when it is gone. */
 export async function cpuMs(pid: number): Promise<number> {
-  clockTicks ??= Number((await execFileP("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Fields after the comm's last ')': state is the 1st, utime the 12th, stime the 13th.
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
-  } catch {
-    return 0;
-  }
+  const stat = await readProcStat(pid);
+  return stat === undefined ? 0 : ((stat.utimeTicks + stat.stimeTicks) * 1000) / USER_HZ;
 }

@@ -24,7 +24,7 @@ import { imageStreamHandlers, listStreamHandlers } from "./cri/list-stream.js";
 import { EventBus } from "./runtime/events.js";
 import { SandboxManager } from "./runtime/sandbox.js";
 import type { SandboxLookup } from "./runtime/types.js";
-import { faultTarget } from "./runtime/faults.js";
+import { faultTarget } from "./faults.js";
 import { restore } from "./runtime/restore.js";
 import { containerHandlers } from "./cri/container.js";
 import { execHandlers } from "./cri/exec.js";

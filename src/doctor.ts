@@ -1,14 +1,14 @@
 // `berthd doctor`: the host as a pod would find it, one check per thing a pod needs, each
 // failing one with its fix in one line. Exit 0 when a pod can run, 1 when it cannot.
-// The probes are the daemon's own (config loading, NodeStatus, cgroups, the overlay mount).
+// The probes are the daemon's own (config loading, the CNI conf watcher, cgroups, the overlay mount).
 import { access, mkdir, mkdtemp, readFile, rm, statfs } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, loadConfig, type Config, type ConfigFlags } from "./config.js";
-import { findPlugin, loadNetworkConfig } from "./cni/config.js";
+import { findPlugin } from "./cni/config.js";
 import { CniConfWatcher } from "./cni/watcher.js";
-import { createLogger } from "./log.js";
 import { lockHolder } from "./daemon.js";
 import { mountOverlay, unmount } from "./image/mount.js";
+import { createLogger } from "./log.js";
 import { runCaptured } from "./run-captured.js";
 import { detectCgroupVersion, missingControllers } from "./runtime/cgroups.js";
 import { probeUserNamespaces } from "./runtime/userns.js";
@@ -82,13 +82,14 @@ async function handlerChecks(c: Config): Promise<Check[]> {
   return out;
 }
 
-async function networkChecks(c: Config, version: string): Promise<Check[]> {
+async function networkChecks(c: Config): Promise<Check[]> {
   const out: Check[] = [];
-  // NetworkReady as the daemon computes it (an unstarted watcher reads the dir once).
-  const cond = await new CniConfWatcher(c.cni.conf_dir, c.cni.bin_dirs, createLogger("silent")).condition();
+  // NetworkReady's own check; not started, so it re-reads the dir (and never logs).
+  const cni = new CniConfWatcher(c.cni.conf_dir, c.cni.bin_dirs, createLogger("silent"));
+  const cond = await cni.condition();
   let plugins: string[] = [];
   if (cond.ready) {
-    const { config } = await loadNetworkConfig(c.cni.conf_dir);
+    const { config } = await cni.current();
     plugins = config!.plugins.map((p) => p.type);
     out.push(ok("CNI network", `"${config!.name}" from ${config!.file}: ${plugins.join(", ")}`));
   } else {
@@ -182,7 +183,7 @@ async function securityChecks(c: Config): Promise<Check[]> {
 }
 
 /** Every check, in the order a pod start meets them. */
-export async function doctorChecks(c: Config, version: string): Promise<Check[]> {
+export async function doctorChecks(c: Config): Promise<Check[]> {
   return [
     ...(await handlerChecks(c)),
     ...(await cgroupChecks(c)),
@@ -190,7 +191,7 @@ export async function doctorChecks(c: Config, version: string): Promise<Check[]>
     await spaceCheck("root", c.root),
     await spaceCheck("state", c.state),
     await socketCheck(c),
-    ...(await networkChecks(c, version)),
+    ...(await networkChecks(c)),
     ...(await securityChecks(c)),
   ];
 }
@@ -208,11 +209,11 @@ function formatText(checks: Check[]): string {
 }
 
 /** `berthd doctor [--json]`: prints the checks, returns the exit code. */
-export async function runDoctor(flags: ConfigFlags, o: { json: boolean; out: NodeJS.WritableStream; version: string }): Promise<number> {
+export async function runDoctor(flags: ConfigFlags, o: { json: boolean; out: NodeJS.WritableStream }): Promise<number> {
   let checks: Check[];
   try {
     const { config, files } = await loadConfig(flags);
-    checks = [ok("config", files.length ? `loaded ${files.join(", ")}` : "no config file: the built-in defaults"), ...(await doctorChecks(config, o.version))];
+    checks = [ok("config", files.length ? `loaded ${files.join(", ")}` : "no config file: the built-in defaults"), ...(await doctorChecks(config))];
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     checks = [fail("config", err.message, "correct the key or file named (docs/config.md lists every key); nothing else can be checked until the config loads")];

@@ -89,7 +89,7 @@ async function main(argv: string[]): Promise<number> {
     logLevel: values["log-level"],
     cniConfDir: values["cni-conf-dir"],
   };
-  if (command === "doctor") return runDoctor(flags, { json: values.json === true, out: process.stdout, version });
+  if (command === "doctor") return runDoctor(flags, { json: values.json === true, out: process.stdout });
   let config;
   try {
     ({ config } = await loadConfig(flags));

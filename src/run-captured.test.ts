@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
+import { isLive, readProcStat } from "./proc.js";
 import { runCaptured } from "./run-captured.js";
 
 describe("runCaptured (posix_spawn through the addon; node's spawn for bare names)", () => {
@@ -46,7 +46,7 @@ describe("runCaptured (posix_spawn through the addon; node's spawn for bare name
     const child = Number(r.stdout.trim());
     assert.ok(child > 0, r.stdout);
     await new Promise((res) => setTimeout(res, 100));
-    const stat = await readFile(`/proc/${child}/stat`, "utf8").catch(() => "");
-    assert.ok(stat === "" || / Z /.test(stat), `the script's sleep (${child}) still runs: ${stat}`);
+    const stat = await readProcStat(child);
+    assert.ok(!isLive(stat), `the script's sleep (${child}) still runs: ${JSON.stringify(stat)}`);
   });
 });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode, PodSandboxState } from "../src/gen/api.js";
+import { processRunning, readProcStat } from "../src/proc.js";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, leakDiff, removeCgroupParent, type HostSnapshot } from "./harness/leaks.js";
@@ -27,12 +28,6 @@ function rpcError(code: number, re: RegExp) {
     assert.match(err.details, re);
     return true;
   };
-}
-
-/** True while `pid` is a process that is not a zombie. */
-async function running(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return stat !== "" && !/^\d+ \(.*\) [ZX] /s.test(stat);
 }
 
 describe("faults around runc, conmon and CNI plugins", () => {
@@ -138,7 +133,7 @@ describe("faults around runc, conmon and CNI plugins", () => {
     const pod = await newPod("monitor-killed");
     const id = await run(pod, ["sh", "-c", "sleep 1000 & exec sleep 1001"]);
     const i = await info(id);
-    assert.ok(await running(i.pid));
+    assert.ok(await processRunning(i.pid));
     const children = (await readFile(`/proc/${i.pid}/task/${i.pid}/children`, "utf8")).trim().split(/\s+/).map(Number);
     const killedAt = Date.now();
     process.kill(i.conmonPid, "SIGKILL");
@@ -152,8 +147,8 @@ describe("faults around runc, conmon and CNI plugins", () => {
     assert.equal(s.reason, "MonitorDied");
     assert.match(s.message, /monitor \(conmon, pid \d+\) died.*processes were killed/);
     assert.equal(s.exitCode, 137);
-    assert.equal(await running(i.pid), false, "the container's init still runs");
-    for (const c of children) assert.equal(await running(c), false, `the container's child ${c} still runs`);
+    assert.equal(await processRunning(i.pid), false, "the container's init still runs");
+    for (const c of children) assert.equal(await processRunning(c), false, `the container's child ${c} still runs`);
     const listed = (await d.cri.runtime.listContainers({ filter: { id } })).containers[0]!;
     assert.equal(listed.state, ContainerState.CONTAINER_EXITED);
     await d.cri.runtime.stopContainer({ containerId: id, timeout: 2n });
@@ -172,7 +167,7 @@ describe("faults around runc, conmon and CNI plugins", () => {
     const s = (await d.cri.runtime.containerStatus({ containerId: id })).status!;
     assert.equal(s.state, ContainerState.CONTAINER_EXITED);
     assert.equal(s.reason, "MonitorDied");
-    assert.equal(await running(i.pid), false, "the container's init still runs");
+    assert.equal(await processRunning(i.pid), false, "the container's init still runs");
     await d.cri.runtime.removeContainer({ containerId: id });
     await removePod(pod.podSandboxId);
     await assertNoLeaks();
@@ -182,21 +177,21 @@ describe("faults around runc, conmon and CNI plugins", () => {
     const pod = await newPod("pause-monitor-killed", { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD } } } });
     const ps = await d.cri.runtime.podSandboxStatus({ podSandboxId: pod.podSandboxId, verbose: true });
     const pausePid = (JSON.parse(ps.info.info!) as { pid: number }).pid;
-    assert.ok(pausePid > 0 && (await running(pausePid)));
+    assert.ok(pausePid > 0 && (await processRunning(pausePid)));
     const app = await run(pod, ["sleep", "1000"]);
     const appPid = (await info(app)).pid;
-    const conmonOfPause = Number((await readFile(`/proc/${pausePid}/stat`, "utf8")).replace(/^.*\) \S /s, "").split(" ")[0]);
+    const conmonOfPause = (await readProcStat(pausePid))!.ppid;
     assert.equal((await readFile(`/proc/${conmonOfPause}/comm`, "utf8")).trim(), "conmon");
     process.kill(conmonOfPause, "SIGKILL");
     await waitFor("the pod to be NOTREADY", async () =>
       (await d.cri.runtime.podSandboxStatus({ podSandboxId: pod.podSandboxId })).status!.state === PodSandboxState.SANDBOX_NOTREADY, 15_000);
-    await waitFor("the pause process to be gone", async () => !(await running(pausePid)), 10_000);
+    await waitFor("the pause process to be gone", async () => !(await processRunning(pausePid)), 10_000);
     // The pod's PID namespace died with its init: the app went with it, and its conmon recorded that.
     const s = await waitFor("the app to be exited", async () => {
       const st = (await d.cri.runtime.containerStatus({ containerId: app })).status!;
       return st.state === ContainerState.CONTAINER_EXITED ? st : undefined;
     }, 15_000);
-    assert.equal(await running(appPid), false);
+    assert.equal(await processRunning(appPid), false);
     assert.equal(s.exitCode, 137);
     await removePod(pod.podSandboxId);
     await assertNoLeaks();
@@ -238,7 +233,7 @@ describe("faults around runc, conmon and CNI plugins", () => {
     process.stderr.write(`# hung runtime: CreateContainer failed after ${tookMs} ms; the other pod's create+start+status+list finished ${hungDoneAt - otherDoneAt} ms before it\n`);
     assert.ok(otherDoneAt < hungDoneAt, "the other pod's calls waited for the hung one");
     assert.ok(tookMs < CALL_TIMEOUT_S * 1000 + 10_000, `took ${tookMs} ms`);
-    assert.equal(await running(hungPid), false, "the hung runtime still runs");
+    assert.equal(await processRunning(hungPid), false, "the hung runtime still runs");
     assert.deepEqual(await hungSleepers(), [], "the hung runtime's sleep still runs");
     assert.deepEqual((await d.cri.runtime.listContainers({ filter: { podSandboxId: hungPod.podSandboxId } })).containers, []);
     await d.cri.runtime.removeContainer({ containerId: otherId });

@@ -2,9 +2,10 @@
 // consistent with the host (a READY pod holds its pins, /dev/shm and address; a NOTREADY
 // pod holds none of them), and berth's dirs hold files only for the pods it lists.
 import { execa } from "execa";
-import { readdir, readFile, rm, rmdir } from "node:fs/promises";
+import { readdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { ContainerState, PodSandboxState } from "../src/gen/api.js";
+import { readProcStat } from "../src/proc.js";
 import type { Berthd } from "./harness/berthd.js";
 import { leakDiff, type HostSnapshot } from "./harness/leaks.js";
 import { mountsUnder } from "./sandbox-net.js";
@@ -88,7 +89,7 @@ export async function containerProblems(d: Berthd): Promise<string[]> {
     const name = `${s.metadata!.name} (${c.id.slice(0, 12)})`;
     if (s.state !== c.state) out.push(`${name}: list says ${c.state}, status says ${s.state}`);
     if (s.state === ContainerState.CONTAINER_RUNNING) {
-      if (!(info.pid > 0) || !(await readFile(`/proc/${info.pid}/stat`).then(() => true, () => false))) out.push(`${name}: RUNNING but its process ${info.pid} is gone`);
+      if ((await readProcStat(info.pid)) === undefined) out.push(`${name}: RUNNING but its process ${info.pid} is gone`);
       if (s.startedAt === 0n) out.push(`${name}: RUNNING without a start time`);
     } else if (s.state === ContainerState.CONTAINER_EXITED) {
       if (s.finishedAt === 0n) out.push(`${name}: EXITED without a finish time`);

@@ -11,7 +11,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ContainerState, NamespaceMode } from "../src/gen/api.js";
-import { FAULT_POINTS } from "../src/runtime/faults.js";
+import { FAULT_POINTS } from "../src/faults.js";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { hostLeaks, type HostSnapshot } from "./harness/leaks.js";

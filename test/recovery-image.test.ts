@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { FAULT_POINTS } from "../src/runtime/faults.js";
+import { FAULT_POINTS } from "../src/faults.js";
 import { startBerthd, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage, type PushedImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PodSandboxState } from "../src/gen/api.js";
-import { FAULT_POINTS } from "../src/runtime/faults.js";
+import { FAULT_POINTS } from "../src/faults.js";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { hostLeaks, type HostSnapshot } from "./harness/leaks.js";
 import { forceRemoveDir, ownLeaks, podProblems, strayFiles, type PodInfo } from "./recovery-check.js";

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { NamespaceMode } from "../src/gen/api.js";
-import { FAULT_POINTS, type FaultPoint } from "../src/runtime/faults.js";
+import { FAULT_POINTS, type FaultPoint } from "../src/faults.js";
 import { startBerthd, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { removeCgroupParent } from "./harness/leaks.js";

@@ -7,7 +7,7 @@ import path from "node:path";
 import { FailedPrecondition, isErrno, wrap } from "../errors.js";
 import { cniResultsOf } from "../layout.js";
 import type { Logger } from "../log.js";
-import { faultPoint } from "../runtime/faults.js";
+import { faultPoint } from "../faults.js";
 import { decodeRecord, encodeRecord, writeFileAtomic } from "../store/records.js";
 import { formatCniArgs, pluginInput, SUPPORTED_VERSIONS, versionAtLeast, type CapabilityArgs, type NetworkConfList, type PluginConf } from "./config.js";
 import { invokePlugin, type CniCommand } from "./invoke.js";

@@ -2,29 +2,8 @@
 import { CgroupDriver, type RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Condition, NodeInfo } from "../runtime/node-info.js";
 import { unary } from "./rpc.js";
-
-export interface Condition {
-  ready: boolean;
-  reason: string;
-  message: string;
-}
-
-/** What the CRI front needs to know about the node runtime. */
-export interface NodeInfo {
-  readonly runtimeVersion: string;
-  readonly cgroupDriver: "cgroupfs" | "systemd";
-  readonly handlers: string[];
-  /** Per handler: what its OCI runtime on this kernel supports. */
-  handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>>;
-  /** Pods may have their own user namespace on every handler (the host can make idmapped mounts). */
-  readonly userNamespaces: boolean;
-  runtimeCondition(): Promise<Condition>;
-  networkCondition(): Promise<Condition>;
-  /** The effective configuration, for Status verbose. */
-  effectiveConfig(): unknown;
-  setPodCidr(cidr: string): void;
-}
 
 export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeServiceServer, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
   return {

@@ -14,7 +14,7 @@ import { causedByNoSpace, InvalidArgument, noSpaceAt, wrap } from "../errors.js"
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
-import { faultPoint } from "../runtime/faults.js";
+import { faultPoint } from "../faults.js";
 import { DigestMismatch } from "./content.js";
 import type { Compression } from "./manifest.js";
 import { readTar, TarError } from "./tar.js";

@@ -10,7 +10,7 @@ import { imageRootOf } from "../layout.js";
 import type { Logger } from "../log.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
-import { faultPoint } from "../runtime/faults.js";
+import { faultPoint } from "../faults.js";
 import { credentialsFor } from "./auth.js";
 import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";

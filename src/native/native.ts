@@ -1,5 +1,5 @@
-// berthd's N-API addon (src/native/berth_native.c, built by `make native`) and the one way
-// berthd turns a raw fd from it into a Node stream.
+// berthd's N-API addon (src/native/berth_native.c and the native_*.c files beside it, built by
+// `make native`) and the one way berthd turns a raw fd from it into a Node stream.
 import { closeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
@@ -234,7 +234,7 @@ const signalNames = new Map(Object.entries(osConstants.signals).map(([name, num]
 
 /**
  * Starts `file` (an absolute path) with posix_spawn: no copy of berthd's address space, as
- * libuv's fork makes (see berth_native.c). `stdio[i]` is the child's fd i.
+ * libuv's fork makes (see native_spawn.c). `stdio[i]` is the child's fd i.
  */
 export function spawnChild(o: { file: string; args: string[]; env: NodeJS.ProcessEnv; cwd?: string; setsid?: boolean; stdio: ChildStdio[] }): SpawnedChild {
   const addon = load();

@@ -30,7 +30,8 @@ import { buildSpec, ociResources, seccompFileNeeded, type HostFacts, type OciSpe
 import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
 import { processIds, readUserDb } from "./user.js";
-import { faultPoint } from "./faults.js";
+import { faultPoint } from "../faults.js";
+import { processRunning } from "../proc.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { ContainerMounts } from "./container-mounts.js";
 import { usernsRef } from "./userns.js";
@@ -98,16 +99,6 @@ function sleep(ms: number): Promise<void> {
 
 async function exists(p: string): Promise<boolean> {
   return access(p).then(() => true, () => false);
-}
-
-/** True while `pid` is a live (not zombie) process that started at `startTime` (when known): pids get reused. */
-async function processRunning(pid: number, startTime: string | undefined): Promise<boolean> {
-  if (!(pid > 0)) return false;
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (fields.length < 20 || fields[0] === "Z" || fields[0] === "X") return false;
-  // Field 22 of stat is the start time; fields[0] is field 3.
-  return startTime === undefined || fields[19] === startTime;
 }
 
 export class ContainerManager implements PodContainers {

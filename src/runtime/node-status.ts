@@ -5,7 +5,7 @@
 // (runc.ts reports those). NetworkReady: the CNI conf watcher's answer, which follows the conf dir.
 import { watch, type FSWatcher } from "node:fs";
 import { stat } from "node:fs/promises";
-import type { Condition, NodeInfo } from "../cri/runtime-info.js";
+import type { Condition, NodeInfo } from "./node-info.js";
 import type { Config } from "../config.js";
 import { findBinary } from "./oci/runtimes.js";
 import { ociRuntimeVersion } from "./oci/runc.js";

@@ -13,6 +13,7 @@ import type { Config } from "../config.js";
 import { StateLayout } from "../layout.js";
 import { causeChain } from "../errors.js";
 import type { Logger } from "../log.js";
+import { processStartNs } from "../proc.js";
 import { resultAddresses } from "../cni/config.js";
 import type { PodNetwork } from "../cni/network.js";
 import { unmount } from "../image/mount.js";
@@ -54,17 +55,6 @@ export interface ContainerRecoveryReport {
 
 async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => [] as string[]);
-}
-
-/** When `pid` started, in ns since the epoch (from /proc: start ticks after boot + boot time). */
-async function processStartNs(pid: number): Promise<bigint | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[19]);
-  const btime = Number(/^btime (\d+)$/m.exec(await readFile("/proc/stat", "utf8").catch(() => ""))?.[1]);
-  if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined;
-  // USER_HZ is 100 on every Linux ABI berth runs on.
-  return BigInt(btime) * 1_000_000_000n + BigInt(ticks) * 10_000_000n;
 }
 
 function killQuiet(pid: number): void {

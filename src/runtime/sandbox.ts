@@ -18,7 +18,8 @@ import { PodSandboxConfig as PodSandboxConfigCodec } from "../gen/api.js";
 import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import type { LifecycleKind, LifecyclePublisher } from "./events.js";
-import { faultPoint } from "./faults.js";
+import { faultPoint } from "../faults.js";
+import { readProcStat } from "../proc.js";
 import { isMountpoint, mountsUnder, unmount } from "../image/mount.js";
 import { isPinned, mountShm, pinNamespaces, removePath, stageNetnsForTeardown, unpinNamespaces, writeSysctlIn, type PinnedKind } from "./namespaces.js";
 import { sweepPodOrphans } from "./restore.js";
@@ -220,7 +221,7 @@ export class SandboxManager implements SandboxLookup {
     for (const p of [rec.usernsPath, rec.netnsPath, rec.ipcnsPath, rec.utsnsPath]) {
       if (p !== undefined && !(await isPinned(p))) return false;
     }
-    if (rec.infra && !(await readFile(`/proc/${rec.infra.pid}/stat`).then(() => true, () => false))) return false;
+    if (rec.infra && (await readProcStat(rec.infra.pid)) === undefined) return false;
     return true;
   }
 

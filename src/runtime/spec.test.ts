@@ -1,8 +1,7 @@
 // Field-by-field tests of the OCI spec berth generates for a container.
-import type { DeepPartial } from "../cri/client.js";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ContainerConfig, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from "../gen/api.js";
+import { ContainerConfig, type DeepPartial, MountPropagation, NamespaceMode, NamespaceOption, PodSandboxMetadata, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from "../gen/api.js";
 import { BerthError, FailedPrecondition } from "../errors.js";
 import { BERTH_APPARMOR_PROFILE, defaultAppArmorProfile, parseLoadedProfiles, selinuxLabels } from "./lsm.js";
 import type { ImageRunConfig } from "../image/types.js";

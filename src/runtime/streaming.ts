@@ -8,7 +8,7 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import { codeOf, FailedPrecondition, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { connectInNetns } from "../native/native.js";
-import type { StreamIO, StreamRuntime } from "../stream/types.js";
+import type { StreamIO, StreamRuntime } from "./stream-io.js";
 import type { OciRuntime } from "./oci/runtime.js";
 import type { OciRuntimes } from "./oci/runtimes.js";
 import type { OciProcess } from "./spec.js";

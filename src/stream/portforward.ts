@@ -6,7 +6,8 @@ import type { Logger } from "../log.js";
 import { causeChain } from "../errors.js";
 import { RstStatus } from "./spdy-frames.js";
 import type { SpdySession, SpdyStream } from "./spdy.js";
-import type { PortForwardRequest, StreamRuntime } from "./types.js";
+import type { StreamRuntime } from "../runtime/stream-io.js";
+import type { PortForwardRequest } from "./types.js";
 
 export const SPDY_PORTFORWARD_PROTOCOLS = ["portforward.k8s.io"];
 

@@ -4,7 +4,8 @@ import type { Logger } from "../log.js";
 import { causeChain } from "../errors.js";
 import type { SpdySession, SpdyStream } from "./spdy.js";
 import { RstStatus } from "./spdy-frames.js";
-import { TerminalResizes, type AttachRequest, type ExecRequest, type StreamIO, type StreamRuntime, type TerminalSize } from "./types.js";
+import { TerminalResizes, type StreamIO, type StreamRuntime, type TerminalSize } from "../runtime/stream-io.js";
+import type { AttachRequest, ExecRequest } from "./types.js";
 
 /** SPDY remote command subprotocols, newest first. */
 export const SPDY_REMOTECOMMAND_PROTOCOLS = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];

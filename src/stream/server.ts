@@ -12,7 +12,8 @@ import { parsePort, serveSpdyPortForward, SPDY_PORTFORWARD_PROTOCOLS } from "./p
 import { serveSpdyRemoteCommand, SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
 import { RequestCache } from "./request-cache.js";
 import { SpdySession } from "./spdy.js";
-import type { AttachRequest, ExecRequest, PortForwardRequest, StreamingService, StreamRequest, StreamRuntime } from "./types.js";
+import type { StreamRuntime } from "../runtime/stream-io.js";
+import type { AttachRequest, ExecRequest, PortForwardRequest, StreamingService, StreamRequest } from "./types.js";
 import { chooseProtocol, serveWsPortForward, serveWsRemoteCommand, WS_PORTFORWARD_PROTOCOLS, WS_REMOTECOMMAND_PROTOCOLS } from "./websocket.js";
 
 export interface StreamServerConfig {

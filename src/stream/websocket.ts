@@ -8,7 +8,8 @@ import type { WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import { causeChain } from "../errors.js";
 import { encodeStatus, finish, initialSize, ResizeDecoder, runRemoteCommand } from "./remotecommand.js";
-import { TerminalResizes, type AttachRequest, type ExecRequest, type PortForwardRequest, type StreamIO, type StreamRuntime } from "./types.js";
+import { TerminalResizes, type StreamIO, type StreamRuntime } from "../runtime/stream-io.js";
+import type { AttachRequest, ExecRequest, PortForwardRequest } from "./types.js";
 
 interface WsProtocol {
   base64: boolean;

@@ -8,7 +8,7 @@ import { NotFound } from "../../src/errors.js";
 import { pipeBothWays } from "../../src/runtime/streaming.js";
 import { runWired } from "../../src/runtime/oci/exec-stream.js";
 import net from "node:net";
-import type { StreamIO, StreamRuntime } from "../../src/stream/types.js";
+import type { StreamIO, StreamRuntime } from "../../src/runtime/stream-io.js";
 
 export class HostRuntime implements StreamRuntime {
   /** Pids of commands started and not yet reaped, for leak checks. */

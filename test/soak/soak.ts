@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { causeChain } from "../../src/errors.js";
 import { ContainerState, NamespaceMode, PodSandboxState } from "../../src/gen/api.js";
+import { readProcStat } from "../../src/proc.js";
 import { startBerthd, waitFor, type Berthd } from "../harness/berthd.js";
 import { busyboxEntries, pushImage } from "../harness/images.js";
 import { hostLeaks } from "../harness/leaks.js";
@@ -93,7 +94,7 @@ const FAULT_KINDS: Record<string, (k: FaultKit, n: number) => Promise<void>> = {
     const pod = (await cri.runPodSandbox({ config: cfg }, DEADLINE)).podSandboxId;
     try {
       const pid = (JSON.parse((await cri.podSandboxStatus({ podSandboxId: pod, verbose: true }, DEADLINE)).info.info!) as { pid: number }).pid;
-      const conmon = Number((await readFile(`/proc/${pid}/stat`, "utf8")).replace(/^.*\) \S /s, "").split(" ")[0]);
+      const conmon = (await readProcStat(pid))!.ppid;
       process.kill(conmon, "SIGKILL");
       await waitFor("the pod to be NOTREADY", async () => (await cri.podSandboxStatus({ podSandboxId: pod }, DEADLINE)).status!.state === PodSandboxState.SANDBOX_NOTREADY, 20_000);
     } finally {

@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { wrap } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { connectSeqpacket, fdSocket } from "../../native/native.js";
-import type { StreamIO, TerminalSize } from "../../stream/types.js";
+import type { StreamIO, TerminalSize } from "../stream-io.js";
 import { resizeTerminal } from "./conmon.js";
 
 /** conmon reads attach input in 32 KiB packets; smaller packets are never cut. */

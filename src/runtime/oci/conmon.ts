@@ -9,6 +9,7 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { DeadlineExceeded, Internal, isErrno, NotFound } from "../../errors.js";
 import { spawnChild, type SpawnedChild } from "../../native/native.js";
+import { isLive, readProcStat } from "../../proc.js";
 
 export interface ConmonOptions {
   /** conmon binary. */
@@ -211,10 +212,8 @@ export async function resizeTerminal(ctl: string, height: number, width: number)
 
 /** True when `pid` is a live (not zombie) conmon (pids get reused). */
 export async function isConmon(pid: number): Promise<boolean> {
-  if (!(pid > 0)) return false;
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  const m = /^\d+ \((.*)\) (\S)/s.exec(stat);
-  return m !== null && m[1] === "conmon" && m[2] !== "Z" && m[2] !== "X";
+  const stat = await readProcStat(pid);
+  return isLive(stat) && stat.comm === "conmon";
 }
 
 /** Live container conmons (not exec ones) whose bundle is directly under `bundles`, by container id. */

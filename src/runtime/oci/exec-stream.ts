@@ -8,7 +8,7 @@ import type { Readable, Writable } from "node:stream";
 import { execa, type ResultPromise } from "execa";
 import type { Logger } from "../../log.js";
 import { fdSocket, makeRaw, openPty, setWindowSize } from "../../native/native.js";
-import type { StreamIO, TerminalSize } from "../../stream/types.js";
+import type { StreamIO, TerminalSize } from "../stream-io.js";
 
 const close = promisify(closeCb);
 

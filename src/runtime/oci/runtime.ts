@@ -10,7 +10,7 @@ import path from "node:path";
 import { wrap } from "../../errors.js";
 import type { BundleFiles, StateLayout } from "../../layout.js";
 import type { Logger } from "../../log.js";
-import type { StreamIO } from "../../stream/types.js";
+import type { StreamIO } from "../stream-io.js";
 import type { OciProcess, OciResources } from "../spec.js";
 import { attachConmon } from "./attach.js";
 import { reopenLog, resizeTerminal, startConmon, type ConmonStarted } from "./conmon.js";
