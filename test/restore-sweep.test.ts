@@ -11,6 +11,7 @@ import { lstat, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "n
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PodSandboxState } from "../src/gen/api.js";
+import { processRunning } from "../src/proc.js";
 import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
@@ -23,7 +24,7 @@ const CGROUP_PARENT = "/berth-test-sweep";
 const CGROUP_ROOT = "/sys/fs/cgroup";
 
 const gone = (p: string) => lstat(p).then(() => false, (err: NodeJS.ErrnoException) => err.code === "ENOENT");
-const alive = (pid: number) => readFile(`/proc/${pid}/stat`, "utf8").then((t) => !/^\d+ \(.*\) [ZX]/s.test(t), () => false);
+const alive = (pid: number) => processRunning(pid);
 
 describe("restore sweeps every kind of orphan", () => {
   let reg: TestRegistry;
