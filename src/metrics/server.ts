@@ -3,8 +3,9 @@
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { Registry } from "prom-client";
+import { listenHttp } from "../listen.js";
 import type { Logger } from "../log.js";
 
 export interface MetricsServerConfig {
@@ -32,17 +33,8 @@ export class MetricsServer {
       s.once("close", () => this.sockets.delete(s));
     });
     server.on("clientError", (_err, socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.config.port, this.config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    this.url = `${await listenHttp(server, this.config.port, this.config.host, tls)}/metrics`;
     this.server = server;
-    const addr = server.address() as AddressInfo;
-    const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
-    this.url = `${tls ? "https" : "http"}://${host}:${addr.port}/metrics`;
     this.log.info({ url: this.url }, "metrics endpoint listening");
   }
 

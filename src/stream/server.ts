@@ -3,10 +3,11 @@
 import { readFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { InvalidArgument } from "../errors.js";
+import { listenHttp } from "../listen.js";
 import type { Logger } from "../log.js";
 import { parsePort, serveSpdyPortForward, SPDY_PORTFORWARD_PROTOCOLS } from "./portforward.js";
 import { serveSpdyRemoteCommand, SPDY_REMOTECOMMAND_PROTOCOLS } from "./remotecommand.js";
@@ -71,17 +72,8 @@ export class StreamServer implements StreamingService {
     server.on("connection", (s: Socket) => this.track(s));
     server.on("secureConnection", (s: Socket) => this.track(s));
     server.on("clientError", (_err, socket: Duplex) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.config.port, this.config.address, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
+    this.base = await listenHttp(server, this.config.port, this.config.address, tls);
     this.server = server;
-    const addr = server.address() as AddressInfo;
-    const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
-    this.base = `${tls ? "https" : "http"}://${host}:${addr.port}`;
     this.log.info({ url: this.base }, "streaming server listening");
   }
 
