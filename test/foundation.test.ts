@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { connectCri } from "../src/cri/client.js";
 import { CgroupDriver } from "../src/gen/api.js";
 import { REPO, runBerthd, startBerthd, type Berthd } from "./harness/berthd.js";
+import { crictlArgs } from "./harness/crictl.js";
 
 const PKG = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as { version: string };
 
@@ -232,7 +233,7 @@ describe("HTTP/2 clients that send the socket path as :authority (gRPC-Go before
     const { execFile } = await import("node:child_process");
     const run = (args: string[]) =>
       new Promise<string>((resolve, reject) =>
-        execFile(process.env.CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, ...args], (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))));
+        execFile(process.env.CRICTL!, [...crictlArgs(d.socket), ...args], (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))));
     const v = await run(["version"]);
     assert.match(v, /RuntimeName:\s+berth/);
     assert.match(v, /RuntimeApiVersion:\s+v1/);

@@ -4,11 +4,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { execa } from "execa";
 import { startBerthd, type Berthd } from "./harness/berthd.js";
+import { CRICTL, CRICTL_SKIP, crictlArgs } from "./harness/crictl.js";
 import { busyboxEntries, pushImage, type PushedImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
 
-const CRICTL = process.env.CRICTL;
-const skip = CRICTL ? false : "set CRICTL=/path/to/crictl (cri-tools) to run the crictl image tests";
+const skip = CRICTL_SKIP;
 
 describe("crictl image commands", { skip }, () => {
   let reg: TestRegistry;
@@ -16,7 +16,7 @@ describe("crictl image commands", { skip }, () => {
   let img: PushedImage;
   let ref: string;
   const crictl = (...args: string[]) =>
-    execa(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "--image-endpoint", `unix://${d.socket}`, "--timeout", "30s", ...args], { reject: false });
+    execa(CRICTL!, [...crictlArgs(d.socket), "--image-endpoint", `unix://${d.socket}`, "--timeout", "30s", ...args], { reject: false });
 
   before(async () => {
     reg = await startRegistry({ tokenAuth: { users: { bob: { password: "pw-bob", repos: ["crictl/private"] } }, anonymousPull: ["crictl/busybox"] } });

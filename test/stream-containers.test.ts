@@ -11,7 +11,7 @@ import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { removeCgroupParent } from "./harness/leaks.js";
 import { busyboxEntries, pushImage } from "./harness/images.js";
 import { startRegistry, type TestRegistry } from "./harness/registry.js";
-import { CRICTL, CRICTL_SKIP } from "./harness/crictl.js";
+import { CRICTL, CRICTL_SKIP, crictlArgs, stopCrictl } from "./harness/crictl.js";
 import { openExecStreams, SpdyClient, type ExecStreams } from "./harness/spdy-client.js";
 import { ChannelClient } from "./harness/ws-client.js";
 import { deleteBridge, podConfig, sh, writeBridgeConflist } from "./sandbox-net.js";
@@ -40,7 +40,7 @@ function openExec(url: string, want: { stdin?: boolean; stdout?: boolean; stderr
 
 function crictl(d: Berthd, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "--timeout", "20s", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const p = spawn(CRICTL!, [...crictlArgs(d.socket), "--timeout", "20s", ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (b: Buffer) => (out += b));
     p.stderr.on("data", (b: Buffer) => (out += b));
@@ -272,7 +272,7 @@ describe("streaming into containers through berthd", () => {
 
   test("crictl exec -it under a pty", { skip: CRICTL_SKIP }, async () => {
     // script(1) gives crictl a terminal, as a person at a shell would.
-    const cmd = `${CRICTL} --runtime-endpoint unix://${d.socket} exec -it ${sleeper} sh -c 'stty size; echo tty-ok; exit 3'`;
+    const cmd = `${CRICTL} ${crictlArgs(d.socket).join(" ")} exec -it ${sleeper} sh -c 'stty size; echo tty-ok; exit 3'`;
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = spawn("script", ["-qec", `stty rows 31 cols 97; ${cmd}`, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
       let out = "";
@@ -288,18 +288,17 @@ describe("streaming into containers through berthd", () => {
 
   test("crictl attach streams the counter", { skip: CRICTL_SKIP }, async () => {
     const counter = await run({ command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"] });
-    const p = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "attach", counter], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(CRICTL!, [...crictlArgs(d.socket), "attach", counter], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (b: Buffer) => (out += b));
     p.stderr.on("data", (b: Buffer) => (out += b));
     await waitFor("ticks", async () => /tick \d+\n.*tick \d+\n/s.test(out), 10_000);
-    p.kill("SIGINT");
-    await new Promise((r) => p.once("exit", r));
+    await stopCrictl(p);
     assert.equal(await state(counter), ContainerState.CONTAINER_RUNNING);
   });
 
   test("crictl port-forward to httpd in the pod", { skip: CRICTL_SKIP }, async () => {
-    const p = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "port-forward", pod.podSandboxId, "18220:80"], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(CRICTL!, [...crictlArgs(d.socket), "port-forward", pod.podSandboxId, "18220:80"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     p.stdout.on("data", (b: Buffer) => (out += b));
     p.stderr.on("data", (b: Buffer) => (out += b));
@@ -314,8 +313,7 @@ describe("streaming into containers through berthd", () => {
       });
       assert.equal(body, "hello-from-httpd\n");
     } finally {
-      p.kill("SIGINT");
-      await new Promise((r) => p.once("exit", r));
+      await stopCrictl(p);
     }
     void web;
   });

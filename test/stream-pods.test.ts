@@ -14,12 +14,12 @@ import { startBerthd, waitFor, type Berthd } from "./harness/berthd.js";
 import { SpdyClient } from "./harness/spdy-client.js";
 import { ChannelClient } from "./harness/ws-client.js";
 import { deleteBridge, podConfig, writeBridgeConflist } from "./sandbox-net.js";
+import { CRICTL, CRICTL_SKIP, crictlArgs, stopCrictl } from "./harness/crictl.js";
 
 const BRIDGE = "bstr0";
 const SUBNET = "10.91.0.0/24";
 const POD_PORT = 8081;
 const LOCAL_PORT = 18210;
-const CRICTL = process.env.CRICTL;
 
 function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -130,8 +130,8 @@ describe("port forward into a pod network namespace", () => {
     await assert.rejects(d.cri.runtime.exec({ containerId: "nope", cmd: ["sh"], tty: false, stdin: false, stdout: true, stderr: false }), (e: { code: number }) => e.code === status.NOT_FOUND);
   });
 
-  test("crictl port-forward serves the pod's httpd on a local port", { skip: CRICTL ? false : "set CRICTL to a crictl binary (e.g. /work/tools/v1.29.0/crictl)" }, async () => {
-    const pf = spawn(CRICTL!, ["--runtime-endpoint", `unix://${d.socket}`, "port-forward", podId, `${LOCAL_PORT}:${POD_PORT}`], { stdio: ["ignore", "pipe", "pipe"] });
+  test("crictl port-forward serves the pod's httpd on a local port", { skip: CRICTL_SKIP }, async () => {
+    const pf = spawn(CRICTL!, [...crictlArgs(d.socket), "port-forward", podId, `${LOCAL_PORT}:${POD_PORT}`], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     pf.stdout!.on("data", (b: Buffer) => (out += b.toString()));
     pf.stderr!.on("data", (b: Buffer) => (out += b.toString()));
@@ -144,8 +144,7 @@ describe("port forward into a pod network namespace", () => {
         assert.equal(r.body, "served from inside the pod\n");
       }
     } finally {
-      pf.kill("SIGINT");
-      await new Promise((r) => pf.once("exit", r));
+      await stopCrictl(pf);
     }
     assert.doesNotMatch(out, /an error occurred forwarding/, out);
   });
