@@ -61,27 +61,14 @@ export interface ContainerRecord {
 }
 
 /** What CreateContainer knows once the spec is built: everything a new record is made of. */
-export interface NewRecord {
-  id: string;
-  kind: ContainerRecord["kind"];
-  name: string;
+export interface NewRecord extends Pick<ContainerRecord,
+  "id" | "kind" | "name" | "imageName" | "logPath" | "handler" | "runtimeRoot" | "bundle" | "rootfs" | "exitFile" | "socketLink" | "cgroupsPath" | "user" | "createdAt"> {
   sandbox: SandboxRef;
   config: ContainerConfig;
   image: Image;
-  imageName: string;
   /** Images mounted as volumes (kept only when there are some). */
   imageVolumes: string[];
-  logPath: string;
-  handler: string;
-  runtimeRoot: string;
-  bundle: string;
-  rootfs: string;
-  exitFile: string;
-  socketLink: string;
-  cgroupsPath: string;
-  user: { uid: number; gid: number; additionalGids: number[] };
   spec: OciSpec;
-  createdAt: bigint;
 }
 
 /** A CREATED container's record, before conmon reports its pids. */
