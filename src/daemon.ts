@@ -1,5 +1,4 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
-import { ServerCredentials, status as grpcStatus, type Server } from "@grpc/grpc-js";
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import path from "node:path";
@@ -10,6 +9,8 @@ import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
 import { acceptConnection } from "./cri/h2-authority.js";
 import { createGrpcServer } from "./cri/server.js";
+import type { GrpcServer } from "./grpc/server.js";
+import { statusName } from "./grpc/status.js";
 import { imageHandlers } from "./cri/image.js";
 import { LocalImageStore } from "./image/store.js";
 import { NodeStatus } from "./runtime/node-status.js";
@@ -128,7 +129,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   const cleanups: Array<() => Promise<void>> = [];
   // Lifecycle events for GetContainerEvents; what recovery publishes waits for serving() below.
   const events = new EventBus<Uint8Array>();
-  let server: Server | undefined;
+  let server: GrpcServer | undefined;
   let listener: NetServer | undefined;
   let images: LocalImageStore;
   try {
@@ -137,7 +138,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     });
 
     // Prometheus metrics: the sinks go in before the layers (and the RPC handlers) are built.
-    const metrics = new BerthMetrics((code) => grpcStatus[code] ?? String(code));
+    const metrics = new BerthMetrics(statusName);
     recordRpcs(metrics.rpcs);
     recordPluginCalls(metrics.cni);
     cleanups.push(async () => {
@@ -219,8 +220,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       log,
     );
     // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
-    const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    listener = createServer((conn) => acceptConnection(conn, (c) => injector.injectConnection(c)));
+    const grpc = server;
+    listener = createServer((conn) => acceptConnection(conn, (c) => grpc.serve(c)));
     await new Promise<void>((resolve, reject) => {
       listener!.once("error", reject);
       listener!.listen(socket, () => resolve());

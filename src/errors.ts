@@ -1,11 +1,11 @@
 // The small set of failures berth reports, each bound to one gRPC status code.
 // Layers below src/cri throw these (or plain Errors, which become Internal);
 // src/cri/rpc.ts turns them into the status a kubelet user reads.
-import { status } from "@grpc/grpc-js";
+import { status, statusName, type StatusCode } from "./grpc/status.js";
 
 export class BerthError extends Error {
-  readonly code: status;
-  constructor(code: status, message: string, options?: { cause?: unknown }) {
+  readonly code: StatusCode;
+  constructor(code: StatusCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -61,7 +61,7 @@ export function wrap(step: string, err: unknown): BerthError {
   return new BerthError(code, `${step}: ${causeChain(err)}`, { cause: err });
 }
 
-export function codeOf(err: unknown): status {
+export function codeOf(err: unknown): StatusCode {
   let cur: unknown = err;
   for (let depth = 0; cur instanceof Error && depth < 10; depth++) {
     if (cur instanceof BerthError) return cur.code;
@@ -92,7 +92,7 @@ export function noSpaceAt(step: string, where: string, err: unknown): ResourceEx
 
 /** The gRPC code's name ("NOT_FOUND"): a bounded label for failure counts. */
 export function codeName(err: unknown): string {
-  return status[codeOf(err)];
+  return statusName(codeOf(err));
 }
 
 /** True when err (or a cause) is a Node system error with this errno code. */

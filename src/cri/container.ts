@@ -1,13 +1,13 @@
 // CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
 // ListContainers, UpdateContainerResources, ReopenContainerLog.
-import type { ContainerConfig, LinuxContainerResources, RuntimeServiceServer } from "../gen/api.js";
+import type { ContainerConfig, LinuxContainerResources } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ContainerRecord } from "../runtime/container-record.js";
 import type { ContainerInspection, ContainerListFilter } from "../runtime/container.js";
 import { validateResources } from "../runtime/container-validate.js";
 import { containerListFilter, toContainerItem, toContainerStatus } from "./container-status.js";
-import { unary } from "./rpc.js";
+import { unary, type RuntimeHandlers } from "./rpc.js";
 
 /** What the CRI front needs of the container back-end. */
 export interface Containers {
@@ -26,7 +26,7 @@ function need(id: string, what = "container_id"): string {
   return id;
 }
 
-export function containerHandlers(c: Containers, log: Logger): Pick<RuntimeServiceServer,
+export function containerHandlers(c: Containers, log: Logger): Pick<RuntimeHandlers,
   "createContainer" | "startContainer" | "stopContainer" | "removeContainer" | "containerStatus" | "listContainers" | "updateContainerResources" | "reopenContainerLog"> {
   return {
     createContainer: unary(log, "CreateContainer", async (req) => {

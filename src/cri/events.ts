@@ -3,13 +3,13 @@
 // status from: the pod's PodSandboxStatus and the ContainerStatus of every container of the pod,
 // as PodSandboxStatus answers them. A pod's own events carry the pod's id as container_id, the
 // way containerd sends them (kubelet drops its cache entry on the pod's CONTAINER_DELETED_EVENT).
-import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
-import { ContainerEventResponse, ContainerEventType, type GetEventsRequest, type RuntimeServiceServer } from "../gen/api.js";
+import { ContainerEventResponse, ContainerEventType, type GetEventsRequest } from "../gen/api.js";
+import type { StreamCall } from "../grpc/server.js";
 import { NotFound, ResourceExhausted } from "../errors.js";
 import type { Logger } from "../log.js";
 import { MAX_QUEUED_BYTES, MAX_QUEUED_EVENTS, type EventBus, type LifecycleEvent, type LifecycleKind, type Rendering, type Subscription } from "../runtime/events.js";
 import type { SandboxRecord } from "../runtime/sandbox.js";
-import { serverStream } from "./rpc.js";
+import { serverStream, type RuntimeHandlers } from "./rpc.js";
 import { toStatus, type PodContainerRecords } from "./sandbox.js";
 import { toContainerStatus } from "./container-status.js";
 
@@ -55,12 +55,12 @@ export function serializeContainerEvent(v: Uint8Array | ContainerEventResponse):
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
-export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<RuntimeServiceServer, "getContainerEvents"> {
+export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<RuntimeHandlers, "getContainerEvents"> {
   return {
-    getContainerEvents: serverStream(log, "GetContainerEvents", (_req: GetEventsRequest, call: ServerWritableStream<GetEventsRequest, ContainerEventResponse>) =>
+    getContainerEvents: serverStream(log, "GetContainerEvents", (_req: GetEventsRequest, call: StreamCall<GetEventsRequest, ContainerEventResponse>) =>
       new Promise<void>((resolve, reject) => {
         let blocked = false;
-        // grpc-js buffers what write() accepts past its high-water mark; stop there and let the
+        // The HTTP/2 stream buffers what write() accepts past its high-water mark; stop there and let the
         // bus queue (bounded) hold the rest, so a stalled client costs at most that bound.
         const pump = () => {
           if (blocked || !sub || sub.closed) return;
@@ -80,7 +80,7 @@ export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<Runt
         sub = bus.subscribe({
           event: pump,
           cutOff: (dropped) => {
-            log.warn({ peer: call.getPeer(), dropped, droppedTotal: bus.droppedTotal() }, "GetContainerEvents subscriber cut off: it stopped reading");
+            log.warn({ dropped, droppedTotal: bus.droppedTotal() }, "GetContainerEvents subscriber cut off: it stopped reading");
             reject(new ResourceExhausted(
               `GetContainerEvents: this subscriber fell more than ${MAX_QUEUED_EVENTS} events or ${MAX_QUEUED_BYTES >> 20} MiB behind and was cut off (${dropped} events dropped); ` +
               "read the stream without pausing, then subscribe again and relist to catch up"));
@@ -88,8 +88,8 @@ export function eventHandlers(bus: EventBus<Uint8Array>, log: Logger): Pick<Runt
           ended: resolve,
         });
         // Headers right away: the client knows from them that it is subscribed.
-        call.sendMetadata(new Metadata());
-        log.debug({ peer: call.getPeer(), subscribers: bus.subscribers() }, "GetContainerEvents subscriber joined");
+        call.sendHeaders();
+        log.debug({ subscribers: bus.subscribers() }, "GetContainerEvents subscriber joined");
         const gone = () => {
           sub?.close();
           resolve();

@@ -1,14 +1,13 @@
 // ExecSync (Exec, Attach and PortForward hand out streaming URLs and live with the streaming server).
-import type { RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
-import { unary } from "./rpc.js";
+import { unary, type RuntimeHandlers } from "./rpc.js";
 
 export interface ExecSyncer {
   execSync(id: string, cmd: string[], timeoutSec: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }>;
 }
 
-export function execHandlers(e: ExecSyncer, log: Logger): Pick<RuntimeServiceServer, "execSync"> {
+export function execHandlers(e: ExecSyncer, log: Logger): Pick<RuntimeHandlers, "execSync"> {
   return {
     execSync: unary(log, "ExecSync", async (req) => {
       if (!req.containerId) throw new InvalidArgument("container_id is required");

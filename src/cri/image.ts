@@ -1,9 +1,9 @@
 // PullImage, ImageStatus, ListImages, RemoveImage, ImageFsInfo: the CRI ImageService over an ImageStore.
-import type { Image as CriImage, ImageFilter, ImageServiceServer, ImageSpec } from "../gen/api.js";
+import type { Image as CriImage, ImageFilter, ImageSpec } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Image, ImageStore } from "../image/types.js";
-import { unary } from "./rpc.js";
+import { unary, type ImageHandlers } from "./rpc.js";
 
 /** uid or username from the config's User ("1002", "1003:1004", "www-data", "www-data:1004"). */
 export function imageUser(user: string | undefined): { uid?: bigint; username: string } {
@@ -38,7 +38,7 @@ function requireSpec(spec: ImageSpec | undefined, rpc: string): { image: string;
   return { image: spec.image, imageRef: spec.imageRef || undefined };
 }
 
-export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageServiceServer, "pullImage" | "imageStatus" | "listImages" | "removeImage" | "imageFsInfo"> {
+export function imageHandlers(store: ImageStore, log: Logger): Pick<ImageHandlers, "pullImage" | "imageStatus" | "listImages" | "removeImage" | "imageFsInfo"> {
   return {
     pullImage: unary(log, "PullImage", async (req) => {
       const ref = req.image?.image;

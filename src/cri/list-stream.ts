@@ -3,15 +3,15 @@
 // answers (the same back-end call and filter), in batches. A batch goes out only once the one
 // before it has been taken by the transport, and the caller is checked between batches, so a
 // client that is slow or gone holds back (stats: stops) the work instead of piling it up.
-import type { ServerWritableStream } from "@grpc/grpc-js";
-import type { ContainerStats, ImageServiceServer, PodSandboxStats, RuntimeServiceServer } from "../gen/api.js";
+import type { ContainerStats, PodSandboxStats } from "../gen/api.js";
+import type { StreamCall } from "../grpc/server.js";
 import type { ImageStore } from "../image/types.js";
 import type { Logger } from "../log.js";
 import type { Containers } from "./container.js";
 import { containerListFilter, toContainerItem } from "./container-status.js";
 import { listImages } from "./image.js";
 import { bytesOf, encodeContainer, encodeContainerStats, encodeImage, encodePod, encodePodStats } from "./list-encoding.js";
-import { serverStream } from "./rpc.js";
+import { serverStream, type RuntimeHandlers, type ImageHandlers } from "./rpc.js";
 import { sandboxFilter, toListItem, type PodSandboxes } from "./sandbox.js";
 import type { Stats } from "./stats.js";
 
@@ -23,7 +23,7 @@ export const BATCH_ITEMS = 100;
 /** And about this many bytes: items with large labels or annotations stay far below gRPC's 16 MiB message limit. */
 export const BATCH_BYTES = 1024 * 1024;
 
-export type Call = ServerWritableStream<unknown, unknown>;
+export type Call = StreamCall<unknown, unknown>;
 
 /** Writes `msg`; true once the transport has taken it, false when the caller is gone first. */
 function send(call: Call, msg: unknown): Promise<boolean> {
@@ -81,7 +81,7 @@ export async function* slices<T>(ids: string[], of: (ids: string[]) => Promise<T
   for (let i = 0; i < ids.length; i += BATCH_ITEMS) yield await of(ids.slice(i, i + BATCH_ITEMS));
 }
 
-export function listStreamHandlers(pods: PodSandboxes, containers: Containers, stats: Stats, log: Logger): Pick<RuntimeServiceServer,
+export function listStreamHandlers(pods: PodSandboxes, containers: Containers, stats: Stats, log: Logger): Pick<RuntimeHandlers,
   "streamPodSandboxes" | "streamContainers" | "streamContainerStats" | "streamPodSandboxStats"> {
   return {
     streamPodSandboxes: serverStream(log, "StreamPodSandboxes", async (req, call) =>
@@ -97,7 +97,7 @@ export function listStreamHandlers(pods: PodSandboxes, containers: Containers, s
   };
 }
 
-export function imageStreamHandlers(store: ImageStore, log: Logger): Pick<ImageServiceServer, "streamImages"> {
+export function imageStreamHandlers(store: ImageStore, log: Logger): Pick<ImageHandlers, "streamImages"> {
   return {
     streamImages: serverStream(log, "StreamImages", async (req, call) =>
       sendBatches(call as Call, log, "StreamImages", [await listImages(store, req.filter)], encodeImage, (images) => ({ images }))),

@@ -1,12 +1,12 @@
 // ListMetricDescriptors, ListPodSandboxMetrics, StreamPodSandboxMetrics (KEP-2371; the stream
 // batches as the other Stream* lists do, list-stream.ts, each slice of pods collected when its turn comes).
-import type { Metric, MetricDescriptor, PodSandboxMetrics, RuntimeServiceServer } from "../gen/api.js";
+import type { Metric, MetricDescriptor, PodSandboxMetrics } from "../gen/api.js";
 import { MetricType } from "../gen/api.js";
 import type { Logger } from "../log.js";
 import type { MetricDescription, MetricSample, PodMetricsSample } from "../runtime/metrics.js";
 import { encodePodMetrics } from "./list-encoding.js";
 import { sendBatches, slices, type Call } from "./list-stream.js";
-import { serverStream, unary } from "./rpc.js";
+import { serverStream, unary, type RuntimeHandlers } from "./rpc.js";
 
 export interface PodMetrics {
   readonly descriptions: readonly MetricDescription[];
@@ -30,7 +30,7 @@ const podOf = (p: PodMetricsSample): PodSandboxMetrics => ({
   containerMetrics: p.containers.map((c) => ({ containerId: c.containerId, metrics: c.metrics.map(metricOf) })),
 });
 
-export function metricsHandlers(m: PodMetrics, log: Logger): Pick<RuntimeServiceServer, "listMetricDescriptors" | "listPodSandboxMetrics" | "streamPodSandboxMetrics"> {
+export function metricsHandlers(m: PodMetrics, log: Logger): Pick<RuntimeHandlers, "listMetricDescriptors" | "listPodSandboxMetrics" | "streamPodSandboxMetrics"> {
   const descriptors: MetricDescriptor[] = m.descriptions.map((d) => ({ name: d.name, help: d.help, labelKeys: d.labelKeys }));
   return {
     listMetricDescriptors: unary(log, "ListMetricDescriptors", async () => ({ descriptors })),

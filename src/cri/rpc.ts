@@ -1,14 +1,9 @@
 // The one place a CRI call becomes a gRPC answer: logs the call (debug: method, duration,
 // code; failures at warn with the cause chain) and maps thrown errors to a status.
-import { status, type handleServerStreamingCall, type handleUnaryCall, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
-import { BerthError, causeChain, codeOf, InvalidArgument, Unimplemented } from "../errors.js";
-
-const MALFORMED = Symbol("malformed request");
-
-/** Stands in for a request the decoder could not read (see server.ts). */
-export function malformedRequest(err: unknown): unknown {
-  return { [MALFORMED]: err };
-}
+import { BerthError, causeChain, codeOf, Unimplemented } from "../errors.js";
+import type { ImageServiceService, RuntimeServiceService } from "../gen/api.js";
+import type { ServerCall, ServiceHandlers, StreamCall, StreamHandler, UnaryCall, UnaryHandler } from "../grpc/server.js";
+import { status, statusName } from "../grpc/status.js";
 import type { Logger } from "../log.js";
 
 /** Longest error message sent or logged: a check that quotes a 16 MiB field must not echo it whole. */
@@ -42,18 +37,14 @@ export function recordRpcs(r: RpcRecorder | undefined): void {
   rpcRecorder = r;
 }
 
-export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerCall<Req>) => Promise<Res>): UnaryHandler<Req, Res> {
   const rec = rpcRecorder?.method(method);
-  return (call, callback) => {
+  return (call: UnaryCall<Req, Res>) => {
     const started = process.hrtime.bigint();
-    const bad = (call.request as Record<symbol, unknown>)[MALFORMED];
-    const run = bad !== undefined
-      ? Promise.reject(new InvalidArgument(`${method}: the request is not a valid protobuf message: ${causeChain(bad)}`))
-      : fn(call.request, call);
-    run.then(
+    fn(call.request, call).then(
       (res) => {
         if (log.isLevelEnabled("debug")) log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
-        callback(null, res);
+        call.reply(res);
         rec?.done(0, started);
         callObserver?.(method);
       },
@@ -61,8 +52,8 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
         const code = codeOf(err);
         const message = capMessage(err instanceof BerthError ? err.message : causeChain(err));
         const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
-        log[level]({ method, ms: elapsedMs(started), code: status[code], err: capMessage(causeChain(err)) }, "rpc failed");
-        callback({ code, details: message, message } as never, null);
+        log[level]({ method, ms: elapsedMs(started), code: statusName(code), err: capMessage(causeChain(err)) }, "rpc failed");
+        call.fail(code, message);
         rec?.done(code, started);
         callObserver?.(method);
       },
@@ -70,20 +61,16 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
   };
 }
 
-export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>): handleServerStreamingCall<Req, Res> {
-  return (call) => {
-    const bad = (call.request as Record<symbol, unknown>)[MALFORMED];
-    const run = bad !== undefined
-      ? Promise.reject(new InvalidArgument(`${method}: the request is not a valid protobuf message: ${causeChain(bad)}`))
-      : fn(call.request, call);
-    run.then(
+export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: StreamCall<Req, Res>) => Promise<void>): StreamHandler<Req, Res> {
+  return (call: StreamCall<Req, Res>) => {
+    fn(call.request, call).then(
       () => call.end(),
       (err: unknown) => {
         const code = codeOf(err);
         const message = capMessage(causeChain(err));
-        log.warn({ method, code: status[code], err: message }, "stream failed");
-        // Not destroy(): it drops the status when messages are still queued; an "error" ends the call after them.
-        call.emit("error", Object.assign(new Error(message), { code, details: message }));
+        log.warn({ method, code: statusName(code), err: message }, "stream failed");
+        // The status goes in the trailers, after the messages already written.
+        call.fail(code, message);
       },
     );
   };
@@ -102,8 +89,13 @@ function elapsedMs(started: bigint): number {
 }
 
 /** A handler for an RPC whose issue has not landed: UNIMPLEMENTED naming the RPC. */
-export function unimplemented(log: Logger, service: string, method: string): handleUnaryCall<unknown, unknown> {
+export function unimplemented(log: Logger, service: string, method: string): UnaryHandler<unknown, unknown> {
   return unary(log, method, async () => {
     throw new Unimplemented(`${service}.${method} is not implemented by berth yet`);
   });
 }
+
+/** The handler of each RuntimeService RPC, typed from the generated definition (grpc/server.ts). */
+export type RuntimeHandlers = ServiceHandlers<typeof RuntimeServiceService>;
+/** The handler of each ImageService RPC. */
+export type ImageHandlers = ServiceHandlers<typeof ImageServiceService>;

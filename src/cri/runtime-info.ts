@@ -1,11 +1,11 @@
 // Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the node runtime is and whether it is ready.
-import { CgroupDriver, type RuntimeServiceServer } from "../gen/api.js";
+import { CgroupDriver } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Condition, NodeInfo } from "../runtime/node-info.js";
-import { unary } from "./rpc.js";
+import { unary, type RuntimeHandlers } from "./rpc.js";
 
-export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeServiceServer, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
+export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
   return {
     version: unary(log, "Version", async () => ({
       version: "0.1.0",

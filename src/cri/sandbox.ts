@@ -1,11 +1,11 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
-import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxFilter, type PodSandboxStatus, type RuntimeServiceServer } from "../gen/api.js";
+import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxFilter, type PodSandboxStatus } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
 import type { ContainerRecord } from "../runtime/container-record.js";
 import { toContainerStatus } from "./container-status.js";
-import { callerGone, unary } from "./rpc.js";
+import { callerGone, unary, type RuntimeHandlers } from "./rpc.js";
 
 /** What the CRI front needs of the pod sandbox back-end. */
 export interface PodSandboxes {
@@ -95,7 +95,7 @@ export function sandboxFilter(f: PodSandboxFilter | undefined): SandboxFilter {
   return filter;
 }
 
-export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerRecords, log: Logger): Pick<RuntimeServiceServer, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
+export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerRecords, log: Logger): Pick<RuntimeHandlers, "runPodSandbox" | "stopPodSandbox" | "removePodSandbox" | "podSandboxStatus" | "listPodSandbox"> {
   return {
     runPodSandbox: unary(log, "RunPodSandbox", async (req, call) => ({ podSandboxId: await pods.run(req.config, req.runtimeHandler, callerGone(call)) })),
 

@@ -1,8 +1,8 @@
 // ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
-import type { ContainerStats, ContainerStatsFilter, PodSandboxStats, PodSandboxStatsFilter, RuntimeServiceServer } from "../gen/api.js";
+import type { ContainerStats, ContainerStatsFilter, PodSandboxStats, PodSandboxStatsFilter } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
-import { unary } from "./rpc.js";
+import { unary, type RuntimeHandlers } from "./rpc.js";
 
 export interface Stats {
   containerStats(id: string): Promise<ContainerStats>;
@@ -16,7 +16,7 @@ export interface Stats {
   podStatsOf(ids: string[]): Promise<PodSandboxStats[]>;
 }
 
-export function statsHandlers(s: Stats, log: Logger): Pick<RuntimeServiceServer, "containerStats" | "listContainerStats" | "podSandboxStats" | "listPodSandboxStats"> {
+export function statsHandlers(s: Stats, log: Logger): Pick<RuntimeHandlers, "containerStats" | "listContainerStats" | "podSandboxStats" | "listPodSandboxStats"> {
   return {
     containerStats: unary(log, "ContainerStats", async (req) => {
       if (!req.containerId) throw new InvalidArgument("container_id is required");

@@ -1,9 +1,8 @@
 // Exec, Attach, PortForward: validate the request and hand back a single-use streaming URL.
-import type { RuntimeServiceServer } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { StreamingService } from "../stream/types.js";
-import { unary } from "./rpc.js";
+import { unary, type RuntimeHandlers } from "./rpc.js";
 
 function checkStdio(r: { tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }): void {
   if (!r.stdin && !r.stdout && !r.stderr) throw new InvalidArgument("one of stdin, stdout or stderr must be set");
@@ -14,7 +13,7 @@ function checkId(what: string, id: string): void {
   if (id === "") throw new InvalidArgument(`${what} must be set`);
 }
 
-export function streamingHandlers(streams: StreamingService, log: Logger): Pick<RuntimeServiceServer, "exec" | "attach" | "portForward"> {
+export function streamingHandlers(streams: StreamingService, log: Logger): Pick<RuntimeHandlers, "exec" | "attach" | "portForward"> {
   return {
     exec: unary(log, "Exec", async (req) => {
       checkId("container_id", req.containerId);

@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import { status } from "@grpc/grpc-js";
+import { status } from "../grpc/status.js";
 import { codeOf, DeadlineExceeded, FailedPrecondition, NotFound, Unauthenticated, Unavailable, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { parseChallenges, type Credentials } from "./auth.js";

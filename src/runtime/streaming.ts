@@ -4,7 +4,7 @@
 // namespace.
 import net, { type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { status as grpcStatus } from "@grpc/grpc-js";
+import { status as grpcStatus } from "../grpc/status.js";
 import { codeOf, FailedPrecondition, NotFound, wrap } from "../errors.js";
 import type { Logger } from "../log.js";
 import { connectInNetns } from "../native/native.js";
