@@ -22,6 +22,7 @@ const LAYERS: ReadonlyArray<{ groups: string[]; why: string }> = [
   { groups: ["image/", "cni/"], why: "images and snapshots; pod networks (neither imports the other)" },
   { groups: ["store/"], why: "crash-safe records and per-object locks" },
   { groups: ["*"], why: "shared leaf modules: errors, log, config, faults, proc, run-captured, notify ..." },
+  { groups: ["grpc/"], why: "berth's gRPC server on node:http2 and the status codes: knows nothing of the CRI" },
   { groups: ["native/"], why: "the N-API addon and its wrapper" },
 ];
 /** Generated from proto/api.proto; importable from every layer. */

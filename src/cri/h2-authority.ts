@@ -1,10 +1,12 @@
 // gRPC-Go clients older than v1.51 (crictl and critest v1.26, kubelets before 1.26) send the unix
 // socket's path as the HTTP/2 :authority. Node's HTTP/2 parser rejects that value ("/" is not
-// an authority character) with PROTOCOL_ERROR before grpc-js sees the call. berth accepts each
+// an authority character) with PROTOCOL_ERROR before any server code sees the call; berth's own
+// gRPC server (src/grpc/server.ts) sits on that same parser, so this stays (checked on Node 20:
+// a bare http2 server resets a request whose :authority is a socket path). berth accepts each
 // connection itself and reads up to the first request; when it carries such an authority, the
 // client's header blocks are rewritten on the way in: the bad value becomes a valid one of the
 // same length, so the HPACK dynamic tables of client and server keep the same sizes and stay in
-// step. Every other client gets the socket itself, which grpc-js's HTTP/2 session reads natively
+// step. Every other client gets the socket itself, which node's HTTP/2 session reads natively
 // (a JS stream in between costs every call about 60 us of CPU).
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
@@ -257,7 +259,7 @@ export class ClientFrameReader {
 }
 
 /**
- * The connection as grpc-js sees it for a client whose :authority needs rewriting: server bytes
+ * The connection as the gRPC server sees it for a client whose :authority needs rewriting: server bytes
  * go straight to the socket; client bytes pass through the frame reader.
  */
 class ClientConnection extends Duplex {
@@ -300,11 +302,11 @@ const EMPTY_SETTINGS = frame(TYPE_SETTINGS, 0, 0, Buffer.alloc(0));
 const MAX_HELD = 1 << 20;
 
 /**
- * Reads a freshly accepted CRI connection up to its first request and hands grpc-js (`serve`)
+ * Reads a freshly accepted CRI connection up to its first request and hands the gRPC server (`serve`)
  * the socket itself, or the rewriting ClientConnection when that request's :authority is one
- * nghttp2 refuses. gRPC-Go clients send no request before the server's SETTINGS, and grpc-js's
- * session (which would send them) does not exist yet: berth sends an empty SETTINGS frame
- * itself and removes the client's ACK of it, which grpc-js's session never asked for. A client
+ * nghttp2 refuses. gRPC-Go clients send no request before the server's SETTINGS, and the server's
+ * HTTP/2 session (which would send them) does not exist yet: berth sends an empty SETTINGS frame
+ * itself and removes the client's ACK of it, which that session never asked for. A client
  * that sends anything else first (a PING) is served through ClientConnection, which keeps
  * looking for that ACK.
  */

@@ -201,7 +201,11 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
       return;
     }
     this.state = HANDLING;
-    this.method.handler(this);
+    try {
+      this.method.handler(this);
+    } catch (err) {
+      this.fail(status.INTERNAL, `${this.method.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** @internal the timer set from grpc-timeout fired */
