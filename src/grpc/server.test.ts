@@ -159,14 +159,29 @@ describe("GrpcServer", () => {
     await streamCancelled;
   });
 
-  test("a gzip-compressed request is decompressed", async () => {
-    const gz = new Client(`unix://${socket}`, credentials.createInsecure(), { "grpc.default_compression_algorithm": 2 });
+  for (const [algorithm, name] of [[2, "gzip"], [1, "deflate"]] as const) {
+    test(`a ${name}-compressed request is decompressed`, async () => {
+      const c = new Client(`unix://${socket}`, credentials.createInsecure(), { "grpc.default_compression_algorithm": algorithm });
+      try {
+        const res = await unaryCall(c, VERSION, encodeVersion, decodeVersion, { version: "x".repeat(1000) });
+        assert.equal(res.runtimeName, "echo:1000");
+        assert.equal(seen.encoding, name);
+      } finally {
+        c.close();
+      }
+    });
+  }
+
+  test("an unknown grpc-encoding is UNIMPLEMENTED, naming the ones accepted", async () => {
+    const session = http2.connect("http://localhost", { createConnection: () => net.connect(socket) });
     try {
-      const res = await unaryCall(gz, VERSION, encodeVersion, decodeVersion, { version: "x".repeat(1000) });
-      assert.equal(res.runtimeName, "echo:1000");
-      assert.equal(seen.encoding, "gzip");
+      const req = session.request({ ":method": "POST", ":path": VERSION, "content-type": "application/grpc", te: "trailers", "grpc-encoding": "snappy" });
+      req.end(Buffer.from([1, 0, 0, 0, 0]));
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) => req.once("response", resolve));
+      assert.equal(headers["grpc-status"], String(status.UNIMPLEMENTED));
+      assert.equal(headers["grpc-accept-encoding"], "identity,deflate,gzip");
     } finally {
-      gz.close();
+      session.close();
     }
   });
 
@@ -187,5 +202,26 @@ describe("GrpcServer", () => {
     assert.equal((await res).runtimeName, "slow");
     assert.ok((await stopped) >= 200, "shutdown waited for the call");
     assert.equal(server.openCalls, 0);
+  });
+
+  test("forced shutdown cancels the calls in flight", async () => {
+    const sock2 = path.join(dir, "force.sock");
+    let cancelled!: () => void;
+    const sawCancel = new Promise<void>((resolve) => (cancelled = resolve));
+    const s2 = new GrpcServer(methodTable([{ service: "RuntimeService", definition: RuntimeServiceService, handlers: { runPodSandbox: (call: Call) => call.once("cancelled", cancelled) } }]));
+    const l2 = net.createServer((c) => s2.serve(c));
+    await new Promise<void>((resolve) => l2.listen(sock2, resolve));
+    const c2 = new Client(`unix://${sock2}`, credentials.createInsecure());
+    try {
+      const res = unaryCall(c2, RUN_POD, raw, raw, Buffer.alloc(0)).then(() => assert.fail("no error"), (e: ServiceError) => e);
+      while (s2.openCalls === 0) await new Promise((r) => setTimeout(r, 10));
+      s2.forceShutdown();
+      await sawCancel;
+      // The connection is gone without a status: grpc-js reports INTERNAL ("Call ended without gRPC status").
+      assert.ok((await res).code > 0);
+    } finally {
+      c2.close();
+      l2.close();
+    }
   });
 });

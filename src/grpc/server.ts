@@ -465,6 +465,6 @@ export class GrpcServer {
   /** Ends every connection now: open calls are cancelled. */
   forceShutdown(): void {
     this.stopping = true;
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions) s.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
   }
 }
