@@ -191,6 +191,7 @@ describe("GrpcServer", () => {
     assert.equal(parseTimeout("1H"), 3_600_000);
     assert.equal(parseTimeout("5000u"), 5);
     assert.equal(parseTimeout("12x"), undefined);
+    assert.equal(parseTimeout("99999999H"), 99999999 * 3_600_000);
   });
 
   // Last: it stops the server.

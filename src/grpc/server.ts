@@ -12,6 +12,7 @@ import { status } from "./status.js";
 
 /** Largest request message accepted (grpc-js's default max_receive_message_length is 4 MiB; berth took 16). */
 export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Longest grpc-message sent: longer ones are cut. */
 const MAX_STATUS_MESSAGE = 8192;
 
@@ -218,7 +219,8 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
 
   /** @internal */
   setDeadline(ms: number): void {
-    this.timer = setTimeout(expire, ms, this);
+    // Past setTimeout's range (about 24.8 days) node would fire at once: such a deadline is none.
+    if (ms <= MAX_TIMER_MS) this.timer = setTimeout(expire, ms, this);
   }
 
   /** @internal the stream closed: the caller is gone unless the call was over */
