@@ -4,9 +4,9 @@
 // With --prof DIR, berthd writes a .cpuprofile there on exit and phases.json marks when each
 // call's run started and ended (CLOCK_MONOTONIC µs, the clock the profile's timestamps use), so
 // bench/profsum.ts can say where each call's time went.
-//   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--gap MS] [--only A,B] [--prof DIR]
+//   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--gap MS] [--only A,B] [--prof DIR] [--node-flags=--trace-gc]
 // (CPU per call with --gap includes what berthd does idle over the gaps.)
-import { chmod, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -21,7 +21,7 @@ import { createStart, pullImage, runPod, type Pod } from "./workloads.js";
 const REPO = path.resolve(BENCH_SRC, "..");
 
 const { values } = parseArgs({
-  options: { gap: { type: "string" }, pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
+  options: { "node-flags": { type: "string" }, gap: { type: "string" }, pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
 });
 const nPods = Number(values.pods ?? 30);
 const perPod = Number(values["per-pod"] ?? 2);
@@ -50,13 +50,14 @@ function calls(pods: Pod[], containers: string[], image: string): Call[] {
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
 /** CPU ms per thread name (comm) of `pid`. */
-async function threadCpu(pid: number): Promise<Map<string, number>> {
+async function threadCpu(pid: number, perTid = false): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
     const text = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "");
     const s = parseProcStat(text);
     if (!s) continue;
-    out.set(s.comm, (out.get(s.comm) ?? 0) + ((s.utimeTicks + s.stimeTicks) * 1000) / USER_HZ);
+    const name = Number(tid) === pid ? "main" : perTid ? `${s.comm}:${tid}` : s.comm;
+    out.set(name, (out.get(name) ?? 0) + ((s.utimeTicks + s.stimeTicks) * 1000) / USER_HZ);
   }
   return out;
 }
@@ -74,10 +75,11 @@ async function main(): Promise<void> {
     registry = await startRegistry();
     const images = await buildBenchImages(registry, path.join(dir, "images"));
     let berthd = path.join(REPO, "bin/berthd");
-    if (values.prof) {
-      // bin/berthd's flags, plus the profiler.
+    if (values.prof || values["node-flags"]) {
+      // bin/berthd's flags, plus the profiler and any others asked for.
+      const extra = `${values.prof ? `--cpu-prof --cpu-prof-dir=${values.prof} ` : ""}${values["node-flags"] ?? ""}`;
       berthd = path.join(dir, "berthd-prof");
-      await writeFile(berthd, `#!/bin/sh\nexec node --cpu-prof --cpu-prof-dir=${values.prof} --max-semi-space-size=1 --initial-old-space-size=64 --expose-gc ${REPO}/dist/src/main.js "$@"\n`, { mode: 0o755 });
+      await writeFile(berthd, `#!/bin/sh\nexec node ${extra} --max-semi-space-size=1 --initial-old-space-size=64 --expose-gc ${REPO}/dist/src/main.js "$@"\n`, { mode: 0o755 });
     }
     rt = await startBerth({ dir, registryHost: registry.host, pauseImage: images.pause }, berthd);
     await pullImage(rt.cri, images.busybox);
@@ -116,14 +118,17 @@ async function main(): Promise<void> {
       process.stdout.write(`| ${c.name} | ${q(0.5)} | ${q(0.9)} | ${(cpu / nCalls).toFixed(3)} |\n`);
     }
     for (const n of threadNotes) process.stdout.write(`${n}\n`);
-    // Idle CPU with everything running: timers and sweeps only.
+    // Idle CPU with everything running: timers and sweeps only (after 5 s for the calls' garbage to go).
+    await new Promise((r) => setTimeout(r, 5000));
     const idle0 = await cpuMs(rt.pid);
+    const idleThreads = await threadCpu(rt.pid, true);
     const idleStartUs = monoUs();
     await new Promise((r) => setTimeout(r, 30_000));
-    process.stdout.write(`idle berthd CPU: ${(((await cpuMs(rt.pid)) - idle0) * 2).toFixed(0)} ms/min with ${containers.length} containers\n`);
+    process.stdout.write(`idle berthd CPU: ${(((await cpuMs(rt.pid)) - idle0) * 2).toFixed(0)} ms/min with ${containers.length} containers (by thread, ms/min: ${threadDelta(idleThreads, await threadCpu(rt.pid, true), 0.5)})\n`);
     phases.push({ name: "idle", startUs: idleStartUs, endUs: monoUs() });
     if (values.prof) await writeFile(path.join(values.prof, "phases.json"), JSON.stringify(phases));
   } finally {
+    if (rt) await copyFile(rt.logFile, path.join(os.tmpdir(), "callprof-berthd.log")).catch(() => undefined);
     if (rt) {
       await removeEverything(rt.cri, rt.name, log).catch((e) => log(`cleanup: ${String(e)}`));
       await rt.stop().catch((e) => log(`stop: ${String(e)}`));
