@@ -21,6 +21,9 @@ export function verify(bytes: Buffer, digest: string, what: string): void {
 }
 
 export class ContentStore {
+  /** Bumped after every blob this store writes or deletes: usage computed at one count holds until the next. */
+  changes = 0;
+
   constructor(readonly dir: string) {}
 
   async init(): Promise<void> {
@@ -36,6 +39,7 @@ export class ContentStore {
     verify(bytes, digest, what);
     if (await this.has(digest)) return;
     await writeFileAtomic(this.file(digest), bytes, 0o644);
+    this.changes++;
   }
 
   async has(digest: string): Promise<boolean> {
@@ -55,7 +59,7 @@ export class ContentStore {
   }
 
   async delete(digest: string): Promise<void> {
-    await unlink(this.file(digest)).catch((err) => {
+    await unlink(this.file(digest)).then(() => this.changes++, (err) => {
       if (!isErrno(err, "ENOENT")) throw err;
     });
   }

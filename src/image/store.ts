@@ -411,23 +411,34 @@ export class LocalImageStore implements ImageStore {
   }
 }
 
+/** How long blob usage is trusted without a look at the dir, for changes made behind berthd's back. */
+export const BLOB_RECHECK_MS = 60_000;
+
 /**
- * Blobs are immutable, so their total changes only when one is added or removed, which moves the
- * blob dir's mtime: the scan is kept while that mtime stays, and trusted only once the mtime is
- * older than the clock's granularity could hide (a change in the same tick as the scan).
+ * Blobs are immutable, so their total changes only when one is added or removed. berthd's own
+ * writes and deletes bump content.changes, so while that count holds the last scan is answered
+ * without any I/O (kubelet asks every 10 s); a hand edit of the dir moves its mtime, looked at
+ * once BLOB_RECHECK_MS has passed. The mtime is trusted only once it is older than the clock's
+ * granularity could hide (a change in the same tick as the scan).
  */
-async function scanIfChanged(content: ContentStore, last: BlobUsage | undefined): Promise<BlobUsage> {
+export async function scanIfChanged(content: ContentStore, last: BlobUsage | undefined, now = Date.now()): Promise<BlobUsage> {
+  const changes = content.changes;
+  if (last?.changes === changes && now - last.checkedAt < BLOB_RECHECK_MS) return last;
   const st = await stat(content.dir, { bigint: true });
   const dirId = `${st.ino}:${st.mtimeNs}`;
-  if (last?.dirId === dirId) return last;
+  if (last?.dirId === dirId && last.changes === changes) return { ...last, checkedAt: now };
   const { bytes, digests } = await content.scan();
   const settled = BigInt(Date.now()) * 1_000_000n - st.mtimeNs > 2_000_000_000n;
-  return { dirId: settled ? dirId : "", bytes, count: digests.length };
+  return { dirId: settled ? dirId : "", changes, checkedAt: settled ? now : 0, bytes, count: digests.length };
 }
 
-interface BlobUsage {
+export interface BlobUsage {
   /** The blob dir's inode and mtime when scanned; "" when too recent to trust. */
   dirId: string;
+  /** content.changes when scanned. */
+  changes: number;
+  /** When the dir was last looked at (0: look again next time). */
+  checkedAt: number;
   bytes: number;
   count: number;
 }
