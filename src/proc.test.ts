@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { procStartTime } from "./native/native.js";
-import { isLive, parseProcStat, processRunning, processStartNs, readProcStat, type ProcStat } from "./proc.js";
+import { isLive, parseProcStat, processRunning, processStartNs, readProcStat, readProcText, type ProcStat } from "./proc.js";
 
 /** A stat line as the kernel writes it, with the fields berth reads set and the rest zero. */
 function statLine(pid: number, comm: string, state: string, ppid: number, utime: number, stime: number, start: number): string {
@@ -93,5 +93,20 @@ describe("readProcStat on real processes", () => {
     assert.equal(await readProcStat(-1), undefined);
     assert.equal(await processRunning(0), false);
     assert.equal(isLive(undefined), false);
+  });
+});
+
+describe("readProcText", () => {
+  test("reads what readFile reads, a file larger than its first buffer included; undefined for a gone file", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const status = readProcText("/proc/self/status");
+    assert.match(status ?? "", /^Uid:\s+\d+/m);
+    // smaps of a node process runs to hundreds of KiB: the buffer grows, then shrinks back.
+    const smaps = readProcText("/proc/self/smaps") ?? "";
+    assert.ok(smaps.length > 65536, `smaps is ${smaps.length} characters`);
+    assert.equal(smaps.split("\n")[0], (await readFile("/proc/self/smaps", "utf8")).split("\n")[0]);
+    assert.equal(readProcText("/proc/self/stat")?.split(" ")[0], String(process.pid));
+    assert.equal(readProcText("/proc/0/status"), undefined);
+    assert.equal(readProcText("/proc/self/no-such-file"), undefined);
   });
 });

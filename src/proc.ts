@@ -1,6 +1,7 @@
 // The one reader of /proc/PID/stat (proc(5)) in berth's TypeScript: the runtime, the tests and the
 // benchmark ask here for a process's name, state, parent, CPU time and start time. (The addon keeps
 // its own C reader of the start time: signalProcess must check it after pinning the pid with a pidfd.)
+import { closeSync, openSync, readSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 
 /** The /proc/PID/stat fields berth reads. */
@@ -38,11 +39,54 @@ export function parseProcStat(text: string): ProcStat | undefined {
   return { pid, comm: text.slice(open + 2, close), state: f[0] ?? "", ppid, utimeTicks, stimeTicks, startTime };
 }
 
+let scratch = Buffer.allocUnsafe(4096);
+
+/**
+ * A /proc file's text, read synchronously; undefined when it cannot be read (the process is
+ * gone). procfs answers from kernel memory and never waits on a disk, and a promise readFile
+ * costs about ten times the read itself (open, fstat, read, close: four trips to the thread
+ * pool, and a 64 KiB buffer for a file whose size says 0), which made it most of what a
+ * ContainerStatus or an exit sweep did. Only for /proc: a real file system can block.
+ */
+export function readProcText(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    let got = 0;
+    for (;;) {
+      if (got === scratch.length) {
+        const bigger = Buffer.allocUnsafe(scratch.length * 2);
+        scratch.copy(bigger, 0, 0, got);
+        scratch = bigger;
+      }
+      const n = readSync(fd, scratch, got, scratch.length - got, null);
+      if (n <= 0) break;
+      got += n;
+    }
+    const text = scratch.toString("utf8", 0, got);
+    // A status with thousands of groups grew it: not kept.
+    if (scratch.length > 65536) scratch = Buffer.allocUnsafe(4096);
+    return text;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The stat of process `pid`, read synchronously (see readProcText); undefined when there is no such process. */
+export function procStat(pid: number): ProcStat | undefined {
+  if (!(pid > 0)) return undefined;
+  return parseProcStat(readProcText(`/proc/${pid}/stat`) ?? "");
+}
+
 /** The stat of process `pid`; undefined when there is no such process. */
 export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
-  if (!(pid > 0)) return undefined;
-  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return parseProcStat(text);
+  return procStat(pid);
 }
 
 /** True for a process that still runs: neither a zombie waiting to be reaped nor dead. */

@@ -31,7 +31,7 @@ import type { PodContainers, SandboxLookup, SandboxRef } from "./types.js";
 import { readSeccompProfileFile } from "./seccomp.js";
 import { processIds, readUserDb } from "./user.js";
 import { faultPoint } from "../faults.js";
-import { processRunning } from "../proc.js";
+import { processRunning, readProcText } from "../proc.js";
 import { validateContainerConfig } from "./container-validate.js";
 import { ContainerMounts } from "./container-mounts.js";
 import { usernsRef } from "./userns.js";
@@ -596,7 +596,7 @@ export class ContainerManager implements PodContainers {
    */
   private async processUser(r: ContainerRecord): Promise<ProcessUser | undefined> {
     if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return undefined;
-    const text = await readFile(`/proc/${r.pid}/status`, "utf8").catch(() => undefined);
+    const text = readProcText(`/proc/${r.pid}/status`);
     if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return undefined;
     return processIds(text);
   }
