@@ -65,7 +65,7 @@ export interface Ctx {
 const SLEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
 const STOP_TIMEOUT_S = 10;
 
-interface Pod {
+export interface Pod {
   id: string;
   config: ReturnType<typeof podConfig>;
 }
@@ -88,7 +88,7 @@ function podConfig(rt: RuntimeUnderTest, name: string, userns = false) {
   };
 }
 
-async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void, userns = false): Promise<Pod> {
+export async function runPod(rt: RuntimeUnderTest, name: string, onTimed?: (ms: number) => void, userns = false): Promise<Pod> {
   const config = podConfig(rt, name, userns);
   // kubelet creates the pod's log directory before RunPodSandbox.
   await mkdir(config.logDirectory, { recursive: true });
@@ -106,7 +106,7 @@ async function removePod(cri: CriClient, id: string): Promise<void> {
 }
 
 /** Best effort, for the unwinding of a failed iteration; the final cleanup catches the rest. */
-async function dropPod(cri: CriClient, id: string): Promise<void> {
+export async function dropPod(cri: CriClient, id: string): Promise<void> {
   await removePod(cri, id).catch(() => undefined);
 }
 
@@ -123,7 +123,7 @@ function containerConfig(image: string, name: string) {
   };
 }
 
-async function createStart(rt: RuntimeUnderTest, pod: Pod, image: string, name: string): Promise<string> {
+export async function createStart(rt: RuntimeUnderTest, pod: Pod, image: string, name: string): Promise<string> {
   const { containerId } = await step("CreateContainer", () =>
     rt.cri.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig(image, name), sandboxConfig: pod.config }, { timeoutMs: 120_000 }));
   await step("StartContainer", () => rt.cri.runtime.startContainer({ containerId }, { timeoutMs: 120_000 }));

@@ -1,0 +1,112 @@
+// What one polled CRI call costs berthd: starts a registry and berthd alone (optionally under
+// node --cpu-prof), makes N pods x M running containers, then sends each call many times in a row
+// and prints its median latency and berthd's CPU per call (utime+stime of its pid over the run).
+// With --prof DIR, berthd writes a .cpuprofile there on exit and phases.json marks when each
+// call's run started and ended (CLOCK_MONOTONIC µs, the clock the profile's timestamps use), so
+// bench/profsum.ts can say where each call's time went.
+//   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--only A,B] [--prof DIR]
+import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { removeEverything, sweepHost } from "./cleanup.js";
+import { BENCH_SRC, buildBenchImages } from "./images.js";
+import { cpuMs } from "./procs.js";
+import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
+import { startBerth, type RuntimeUnderTest } from "./runtimes.js";
+import { createStart, pullImage, runPod, type Pod } from "./workloads.js";
+
+const REPO = path.resolve(BENCH_SRC, "..");
+
+const { values } = parseArgs({
+  options: { pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
+});
+const nPods = Number(values.pods ?? 30);
+const perPod = Number(values["per-pod"] ?? 2);
+const nCalls = Number(values.calls ?? 2000);
+const log = (m: string) => process.stderr.write(`[callprof] ${m}\n`);
+
+type Call = { name: string; run: (rt: RuntimeUnderTest, i: number) => Promise<unknown> };
+
+function calls(pods: Pod[], containers: string[], image: string): Call[] {
+  const t = { timeoutMs: 30_000 };
+  return [
+    { name: "ContainerStatus", run: (rt, i) => rt.cri.runtime.containerStatus({ containerId: containers[i % containers.length]! }, t) },
+    { name: "PodSandboxStatus", run: (rt, i) => rt.cri.runtime.podSandboxStatus({ podSandboxId: pods[i % pods.length]!.id }, t) },
+    { name: "ImageStatus", run: (rt) => rt.cri.image.imageStatus({ image: { image } }, t) },
+    { name: "ListImages", run: (rt) => rt.cri.image.listImages({}, t) },
+    { name: "Version", run: (rt) => rt.cri.runtime.version({}, t) },
+    { name: "Status", run: (rt) => rt.cri.runtime.status({}, t) },
+    { name: "ImageFsInfo", run: (rt) => rt.cri.image.imageFsInfo({}, t) },
+    { name: "ListPodSandbox", run: (rt) => rt.cri.runtime.listPodSandbox({}, t) },
+    { name: "ListContainers", run: (rt) => rt.cri.runtime.listContainers({}, t) },
+  ];
+}
+
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-callprof-"));
+  await chmod(dir, 0o711);
+  let registry: TestRegistry | undefined;
+  let rt: RuntimeUnderTest | undefined;
+  try {
+    registry = await startRegistry();
+    const images = await buildBenchImages(registry, path.join(dir, "images"));
+    let berthd = path.join(REPO, "bin/berthd");
+    if (values.prof) {
+      // bin/berthd's flags, plus the profiler.
+      berthd = path.join(dir, "berthd-prof");
+      await writeFile(berthd, `#!/bin/sh\nexec node --cpu-prof --cpu-prof-dir=${values.prof} --max-semi-space-size=1 --initial-old-space-size=64 --expose-gc ${REPO}/dist/src/main.js "$@"\n`, { mode: 0o755 });
+    }
+    rt = await startBerth({ dir, registryHost: registry.host, pauseImage: images.pause }, berthd);
+    await pullImage(rt.cri, images.busybox);
+    log(`berthd pid ${rt.pid}; making ${nPods} pods x ${perPod}`);
+    const pods: Pod[] = [];
+    const containers: string[] = [];
+    for (let i = 0; i < nPods; i++) {
+      const pod = await runPod(rt, `prof-${i}`);
+      pods.push(pod);
+      for (let k = 0; k < perPod; k++) containers.push(await createStart(rt, pod, images.busybox, `c${k}`));
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    const only = values.only ? new Set(values.only.split(",")) : undefined;
+    const phases: Array<{ name: string; startUs: number; endUs: number }> = [];
+    process.stdout.write(`| call (${nPods} pods x ${perPod}) | median ms | p90 ms | berthd CPU ms/call |\n|---|---|---|---|\n`);
+    for (const c of calls(pods, containers, images.busybox)) {
+      if (only && !only.has(c.name)) continue;
+      for (let i = 0; i < 100; i++) await c.run(rt, i);
+      const samples: number[] = [];
+      const cpu0 = await cpuMs(rt.pid);
+      const startUs = monoUs();
+      for (let i = 0; i < nCalls; i++) {
+        const t0 = performance.now();
+        await c.run(rt, i);
+        samples.push(performance.now() - t0);
+      }
+      const endUs = monoUs();
+      const cpu = (await cpuMs(rt.pid)) - cpu0;
+      phases.push({ name: c.name, startUs, endUs });
+      samples.sort((a, b) => a - b);
+      const q = (p: number) => samples[Math.floor(p * (samples.length - 1))]!.toFixed(3);
+      process.stdout.write(`| ${c.name} | ${q(0.5)} | ${q(0.9)} | ${(cpu / nCalls).toFixed(3)} |\n`);
+    }
+    // Idle CPU with everything running: timers and sweeps only.
+    const idle0 = await cpuMs(rt.pid);
+    await new Promise((r) => setTimeout(r, 30_000));
+    process.stdout.write(`idle berthd CPU: ${(((await cpuMs(rt.pid)) - idle0) * 2).toFixed(0)} ms/min with ${containers.length} containers\n`);
+    if (values.prof) await writeFile(path.join(values.prof, "phases.json"), JSON.stringify(phases));
+  } finally {
+    if (rt) {
+      await removeEverything(rt.cri, rt.name, log).catch((e) => log(`cleanup: ${String(e)}`));
+      await rt.stop().catch((e) => log(`stop: ${String(e)}`));
+    }
+    await registry?.stop().catch((e) => log(`registry: stop: ${String(e)}`));
+    await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc")], log);
+  }
+}
+
+main().then(() => process.exit(0), (err) => {
+  log(String(err?.stack ?? err));
+  process.exit(1);
+});
