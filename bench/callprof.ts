@@ -4,14 +4,16 @@
 // With --prof DIR, berthd writes a .cpuprofile there on exit and phases.json marks when each
 // call's run started and ended (CLOCK_MONOTONIC µs, the clock the profile's timestamps use), so
 // bench/profsum.ts can say where each call's time went.
-//   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--only A,B] [--prof DIR]
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+//   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--gap MS] [--only A,B] [--prof DIR]
+// (CPU per call with --gap includes what berthd does idle over the gaps.)
+import { chmod, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { removeEverything, sweepHost } from "./cleanup.js";
 import { BENCH_SRC, buildBenchImages } from "./images.js";
 import { cpuMs } from "./procs.js";
+import { parseProcStat, USER_HZ } from "../src/proc.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { startBerth, type RuntimeUnderTest } from "./runtimes.js";
 import { createStart, pullImage, runPod, type Pod } from "./workloads.js";
@@ -19,11 +21,13 @@ import { createStart, pullImage, runPod, type Pod } from "./workloads.js";
 const REPO = path.resolve(BENCH_SRC, "..");
 
 const { values } = parseArgs({
-  options: { pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
+  options: { gap: { type: "string" }, pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
 });
 const nPods = Number(values.pods ?? 30);
 const perPod = Number(values["per-pod"] ?? 2);
 const nCalls = Number(values.calls ?? 2000);
+/** Pause before each timed call (ms): kubelet's calls come one at a time, to a daemon idle in between. */
+const gapMs = Number(values.gap ?? 0);
 const log = (m: string) => process.stderr.write(`[callprof] ${m}\n`);
 
 type Call = { name: string; run: (rt: RuntimeUnderTest, i: number) => Promise<unknown> };
@@ -44,6 +48,22 @@ function calls(pods: Pod[], containers: string[], image: string): Call[] {
 }
 
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/** CPU ms per thread name (comm) of `pid`. */
+async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const text = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "");
+    const s = parseProcStat(text);
+    if (!s) continue;
+    out.set(s.comm, (out.get(s.comm) ?? 0) + ((s.utimeTicks + s.stimeTicks) * 1000) / USER_HZ);
+  }
+  return out;
+}
+
+function threadDelta(a: Map<string, number>, b: Map<string, number>, per: number): string {
+  return [...b].map(([k, v]) => [k, (v - (a.get(k) ?? 0)) / per] as const).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
+}
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-callprof-"));
@@ -71,6 +91,7 @@ async function main(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 3000));
     const only = values.only ? new Set(values.only.split(",")) : undefined;
+    const threadNotes: string[] = [];
     const phases: Array<{ name: string; startUs: number; endUs: number }> = [];
     process.stdout.write(`| call (${nPods} pods x ${perPod}) | median ms | p90 ms | berthd CPU ms/call |\n|---|---|---|---|\n`);
     for (const c of calls(pods, containers, images.busybox)) {
@@ -78,23 +99,29 @@ async function main(): Promise<void> {
       for (let i = 0; i < 100; i++) await c.run(rt, i);
       const samples: number[] = [];
       const cpu0 = await cpuMs(rt.pid);
+      const threads0 = await threadCpu(rt.pid);
       const startUs = monoUs();
       for (let i = 0; i < nCalls; i++) {
+        if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
         const t0 = performance.now();
         await c.run(rt, i);
         samples.push(performance.now() - t0);
       }
       const endUs = monoUs();
       const cpu = (await cpuMs(rt.pid)) - cpu0;
+      threadNotes.push(`${c.name}: ms/call by thread: ${threadDelta(threads0, await threadCpu(rt.pid), nCalls)}`);
       phases.push({ name: c.name, startUs, endUs });
       samples.sort((a, b) => a - b);
       const q = (p: number) => samples[Math.floor(p * (samples.length - 1))]!.toFixed(3);
       process.stdout.write(`| ${c.name} | ${q(0.5)} | ${q(0.9)} | ${(cpu / nCalls).toFixed(3)} |\n`);
     }
+    for (const n of threadNotes) process.stdout.write(`${n}\n`);
     // Idle CPU with everything running: timers and sweeps only.
     const idle0 = await cpuMs(rt.pid);
+    const idleStartUs = monoUs();
     await new Promise((r) => setTimeout(r, 30_000));
     process.stdout.write(`idle berthd CPU: ${(((await cpuMs(rt.pid)) - idle0) * 2).toFixed(0)} ms/min with ${containers.length} containers\n`);
+    phases.push({ name: "idle", startUs: idleStartUs, endUs: monoUs() });
     if (values.prof) await writeFile(path.join(values.prof, "phases.json"), JSON.stringify(phases));
   } finally {
     if (rt) {
