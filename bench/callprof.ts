@@ -44,6 +44,9 @@ function calls(pods: Pod[], containers: string[], image: string): Call[] {
     { name: "ImageFsInfo", run: (rt) => rt.cri.image.imageFsInfo({}, t) },
     { name: "ListPodSandbox", run: (rt) => rt.cri.runtime.listPodSandbox({}, t) },
     { name: "ListContainers", run: (rt) => rt.cri.runtime.listContainers({}, t) },
+    { name: "ListContainerStats", run: (rt) => rt.cri.runtime.listContainerStats({ filter: {} }, t) },
+    { name: "ListPodSandboxStats", run: (rt) => rt.cri.runtime.listPodSandboxStats({ filter: {} }, t) },
+    { name: "ListPodSandboxMetrics", run: (rt) => rt.cri.runtime.listPodSandboxMetrics({}, t) },
   ];
 }
 
