@@ -88,6 +88,8 @@ export interface StatsWanted {
   pids?: boolean;
   /** The OOM-kill counter; default true. */
   oomKills?: boolean;
+  /** The memory limit (memory.limit_in_bytes, memory.max); default true. A caller that knows it unchanged leaves it out. */
+  memoryLimit?: boolean;
 }
 
 export interface Cgroups {
@@ -352,7 +354,7 @@ class CgroupsV1 implements Cgroups {
     const usage = wholeOf(readText(`${mem}/memory.usage_in_bytes`));
     if (usage === undefined && cpu === undefined) return undefined;
     const stat = readText(`${mem}/memory.stat`);
-    const limit = wholeOf(readText(`${mem}/memory.limit_in_bytes`));
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${mem}/memory.limit_in_bytes`));
     const oom = want.oomKills === false ? undefined : readText(`${mem}/memory.oom_control`);
     const procs = want.pids === false ? undefined : readText(`${this.dir("pids", cgroupsPath)}/cgroup.procs`);
     const inactive = keyedValue(stat, "total_inactive_file") ?? 0n;
@@ -464,7 +466,7 @@ class CgroupsV2 implements Cgroups {
     const current = wholeOf(readText(`${d}/memory.current`));
     if (cpuStat === undefined && current === undefined) return undefined;
     const stat = readText(`${d}/memory.stat`);
-    const limit = wholeOf(readText(`${d}/memory.max`));
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${d}/memory.max`));
     const events = want.oomKills === false ? undefined : readText(`${d}/memory.events`);
     const procs = want.pids === false ? undefined : readText(`${d}/cgroup.procs`);
     const inactive = keyedValue(stat, "inactive_file") ?? 0n;

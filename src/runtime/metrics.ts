@@ -1,15 +1,16 @@
 // Pod and container metrics in cAdvisor's names (KEP-2371: ListMetricDescriptors and
 // ListPodSandboxMetrics, which kubelet serves as /metrics/cadvisor). One cgroup sample per
 // container (cgroups.ts reads each file once, synchronously, a batch of containers between
-// yields), the container's processes from /proc, its writable layer from the snapshotter (the
-// bounded-age usage the stats calls keep), and the pod's interfaces from /proc/<pid>/net/dev.
+// yields), the container's processes from /proc, its writable layer from the snapshotter (walked
+// on every scrape: test/metrics.test.ts wants a layer write seen by the next one), and the pod's
+// interfaces from /proc/<pid>/net/dev.
 import { stat, statfs } from "node:fs/promises";
 import type { Snapshots } from "../image/types.js";
 import { countFds } from "../native/native.js";
 import { readProcText } from "../proc.js";
 import type { CgroupSample, Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
-import { layerUsageOf, parseNetDev, podNetDev, Turns, type ContainerSource, type LayerUsageCache, type SandboxIds } from "./stats.js";
+import { parseNetDev, podNetDev, Turns, type ContainerSource, type SandboxIds } from "./stats.js";
 import type { SandboxLookup, SandboxRef } from "./types.js";
 
 export type MetricKind = "counter" | "gauge";
@@ -135,20 +136,16 @@ export class PodMetricsCollector {
   readonly descriptions = METRIC_DESCRIPTIONS;
   /** "major:minor" -> "/dev/<name>" (block devices do not change names under a running berthd). */
   private readonly deviceNames = new Map<string, string>();
-  /** Writable-layer usage, shared with the stats collector (see LayerUsageCache). */
-  private readonly layers: LayerUsageCache;
 
   constructor(
     private readonly containers: ContainerSource,
     private readonly cgroups: Cgroups,
-    snapshots: Snapshots,
+    private readonly snapshots: Snapshots,
     private readonly sandboxes: SandboxLookup,
     private readonly sandboxIds: SandboxIds,
     /** A folder on the filesystem holding the writable layers (for its size, inodes and device). */
     private readonly layerRoot: string,
-  ) {
-    this.layers = layerUsageOf(snapshots);
-  }
+  ) {}
 
   /** Ready pods, in the sandbox layer's order. */
   readyPods(): string[] {
@@ -199,7 +196,7 @@ export class PodMetricsCollector {
     return s.out;
   }
 
-  /** Its cgroup and open-files limit are read before the first await; then its fd counts (on the pool) and its layer usage. */
+  /** Its cgroup and open-files limit are read before the first await; then its fd counts (on the pool) and its layer walk. */
   private async container(r: ContainerRecord, sb: SandboxRef, layerFs: LayerFs | undefined): Promise<MetricSample[]> {
     let cg: CgroupSample | undefined;
     try {
@@ -211,7 +208,7 @@ export class PodMetricsCollector {
     // The init process's open-files limit, else the first process's.
     const initPid = r.pid > 0 ? r.pid : cg.pids[0];
     const openFiles = initPid !== undefined ? maxOpenFiles(readProcText(`/proc/${initPid}/limits`)) : undefined;
-    const layerUsage = layerFs ? this.layers.get(r.id) : undefined;
+    const layerUsage = layerFs ? this.snapshots.usage(r.id).catch(() => undefined) : undefined;
     const [procs, usage] = await Promise.all([cg.pids.length > 0 ? countFds(cg.pids) : { fds: 0, sockets: 0 }, layerUsage]);
     const s = new Series([r.id, r.name, r.imageName, r.metadata?.name ?? "", sb.metadata?.name ?? "", sb.metadata?.namespace ?? ""], cg.timestamp);
     this.cpu(s, cg);

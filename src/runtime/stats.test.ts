@@ -93,6 +93,8 @@ test("StatsCollector: every container's counters, the pod's sum and network once
   for (const p of pods) for (let k = 0; k < 9; k++) recs.set(`${p}-c${k}`, record(`${p}-c${k}`, p, process.pid));
   recs.set("p1-stopped", { ...record("p1-stopped", "p1", 0), phase: "exited" });
   const reads: string[] = [];
+  const limitReads: string[] = [];
+  let limit = 1000n;
   let turns = 0;
   let ticking = true;
   const tick = () => {
@@ -102,11 +104,12 @@ test("StatsCollector: every container's counters, the pod's sum and network once
   };
   const cgroups = {
     version: 2, driver: "cgroupfs",
-    stats: (p: string, want?: { pids?: boolean }): CgroupStats => {
+    stats: (p: string, want?: { pids?: boolean; memoryLimit?: boolean }): CgroupStats => {
       reads.push(p);
+      if (want?.memoryLimit !== false) limitReads.push(p);
       return {
         timestamp: BigInt(Date.now()) * 1_000_000n, cpuUsageNs: 1000n, memoryUsageBytes: 300n, workingSetBytes: 200n, rssBytes: 100n,
-        pageFaults: 5n, majorPageFaults: 1n, memoryLimitBytes: 1000n, oomKills: 0, pids: want?.pids === false ? 0 : 2,
+        pageFaults: 5n, majorPageFaults: 1n, memoryLimitBytes: want?.memoryLimit === false ? undefined : limit, oomKills: 0, pids: want?.pids === false ? 0 : 2,
       };
     },
   } as unknown as Cgroups;
@@ -141,4 +144,12 @@ test("StatsCollector: every container's counters, the pod's sum and network once
   assert.equal(p1.process!.processCount!.value, 18n);
   assert.ok(p1.network && p1.network.interfaces.every((i) => i.name !== "lo"), "this process's interfaces, lo left out");
   assert.equal(walks.filter((k) => k === "p1-c0").length, 1, "the layer walked once for both calls");
+  assert.equal(limitReads.length, 27, "each memory limit read once, then reused while the resources stay");
+  assert.equal(pstats[0]!.linux!.containers[0]!.memory!.availableBytes!.value, 800n);
+  // UpdateContainerResources replaces the record's resources: the limit is read again.
+  limit = 2000n;
+  recs.get("p1-c1")!.resources = { memoryLimitInBytes: 2000n } as ContainerRecord["resources"];
+  const again = await s.listContainerStats({ id: "p1-c", podSandboxId: "", labelSelector: {} });
+  assert.deepEqual(limitReads.slice(27), ["/test/p1-c1"]);
+  assert.deepEqual(again.slice(0, 2).map((c) => c.memory!.availableBytes!.value), [800n, 1800n]);
 });

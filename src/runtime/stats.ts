@@ -1,6 +1,6 @@
 // Container and pod stats: cgroup counters (v1 or v2, each container's files read once per call,
 // synchronously, a batch of containers between yields), the writable layer's usage from the
-// snapshotter (a walk of the upper dir, kept for a bounded age and shared with the metrics), and
+// snapshotter (a walk of the upper dir, kept for a bounded age), and
 // the pod's network interfaces read once per pod from /proc/<pid>/net/dev of a process inside the
 // pod's network namespace.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
@@ -111,18 +111,6 @@ export class LayerUsageCache {
   }
 }
 
-/** One cache per snapshotter: the stats and the metrics collectors share it (a metrics scrape walked every layer). */
-const layerCaches = new WeakMap<Snapshots, LayerUsageCache>();
-
-export function layerUsageOf(snapshots: Snapshots, options: StatsOptions = DEFAULT_STATS_OPTIONS): LayerUsageCache {
-  let c = layerCaches.get(snapshots);
-  if (c === undefined) {
-    c = new LayerUsageCache(snapshots, options.layerUsageMaxAgeMs, options.parallel);
-    layerCaches.set(snapshots, c);
-  }
-  return c;
-}
-
 export interface InterfaceCounters {
   name: string;
   rxBytes: bigint;
@@ -193,10 +181,19 @@ export class Turns {
   }
 }
 
+/**
+ * How long a container's memory limit, read from its cgroup, is reused while its record's
+ * resources stay the same object (UpdateContainerResources replaces them, so an update is seen at
+ * once). The bound only covers a limit changed behind berth's back (a hand-run `runc update`).
+ */
+export const MEMORY_LIMIT_MAX_AGE_MS = 60_000;
+
 export class StatsCollector {
   /** The previous cpu sample per cgroup path, for usage_nano_cores. */
   private readonly lastCpu = new Map<string, { at: bigint; usage: bigint }>();
-  /** Writable-layer usage per container, shared with the metrics collector (see LayerUsageCache). */
+  /** Memory limits per cgroup path, with the resources they were read under (see MEMORY_LIMIT_MAX_AGE_MS). */
+  private readonly limits = new Map<string, { resources: unknown; at: number; limit: bigint | undefined }>();
+  /** Writable-layer usage per container (see LayerUsageCache). */
   private readonly layers: LayerUsageCache;
 
   constructor(
@@ -207,7 +204,7 @@ export class StatsCollector {
     private readonly sandboxIds: SandboxIds,
     options: StatsOptions = DEFAULT_STATS_OPTIONS,
   ) {
-    this.layers = layerUsageOf(snapshots, options);
+    this.layers = new LayerUsageCache(snapshots, options.layerUsageMaxAgeMs, options.parallel);
   }
 
   private cpu(key: string, s: CgroupStats): CpuUsage {
@@ -241,12 +238,26 @@ export class StatsCollector {
   /** The counters; the process count only for a pod's sum (a container's stats carry none), the OOM count never. */
   private readCgroup(r: ContainerRecord, pids: boolean): CgroupStats | undefined {
     if (r.phase !== "running") return undefined;
+    const now = Date.now();
+    const known = this.limits.get(r.cgroupsPath);
+    const reuse = known !== undefined && known.resources === r.resources && now - known.at <= MEMORY_LIMIT_MAX_AGE_MS;
+    let s: CgroupStats | undefined;
     try {
-      return this.cgroups.stats(r.cgroupsPath, { pids, oomKills: false });
+      s = this.cgroups.stats(r.cgroupsPath, { pids, oomKills: false, memoryLimit: !reuse });
     } catch {
       // A cgroupsPath that names no cgroup dir (a malformed systemd slice): no counters, as for a gone cgroup.
       return undefined;
     }
+    if (s === undefined) {
+      this.limits.delete(r.cgroupsPath);
+    } else if (reuse) {
+      s.memoryLimitBytes = known.limit;
+    } else {
+      // Removed containers' limits are dropped wholesale now and then rather than tracked.
+      if (known === undefined && this.limits.size >= 4096) this.limits.clear();
+      this.limits.set(r.cgroupsPath, { resources: r.resources, at: now, limit: s.memoryLimitBytes });
+    }
+    return s;
   }
 
   /**
