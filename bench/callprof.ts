@@ -46,6 +46,9 @@ function calls(pods: Pod[], containers: string[], image: string): Call[] {
     { name: "ListContainers", run: (rt) => rt.cri.runtime.listContainers({}, t) },
     // As the steady-state poll sends it: right after the stats lists (their time not counted).
     { name: "ImageFsInfo-after-stats", run: (rt) => rt.cri.image.imageFsInfo({}, t), before: (rt) => rt.cri.runtime.listContainerStats({ filter: {} }, t).then(() => rt.cri.runtime.listPodSandboxStats({ filter: {} }, t)) },
+    { name: "ListContainerStats", run: (rt) => rt.cri.runtime.listContainerStats({ filter: {} }, t) },
+    { name: "ListPodSandboxStats", run: (rt) => rt.cri.runtime.listPodSandboxStats({ filter: {} }, t) },
+    { name: "ListPodSandboxMetrics", run: (rt) => rt.cri.runtime.listPodSandboxMetrics({}, t) },
   ];
 }
 

@@ -1,10 +1,10 @@
 // Container cgroups, v1 and v2 behind one interface: the path runc is given, the counters the
 // stats RPCs report, OOM-kill counts, and removal of what runc left behind.
-import { close, open, read } from "node:fs";
-import { access, readdir, readFile, rmdir, statfs } from "node:fs/promises";
+import { existsSync, readdirSync } from "node:fs";
+import { access, readdir, rmdir, statfs } from "node:fs/promises";
 import path from "node:path";
 import { isErrno } from "../errors.js";
-import { readFiles } from "../native/native.js";
+import { readProcText } from "../proc.js";
 
 export type CgroupDriverName = "cgroupfs" | "systemd";
 
@@ -88,6 +88,8 @@ export interface StatsWanted {
   pids?: boolean;
   /** The OOM-kill counter; default true. */
   oomKills?: boolean;
+  /** The memory limit (memory.limit_in_bytes, memory.max); default true. A caller that knows it unchanged leaves it out. */
+  memoryLimit?: boolean;
 }
 
 export interface Cgroups {
@@ -96,9 +98,9 @@ export interface Cgroups {
   /** The `linux.cgroupsPath` runc gets for a container (or an infra container) under a pod's parent. */
   containerPath(parent: string, id: string): string;
   /** Counters of the cgroup named by a runc cgroupsPath (or a pod's parent); undefined when it is gone. Left-out counters read 0. */
-  stats(cgroupsPath: string, want?: StatsWanted): Promise<CgroupStats | undefined>;
+  stats(cgroupsPath: string, want?: StatsWanted): CgroupStats | undefined;
   /** What ListPodSandboxMetrics reports of a container's cgroup; undefined when it is gone. */
-  sample(cgroupsPath: string): Promise<CgroupSample | undefined>;
+  sample(cgroupsPath: string): CgroupSample | undefined;
   /** How many processes the kernel OOM-killed in the cgroup so far (0 when it is gone). */
   oomKills(cgroupsPath: string): Promise<number>;
   /** Removes the (empty) cgroup in every hierarchy; idempotent. */
@@ -153,89 +155,71 @@ export async function containerCgroupsUnder(driver: CgroupDriverName, parent: st
   return [...found].map(([id, cgroupsPath]) => ({ id, cgroupsPath }));
 }
 
-function parseKeyed(text: string): Map<string, bigint> {
-  const m = new Map<string, bigint>();
-  for (const line of text.split("\n")) {
-    const [k, v] = line.trim().split(/\s+/);
-    if (k && v && /^\d+$/.test(v)) m.set(k, BigInt(v));
+/** A cgroup file's text, read synchronously (readProcText); undefined when it is absent or unreadable (the cgroup is gone). */
+const readText = readProcText;
+
+/** The whole number in text[start, end), digits only; undefined for anything else (an empty field, "max", "-1"). */
+export function wholeIn(text: string, start: number, end: number): bigint | undefined {
+  if (end <= start) return undefined;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return undefined;
   }
-  return m;
+  return BigInt(text.slice(start, end));
 }
 
-const SMALL = 8192;
-
-/**
- * A small kernel file (cgroup, /proc) in one open, read and close. fs.promises.readFile also
- * fstats and allocates 64 KiB for a file whose size reads 0, as these do; the stats RPCs read
- * hundreds per call. A file that fills the buffer is read again whole.
- */
-export function readSmallFile(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    open(file, "r", (err, fd) => {
-      if (err) return reject(err);
-      const buf = Buffer.allocUnsafe(SMALL);
-      read(fd, buf, 0, SMALL, 0, (readErr, n) => {
-        close(fd, () => undefined);
-        if (readErr) reject(readErr);
-        else if (n === SMALL) readFile(file, "utf8").then(resolve, reject);
-        else resolve(buf.toString("utf8", 0, n));
-      });
-    });
-  });
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await readSmallFile(file);
-  } catch (err) {
-    if (isErrno(err, "ENOENT") || isErrno(err, "ENODEV") || isErrno(err, "ENOTDIR")) return undefined;
-    throw err;
-  }
-}
-
-async function readBig(file: string): Promise<bigint | undefined> {
-  const t = (await readText(file))?.trim();
-  return t !== undefined && /^\d+$/.test(t) ? BigInt(t) : undefined;
-}
-
-const SMALL_READ = 64 * 1024;
-/** Files per native call: several calls let the pool's threads read in parallel. */
-const READ_BATCH = 200;
-
-let pendingReads: Array<{ file: string; resolve: (text: string | undefined) => void }> = [];
-
-function flushReads(): void {
-  const batch = pendingReads;
-  pendingReads = [];
-  for (let i = 0; i < batch.length; i += READ_BATCH) {
-    const part = batch.slice(i, i + READ_BATCH);
-    readFiles(part.map((p) => p.file), SMALL_READ).then(
-      (texts) => part.forEach((p, k) => p.resolve(texts[k] ?? undefined)),
-      () => part.forEach((p) => p.resolve(undefined)),
-    );
-  }
+/** A one-number file ("123\n"): its number; undefined when absent or not a whole number ("max"). */
+export function wholeOf(text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined;
+  let start = 0;
+  let end = text.length;
+  while (start < end && text.charCodeAt(start) <= 32) start++;
+  while (end > start && text.charCodeAt(end - 1) <= 32) end--;
+  return wholeIn(text, start, end);
 }
 
 /**
- * The text of a small kernel file (cgroup, /proc), or undefined when it is absent or unreadable.
- * Reads asked for in the same tick go to the addon together: a 100-container metrics call
- * reads ~2,500 files, and Node's fs spends three pool hops and a callback on each.
+ * The value of `key` in a flat-keyed file, one "key value" a line (memory.stat, cpu.stat,
+ * memory.events, cpuacct.stat, memory.oom_control): found with indexOf at a line start, so a
+ * memory.stat is neither split nor put in a map for the four numbers a stats call wants of it.
  */
-export function readSmall(file: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    if (pendingReads.length === 0) queueMicrotask(flushReads);
-    pendingReads.push({ file, resolve });
-  });
+export function keyedValue(text: string | undefined, key: string): bigint | undefined {
+  if (text === undefined) return undefined;
+  for (let i = text.indexOf(key); i >= 0; i = text.indexOf(key, i + 1)) {
+    const after = i + key.length;
+    if ((i !== 0 && text.charCodeAt(i - 1) !== 10) || text.charCodeAt(after) !== 32) continue; // inside another key
+    let end = text.indexOf("\n", after);
+    if (end < 0) end = text.length;
+    return wholeIn(text, after + 1, end);
+  }
+  return undefined;
 }
 
-function bigOf(text: string | undefined): bigint | undefined {
-  const t = text?.trim();
-  return t !== undefined && /^\d+$/.test(t) ? BigInt(t) : undefined;
+/** Non-empty lines (cgroup.procs: one pid a line), counted without splitting. */
+export function countLines(text: string | undefined): number {
+  if (text === undefined) return 0;
+  let n = 0;
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    if (end > start) n++;
+    start = end + 1;
+  }
+  return n;
 }
 
-function countLines(text: string | undefined): number[] {
+/** cgroup.procs: the pids, one a line. */
+function pidsOf(text: string | undefined): number[] {
   const out: number[] = [];
-  for (const l of (text ?? "").split("\n")) if (l !== "") out.push(Number(l));
+  if (text === undefined) return out;
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    if (end > start) out.push(Number(text.slice(start, end)));
+    start = end + 1;
+  }
   return out;
 }
 
@@ -279,144 +263,173 @@ export function parseIoStat(text: string | undefined): BlkioDevice[] {
 /** A PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00 total=123". */
 export function parsePressure(text: string | undefined): Pressure | undefined {
   if (text === undefined) return undefined;
-  const total = (kind: string) => BigInt(new RegExp(`^${kind} .*total=(\\d+)`, "m").exec(text)?.[1] ?? "0");
+  const total = (kind: string): bigint => {
+    let line = 0;
+    if (!text.startsWith(`${kind} `)) {
+      const nl = text.indexOf(`\n${kind} `);
+      if (nl < 0) return 0n;
+      line = nl + 1;
+    }
+    let end = text.indexOf("\n", line);
+    if (end < 0) end = text.length;
+    const at = text.indexOf("total=", line);
+    return at >= 0 && at < end ? (wholeIn(text, at + 6, end) ?? 0n) : 0n;
+  };
   return { someUs: total("some"), fullUs: total("full") };
 }
 
-/** Huge page sizes the kernel offers, as the hugetlb controller names its files ("2MB", "1GB"). */
-let hugePageSizes: Promise<string[]> | undefined;
-function pageSizes(): Promise<string[]> {
-  return (hugePageSizes ??= readdir("/sys/kernel/mm/hugepages").then(
-    (names) => names.map((n) => Number(/^hugepages-(\d+)kB$/.exec(n)?.[1] ?? 0)).filter((kb) => kb > 0)
-      .map((kb) => (kb >= 1 << 20 ? `${kb >> 20}GB` : kb >= 1024 ? `${kb >> 10}MB` : `${kb}KB`)),
-    () => [],
-  ));
+/** Huge page sizes the kernel offers, as the hugetlb controller names its files ("2MB", "1GB"); read once. */
+let hugePageSizes: string[] | undefined;
+function pageSizes(): string[] {
+  if (hugePageSizes === undefined) {
+    let names: string[] = [];
+    try {
+      names = readdirSync("/sys/kernel/mm/hugepages");
+    } catch {
+      // No huge pages: no hugetlb series.
+    }
+    hugePageSizes = names.map((n) => Number(/^hugepages-(\d+)kB$/.exec(n)?.[1] ?? 0)).filter((kb) => kb > 0)
+      .map((kb) => (kb >= 1 << 20 ? `${kb >> 20}GB` : kb >= 1024 ? `${kb >> 10}MB` : `${kb}KB`));
+  }
+  return hugePageSizes;
 }
 
 /** The hugetlb controller's files of a cgroup dir, per page size (absent controller: none). */
-async function hugetlbOf(dir: string | undefined, max: "max_usage_in_bytes" | undefined, usage: string): Promise<CgroupSample["hugetlb"]> {
-  if (dir === undefined) return [];
-  const sizes = await pageSizes();
-  return (await Promise.all(sizes.map(async (pageSize) => {
-    const [u, m] = await Promise.all([readSmall(path.join(dir, `hugetlb.${pageSize}.${usage}`)), max ? readSmall(path.join(dir, `hugetlb.${pageSize}.${max}`)) : undefined]);
-    const v = bigOf(u);
-    return v === undefined ? undefined : { pageSize, usage: v, maxUsage: bigOf(m) };
-  }))).filter((h): h is NonNullable<typeof h> => h !== undefined);
+function hugetlbOf(dir: string | undefined, max: "max_usage_in_bytes" | undefined, usage: string): CgroupSample["hugetlb"] {
+  const out: CgroupSample["hugetlb"] = [];
+  if (dir === undefined) return out;
+  for (const pageSize of pageSizes()) {
+    const v = wholeOf(readText(`${dir}/hugetlb.${pageSize}.${usage}`));
+    if (v !== undefined) out.push({ pageSize, usage: v, maxUsage: max ? wholeOf(readText(`${dir}/hugetlb.${pageSize}.${max}`)) : undefined });
+  }
+  return out;
 }
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
+/** The directory a cgroupsPath names, relative to a hierarchy root, remembered: the stats calls ask for the same few hundred every poll. */
+class CgroupDirs {
+  private readonly dirs = new Map<string, string>();
+  constructor(private readonly driver: CgroupDriverName) {}
+  of(cgroupsPath: string): string {
+    let d = this.dirs.get(cgroupsPath);
+    if (d === undefined) {
+      // Removed containers' paths are dropped wholesale now and then rather than tracked.
+      if (this.dirs.size >= 4096) this.dirs.clear();
+      d = cgroupDir(this.driver, cgroupsPath);
+      this.dirs.set(cgroupsPath, d);
+    }
+    return d;
+  }
+}
+
 const UNLIMITED_V1 = 1n << 62n;
+
+// The stat readers below read each file once, synchronously (see readProcText: cgroupfs, like
+// procfs, answers from kernel memory), and stop after the first two when the cgroup is gone.
+// The stats RPCs yield between batches of containers so a large node does not stall the loop.
 
 class CgroupsV1 implements Cgroups {
   readonly version = 1 as const;
-  constructor(readonly driver: CgroupDriverName) {}
+  private readonly rel: CgroupDirs;
+  /** The hugetlb controller is not mounted on every v1 host (looked at once, when first needed). */
+  private hugetlbMounted: boolean | undefined;
+  constructor(readonly driver: CgroupDriverName) {
+    this.rel = new CgroupDirs(driver);
+  }
 
   containerPath(parent: string, id: string): string {
     return containerCgroupsPath(this.driver, parent, id);
   }
 
   private dir(controller: string, cgroupsPath: string): string {
-    return path.join(ROOT, controller, cgroupDir(this.driver, cgroupsPath));
+    return `${ROOT}/${controller}${this.rel.of(cgroupsPath)}`;
   }
 
-  async stats(cgroupsPath: string, want: StatsWanted = {}): Promise<CgroupStats | undefined> {
+  stats(cgroupsPath: string, want: StatsWanted = {}): CgroupStats | undefined {
     const mem = this.dir("memory", cgroupsPath);
-    const [cpu, usage, stat, limit, oom, procs] = await Promise.all([
-      readBig(path.join(this.dir("cpuacct", cgroupsPath), "cpuacct.usage")),
-      readBig(path.join(mem, "memory.usage_in_bytes")),
-      readText(path.join(mem, "memory.stat")),
-      readBig(path.join(mem, "memory.limit_in_bytes")),
-      want.oomKills === false ? undefined : readText(path.join(mem, "memory.oom_control")),
-      want.pids === false ? undefined : readText(path.join(this.dir("pids", cgroupsPath), "cgroup.procs")),
-    ]);
+    const cpu = wholeOf(readText(`${this.dir("cpuacct", cgroupsPath)}/cpuacct.usage`));
+    const usage = wholeOf(readText(`${mem}/memory.usage_in_bytes`));
     if (usage === undefined && cpu === undefined) return undefined;
-    const s = parseKeyed(stat ?? "");
-    const inactive = s.get("total_inactive_file") ?? 0n;
+    const stat = readText(`${mem}/memory.stat`);
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${mem}/memory.limit_in_bytes`));
+    const oom = want.oomKills === false ? undefined : readText(`${mem}/memory.oom_control`);
+    const procs = want.pids === false ? undefined : readText(`${this.dir("pids", cgroupsPath)}/cgroup.procs`);
+    const inactive = keyedValue(stat, "total_inactive_file") ?? 0n;
     const memUsage = usage ?? 0n;
     return {
       timestamp: nowNs(),
       cpuUsageNs: cpu ?? 0n,
       memoryUsageBytes: memUsage,
       workingSetBytes: memUsage > inactive ? memUsage - inactive : 0n,
-      rssBytes: s.get("total_rss") ?? 0n,
-      pageFaults: s.get("total_pgfault") ?? 0n,
-      majorPageFaults: s.get("total_pgmajfault") ?? 0n,
+      rssBytes: keyedValue(stat, "total_rss") ?? 0n,
+      pageFaults: keyedValue(stat, "total_pgfault") ?? 0n,
+      majorPageFaults: keyedValue(stat, "total_pgmajfault") ?? 0n,
       memoryLimitBytes: limit !== undefined && limit < UNLIMITED_V1 ? limit : undefined,
-      oomKills: Number(parseKeyed(oom ?? "").get("oom_kill") ?? 0n),
-      pids: (procs ?? "").split("\n").filter((l) => l !== "").length,
+      oomKills: Number(keyedValue(oom, "oom_kill") ?? 0n),
+      pids: countLines(procs),
     };
   }
 
-  async sample(cgroupsPath: string): Promise<CgroupSample | undefined> {
+  sample(cgroupsPath: string): CgroupSample | undefined {
     const mem = this.dir("memory", cgroupsPath);
-    const cpu = this.dir("cpu", cgroupsPath);
     const acct = this.dir("cpuacct", cgroupsPath);
+    const usage = wholeOf(readText(`${mem}/memory.usage_in_bytes`));
+    const acctUsage = wholeOf(readText(`${acct}/cpuacct.usage`));
+    if (usage === undefined && acctUsage === undefined) return undefined;
+    const cpu = this.dir("cpu", cgroupsPath);
     const blk = this.dir("blkio", cgroupsPath);
     const pids = this.dir("pids", cgroupsPath);
-    const f = (dir: string, name: string) => readSmall(path.join(dir, name));
-    const [usage, stat, limit, soft, memsw, maxUsage, failcnt, kmem, oom, acctUsage, acctStat, cpuStat, period, quota, shares, blkBytes, blkOps, procs, pidsCurrent, pidsMax, hugetlb] = await Promise.all([
-      f(mem, "memory.usage_in_bytes"), f(mem, "memory.stat"), f(mem, "memory.limit_in_bytes"), f(mem, "memory.soft_limit_in_bytes"),
-      f(mem, "memory.memsw.limit_in_bytes"), f(mem, "memory.max_usage_in_bytes"), f(mem, "memory.failcnt"), f(mem, "memory.kmem.usage_in_bytes"),
-      f(mem, "memory.oom_control"), f(acct, "cpuacct.usage"), f(acct, "cpuacct.stat"), f(cpu, "cpu.stat"), f(cpu, "cpu.cfs_period_us"),
-      f(cpu, "cpu.cfs_quota_us"), f(cpu, "cpu.shares"), f(blk, "blkio.throttle.io_service_bytes_recursive"), f(blk, "blkio.throttle.io_serviced_recursive"),
-      f(pids, "cgroup.procs"), f(pids, "pids.current"), f(pids, "pids.max"),
-      this.hugetlbMounted.then((on) => hugetlbOf(on ? this.dir("hugetlb", cgroupsPath) : undefined, "max_usage_in_bytes", "usage_in_bytes")),
-    ]);
-    if (usage === undefined && acctUsage === undefined) return undefined;
-    const s = parseKeyed(stat ?? "");
-    const a = parseKeyed(acctStat ?? "");
-    const c = parseKeyed(cpuStat ?? "");
-    const memUsage = bigOf(usage) ?? 0n;
-    const inactive = s.get("total_inactive_file") ?? 0n;
-    const q = quota?.trim();
-    const pidList = countLines(procs);
-    const threadsMax = pidsMax?.trim();
+    const stat = readText(`${mem}/memory.stat`);
+    const acctStat = readText(`${acct}/cpuacct.stat`);
+    const cpuStat = readText(`${cpu}/cpu.stat`);
+    const quota = readText(`${cpu}/cpu.cfs_quota_us`)?.trim();
+    const pidList = pidsOf(readText(`${pids}/cgroup.procs`));
+    const threadsMax = readText(`${pids}/pids.max`)?.trim();
+    this.hugetlbMounted ??= existsSync(`${ROOT}/hugetlb`);
+    const memUsage = usage ?? 0n;
+    const inactive = keyedValue(stat, "total_inactive_file") ?? 0n;
     return {
       timestamp: nowNs(),
-      cpuUsageNs: bigOf(acctUsage) ?? 0n,
+      cpuUsageNs: acctUsage ?? 0n,
       // cpuacct.stat counts USER_HZ ticks (100 a second on Linux).
-      cpuUserNs: (a.get("user") ?? 0n) * 10_000_000n,
-      cpuSystemNs: (a.get("system") ?? 0n) * 10_000_000n,
-      cfsPeriods: c.get("nr_periods") ?? 0n,
-      cfsThrottledPeriods: c.get("nr_throttled") ?? 0n,
-      cfsThrottledNs: c.get("throttled_time") ?? 0n,
-      cpuPeriodUs: bigOf(period),
-      cpuQuotaUs: q && /^\d+$/.test(q) ? BigInt(q) : undefined,
-      cpuShares: bigOf(shares),
+      cpuUserNs: (keyedValue(acctStat, "user") ?? 0n) * 10_000_000n,
+      cpuSystemNs: (keyedValue(acctStat, "system") ?? 0n) * 10_000_000n,
+      cfsPeriods: keyedValue(cpuStat, "nr_periods") ?? 0n,
+      cfsThrottledPeriods: keyedValue(cpuStat, "nr_throttled") ?? 0n,
+      cfsThrottledNs: keyedValue(cpuStat, "throttled_time") ?? 0n,
+      cpuPeriodUs: wholeOf(readText(`${cpu}/cpu.cfs_period_us`)),
+      cpuQuotaUs: wholeOf(quota),
+      cpuShares: wholeOf(readText(`${cpu}/cpu.shares`)),
       memoryUsage: memUsage,
-      memoryMaxUsage: bigOf(maxUsage),
-      memoryFailcnt: bigOf(failcnt),
-      memoryCache: s.get("total_cache") ?? 0n,
-      memoryRss: s.get("total_rss") ?? 0n,
-      memoryMappedFile: s.get("total_mapped_file") ?? 0n,
-      memorySwap: s.get("total_swap"),
-      memoryKernel: bigOf(kmem),
+      memoryMaxUsage: wholeOf(readText(`${mem}/memory.max_usage_in_bytes`)),
+      memoryFailcnt: wholeOf(readText(`${mem}/memory.failcnt`)),
+      memoryCache: keyedValue(stat, "total_cache") ?? 0n,
+      memoryRss: keyedValue(stat, "total_rss") ?? 0n,
+      memoryMappedFile: keyedValue(stat, "total_mapped_file") ?? 0n,
+      memorySwap: keyedValue(stat, "total_swap"),
+      memoryKernel: wholeOf(readText(`${mem}/memory.kmem.usage_in_bytes`)),
       workingSet: memUsage > inactive ? memUsage - inactive : 0n,
-      pgfault: s.get("pgfault") ?? 0n,
-      pgmajfault: s.get("pgmajfault") ?? 0n,
-      pgfaultHierarchy: s.get("total_pgfault") ?? 0n,
-      pgmajfaultHierarchy: s.get("total_pgmajfault") ?? 0n,
-      memoryLimit: bigOf(limit),
-      memoryReservation: bigOf(soft),
-      memorySwapLimit: bigOf(memsw),
-      oomKills: Number(parseKeyed(oom ?? "").get("oom_kill") ?? 0n),
-      blkio: parseBlkio(blkBytes, blkOps),
-      hugetlb,
+      pgfault: keyedValue(stat, "pgfault") ?? 0n,
+      pgmajfault: keyedValue(stat, "pgmajfault") ?? 0n,
+      pgfaultHierarchy: keyedValue(stat, "total_pgfault") ?? 0n,
+      pgmajfaultHierarchy: keyedValue(stat, "total_pgmajfault") ?? 0n,
+      memoryLimit: wholeOf(readText(`${mem}/memory.limit_in_bytes`)),
+      memoryReservation: wholeOf(readText(`${mem}/memory.soft_limit_in_bytes`)),
+      memorySwapLimit: wholeOf(readText(`${mem}/memory.memsw.limit_in_bytes`)),
+      oomKills: Number(keyedValue(readText(`${mem}/memory.oom_control`), "oom_kill") ?? 0n),
+      blkio: parseBlkio(readText(`${blk}/blkio.throttle.io_service_bytes_recursive`), readText(`${blk}/blkio.throttle.io_serviced_recursive`)),
+      hugetlb: hugetlbOf(this.hugetlbMounted ? this.dir("hugetlb", cgroupsPath) : undefined, "max_usage_in_bytes", "usage_in_bytes"),
       pids: pidList,
-      threads: Number(bigOf(pidsCurrent) ?? BigInt(pidList.length)),
-      threadsMax: threadsMax === "max" ? 0n : bigOf(threadsMax),
+      threads: Number(wholeOf(readText(`${pids}/pids.current`)) ?? BigInt(pidList.length)),
+      threadsMax: threadsMax === "max" ? 0n : wholeOf(threadsMax),
     };
   }
 
-  /** The hugetlb controller is not mounted on every v1 host. */
-  private readonly hugetlbMounted = readdir(path.join(ROOT, "hugetlb")).then(() => true, () => false);
-
   async oomKills(cgroupsPath: string): Promise<number> {
-    const t = await readText(path.join(this.dir("memory", cgroupsPath), "memory.oom_control"));
-    return Number(parseKeyed(t ?? "").get("oom_kill") ?? 0n);
+    return Number(keyedValue(readText(`${this.dir("memory", cgroupsPath)}/memory.oom_control`), "oom_kill") ?? 0n);
   }
 
   async remove(cgroupsPath: string): Promise<void> {
@@ -434,105 +447,100 @@ class CgroupsV1 implements Cgroups {
 
 class CgroupsV2 implements Cgroups {
   readonly version = 2 as const;
-  constructor(readonly driver: CgroupDriverName) {}
+  private readonly rel: CgroupDirs;
+  constructor(readonly driver: CgroupDriverName) {
+    this.rel = new CgroupDirs(driver);
+  }
 
   containerPath(parent: string, id: string): string {
     return containerCgroupsPath(this.driver, parent, id);
   }
 
   private dir(cgroupsPath: string): string {
-    return path.join(ROOT, cgroupDir(this.driver, cgroupsPath));
+    return ROOT + this.rel.of(cgroupsPath);
   }
 
-  async stats(cgroupsPath: string, want: StatsWanted = {}): Promise<CgroupStats | undefined> {
+  stats(cgroupsPath: string, want: StatsWanted = {}): CgroupStats | undefined {
     const d = this.dir(cgroupsPath);
-    const [cpuStat, current, stat, max, events, procs] = await Promise.all([
-      readText(path.join(d, "cpu.stat")),
-      readBig(path.join(d, "memory.current")),
-      readText(path.join(d, "memory.stat")),
-      readText(path.join(d, "memory.max")),
-      want.oomKills === false ? undefined : readText(path.join(d, "memory.events")),
-      want.pids === false ? undefined : readText(path.join(d, "cgroup.procs")),
-    ]);
+    const cpuStat = readText(`${d}/cpu.stat`);
+    const current = wholeOf(readText(`${d}/memory.current`));
     if (cpuStat === undefined && current === undefined) return undefined;
-    const cpu = parseKeyed(cpuStat ?? "");
-    const s = parseKeyed(stat ?? "");
-    const inactive = s.get("inactive_file") ?? 0n;
+    const stat = readText(`${d}/memory.stat`);
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${d}/memory.max`));
+    const events = want.oomKills === false ? undefined : readText(`${d}/memory.events`);
+    const procs = want.pids === false ? undefined : readText(`${d}/cgroup.procs`);
+    const inactive = keyedValue(stat, "inactive_file") ?? 0n;
     const memUsage = current ?? 0n;
-    const limit = max?.trim();
     return {
       timestamp: nowNs(),
-      cpuUsageNs: (cpu.get("usage_usec") ?? 0n) * 1000n,
+      cpuUsageNs: (keyedValue(cpuStat, "usage_usec") ?? 0n) * 1000n,
       memoryUsageBytes: memUsage,
       workingSetBytes: memUsage > inactive ? memUsage - inactive : 0n,
-      rssBytes: s.get("anon") ?? 0n,
-      pageFaults: s.get("pgfault") ?? 0n,
-      majorPageFaults: s.get("pgmajfault") ?? 0n,
-      memoryLimitBytes: limit && /^\d+$/.test(limit) ? BigInt(limit) : undefined,
-      oomKills: Number(parseKeyed(events ?? "").get("oom_kill") ?? 0n),
-      pids: (procs ?? "").split("\n").filter((l) => l !== "").length,
+      rssBytes: keyedValue(stat, "anon") ?? 0n,
+      pageFaults: keyedValue(stat, "pgfault") ?? 0n,
+      majorPageFaults: keyedValue(stat, "pgmajfault") ?? 0n,
+      memoryLimitBytes: limit,
+      oomKills: Number(keyedValue(events, "oom_kill") ?? 0n),
+      pids: countLines(procs),
     };
   }
 
-  async sample(cgroupsPath: string): Promise<CgroupSample | undefined> {
+  sample(cgroupsPath: string): CgroupSample | undefined {
     const d = this.dir(cgroupsPath);
-    const f = (name: string) => readSmall(path.join(d, name));
-    const [cpuStat, cpuMax, cpuWeight, current, peak, stat, max, low, swapCurrent, swapMax, events, ioStat, procs, pidsCurrent, pidsMax, cpuP, memP, ioP, hugetlb] = await Promise.all([
-      f("cpu.stat"), f("cpu.max"), f("cpu.weight"), f("memory.current"), f("memory.peak"), f("memory.stat"), f("memory.max"), f("memory.low"),
-      f("memory.swap.current"), f("memory.swap.max"), f("memory.events"), f("io.stat"), f("cgroup.procs"), f("pids.current"), f("pids.max"),
-      f("cpu.pressure"), f("memory.pressure"), f("io.pressure"), hugetlbOf(d, undefined, "current"),
-    ]);
+    const f = (name: string) => readText(`${d}/${name}`);
+    const cpuStat = f("cpu.stat");
+    const current = wholeOf(f("memory.current"));
     if (cpuStat === undefined && current === undefined) return undefined;
-    const c = parseKeyed(cpuStat ?? "");
-    const s = parseKeyed(stat ?? "");
-    const e = parseKeyed(events ?? "");
-    const memUsage = bigOf(current) ?? 0n;
-    const inactive = s.get("inactive_file") ?? 0n;
-    const [quota, period] = (cpuMax ?? "").trim().split(" ");
-    const weight = bigOf(cpuWeight);
-    const pidList = countLines(procs);
-    const threadsMax = pidsMax?.trim();
+    const stat = f("memory.stat");
+    const events = f("memory.events");
+    const cpuMax = (f("cpu.max") ?? "").trim();
+    const space = cpuMax.indexOf(" ");
+    const weight = wholeOf(f("cpu.weight"));
+    const pidList = pidsOf(f("cgroup.procs"));
+    const threadsMax = f("pids.max")?.trim();
+    const memUsage = current ?? 0n;
+    const inactive = keyedValue(stat, "inactive_file") ?? 0n;
     return {
       timestamp: nowNs(),
-      cpuUsageNs: (c.get("usage_usec") ?? 0n) * 1000n,
-      cpuUserNs: (c.get("user_usec") ?? 0n) * 1000n,
-      cpuSystemNs: (c.get("system_usec") ?? 0n) * 1000n,
-      cfsPeriods: c.get("nr_periods") ?? 0n,
-      cfsThrottledPeriods: c.get("nr_throttled") ?? 0n,
-      cfsThrottledNs: (c.get("throttled_usec") ?? 0n) * 1000n,
-      cpuPeriodUs: bigOf(period),
-      cpuQuotaUs: bigOf(quota),
+      cpuUsageNs: (keyedValue(cpuStat, "usage_usec") ?? 0n) * 1000n,
+      cpuUserNs: (keyedValue(cpuStat, "user_usec") ?? 0n) * 1000n,
+      cpuSystemNs: (keyedValue(cpuStat, "system_usec") ?? 0n) * 1000n,
+      cfsPeriods: keyedValue(cpuStat, "nr_periods") ?? 0n,
+      cfsThrottledPeriods: keyedValue(cpuStat, "nr_throttled") ?? 0n,
+      cfsThrottledNs: (keyedValue(cpuStat, "throttled_usec") ?? 0n) * 1000n,
+      // cpu.max is "QUOTA PERIOD", QUOTA "max" when unlimited.
+      cpuPeriodUs: space > 0 ? wholeIn(cpuMax, space + 1, cpuMax.length) : undefined,
+      cpuQuotaUs: wholeIn(cpuMax, 0, space > 0 ? space : cpuMax.length),
       // cpu.weight back to v1 shares, the inverse of runc's conversion.
       cpuShares: weight !== undefined ? 2n + ((weight - 1n) * 262142n) / 9999n : undefined,
       memoryUsage: memUsage,
-      memoryMaxUsage: bigOf(peak),
-      memoryFailcnt: e.get("max"),
-      memoryCache: s.get("file") ?? 0n,
-      memoryRss: s.get("anon") ?? 0n,
-      memoryMappedFile: s.get("file_mapped") ?? 0n,
-      memorySwap: bigOf(swapCurrent),
-      memoryKernel: s.get("kernel") ?? (s.get("kernel_stack") ?? 0n) + (s.get("slab") ?? 0n) + (s.get("sock") ?? 0n),
+      memoryMaxUsage: wholeOf(f("memory.peak")),
+      memoryFailcnt: keyedValue(events, "max"),
+      memoryCache: keyedValue(stat, "file") ?? 0n,
+      memoryRss: keyedValue(stat, "anon") ?? 0n,
+      memoryMappedFile: keyedValue(stat, "file_mapped") ?? 0n,
+      memorySwap: wholeOf(f("memory.swap.current")),
+      memoryKernel: keyedValue(stat, "kernel") ?? (keyedValue(stat, "kernel_stack") ?? 0n) + (keyedValue(stat, "slab") ?? 0n) + (keyedValue(stat, "sock") ?? 0n),
       workingSet: memUsage > inactive ? memUsage - inactive : 0n,
-      pgfault: s.get("pgfault") ?? 0n,
-      pgmajfault: s.get("pgmajfault") ?? 0n,
-      pgfaultHierarchy: s.get("pgfault") ?? 0n,
-      pgmajfaultHierarchy: s.get("pgmajfault") ?? 0n,
-      memoryLimit: bigOf(max),
-      memoryReservation: bigOf(low),
-      memorySwapLimit: bigOf(swapMax),
-      oomKills: Number(e.get("oom_kill") ?? 0n),
-      blkio: parseIoStat(ioStat),
-      hugetlb,
+      pgfault: keyedValue(stat, "pgfault") ?? 0n,
+      pgmajfault: keyedValue(stat, "pgmajfault") ?? 0n,
+      pgfaultHierarchy: keyedValue(stat, "pgfault") ?? 0n,
+      pgmajfaultHierarchy: keyedValue(stat, "pgmajfault") ?? 0n,
+      memoryLimit: wholeOf(f("memory.max")),
+      memoryReservation: wholeOf(f("memory.low")),
+      memorySwapLimit: wholeOf(f("memory.swap.max")),
+      oomKills: Number(keyedValue(events, "oom_kill") ?? 0n),
+      blkio: parseIoStat(f("io.stat")),
+      hugetlb: hugetlbOf(d, undefined, "current"),
       pids: pidList,
-      threads: Number(bigOf(pidsCurrent) ?? BigInt(pidList.length)),
-      threadsMax: threadsMax === "max" ? 0n : bigOf(threadsMax),
-      pressure: { cpu: parsePressure(cpuP), memory: parsePressure(memP), io: parsePressure(ioP) },
+      threads: Number(wholeOf(f("pids.current")) ?? BigInt(pidList.length)),
+      threadsMax: threadsMax === "max" ? 0n : wholeOf(threadsMax),
+      pressure: { cpu: parsePressure(f("cpu.pressure")), memory: parsePressure(f("memory.pressure")), io: parsePressure(f("io.pressure")) },
     };
   }
 
   async oomKills(cgroupsPath: string): Promise<number> {
-    const t = await readText(path.join(this.dir(cgroupsPath), "memory.events"));
-    return Number(parseKeyed(t ?? "").get("oom_kill") ?? 0n);
+    return Number(keyedValue(readText(`${this.dir(cgroupsPath)}/memory.events`), "oom_kill") ?? 0n);
   }
 
   async remove(cgroupsPath: string): Promise<void> {
@@ -569,7 +577,7 @@ const NEEDED_CONTROLLERS = { 1: ["cpu", "cpuacct", "cpuset", "memory", "pids", "
 /** Which of those the host's cgroup hierarchy lacks (v1: a mounted hierarchy each; v2: enabled at the root). */
 export async function missingControllers(version: 1 | 2): Promise<string[]> {
   if (version === 2) {
-    const have = ((await readText(path.join(ROOT, "cgroup.controllers"))) ?? "").trim().split(/\s+/);
+    const have = (readText(path.join(ROOT, "cgroup.controllers")) ?? "").trim().split(/\s+/);
     return NEEDED_CONTROLLERS[2].filter((c) => !have.includes(c));
   }
   const missing: string[] = [];

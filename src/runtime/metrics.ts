@@ -1,13 +1,16 @@
 // Pod and container metrics in cAdvisor's names (KEP-2371: ListMetricDescriptors and
 // ListPodSandboxMetrics, which kubelet serves as /metrics/cadvisor). One cgroup sample per
-// container (cgroups.ts reads each file once), the container's processes from /proc, its
-// writable layer from the snapshotter, and the pod's interfaces from /proc/<pid>/net/dev.
+// container (cgroups.ts reads each file once, synchronously, a batch of containers between
+// yields), the container's processes from /proc, its writable layer from the snapshotter (walked
+// on every scrape: test/metrics.test.ts wants a layer write seen by the next one), and the pod's
+// interfaces from /proc/<pid>/net/dev.
 import { stat, statfs } from "node:fs/promises";
 import type { Snapshots } from "../image/types.js";
 import { countFds } from "../native/native.js";
-import { readSmall, type CgroupSample, type Cgroups } from "./cgroups.js";
+import { readProcText } from "../proc.js";
+import type { CgroupSample, Cgroups } from "./cgroups.js";
 import type { ContainerRecord } from "./container-record.js";
-import { parseNetDev, type ContainerSource, type SandboxIds } from "./stats.js";
+import { parseNetDev, podNetDev, Turns, type ContainerSource, type SandboxIds } from "./stats.js";
 import type { SandboxLookup, SandboxRef } from "./types.js";
 
 export type MetricKind = "counter" | "gauge";
@@ -107,9 +110,16 @@ const KIND = new Map(ROWS.map(([name, kind]) => [name, kind]));
 const SECOND = 1_000_000_000n;
 
 /** /proc/<pid>/limits: the soft "Max open files" (cAdvisor's one ulimit); -1 (unlimited) is not a uint64, so it is left out. */
-function maxOpenFiles(text: string | undefined): bigint | undefined {
-  const m = /^Max open files\s+(\d+)/m.exec(text ?? "");
-  return m ? BigInt(m[1]!) : undefined;
+export function maxOpenFiles(text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined;
+  const key = "\nMax open files ";
+  const at = text.indexOf(key);
+  if (at < 0) return undefined;
+  let i = at + key.length;
+  while (text.charCodeAt(i) === 32) i++;
+  let j = i;
+  while (j < text.length && text.charCodeAt(j) >= 48 && text.charCodeAt(j) <= 57) j++;
+  return j > i ? BigInt(text.slice(i, j)) : undefined;
 }
 
 /** A sink for one series list: fills in the kind and timestamp, and the base labels it was opened with. */
@@ -122,16 +132,10 @@ class Series {
   }
 }
 
-interface ProcessCounts {
-  fds: number;
-  sockets: number;
-  openFiles?: bigint;
-}
-
 export class PodMetricsCollector {
   readonly descriptions = METRIC_DESCRIPTIONS;
   /** "major:minor" -> "/dev/<name>" (block devices do not change names under a running berthd). */
-  private readonly deviceNames = new Map<string, Promise<string>>();
+  private readonly deviceNames = new Map<string, string>();
 
   constructor(
     private readonly containers: ContainerSource,
@@ -154,52 +158,58 @@ export class PodMetricsCollector {
 
   async collectPods(ids: string[]): Promise<PodMetricsSample[]> {
     const layerFs = await this.layerFilesystem();
-    const out = await Promise.all(ids.map((id) => this.pod(id, layerFs)));
-    return out.filter((p): p is PodMetricsSample => p !== undefined);
-  }
-
-  private async pod(id: string, layerFs: LayerFs | undefined): Promise<PodMetricsSample | undefined> {
-    const sb = this.sandboxes.getSandbox(id);
-    if (!sb || sb.state !== "ready") return undefined;
-    const members = this.containers.containersOf(id).filter((r) => r.phase === "running");
-    const [network, containers] = await Promise.all([
-      this.network(sb, members),
-      Promise.all(members.map(async (r) => ({ containerId: r.id, metrics: await this.container(r, sb, layerFs) }))),
-    ]);
-    return { podSandboxId: id, metrics: network, containers };
-  }
-
-  private async network(sb: SandboxRef, members: ContainerRecord[]): Promise<MetricSample[]> {
-    if (!sb.netnsPath) return [];
-    const infra = this.containers.infraOf(sb.id);
-    const pids = [infra, ...members].filter((r): r is ContainerRecord => r !== undefined && r.phase === "running" && r.pid > 0).map((r) => r.pid);
-    for (const pid of pids) {
-      const text = await readSmall(`/proc/${pid}/net/dev`);
-      if (!text) continue;
-      const s = new Series([sb.id, sb.metadata?.name ?? "", "", "", sb.metadata?.name ?? "", sb.metadata?.namespace ?? ""], BigInt(Date.now()) * 1_000_000n);
-      for (const i of parseNetDev(text)) {
-        if (i.name === "lo") continue;
-        s.add("container_network_receive_bytes_total", i.rxBytes, i.name);
-        s.add("container_network_receive_errors_total", i.rxErrors, i.name);
-        s.add("container_network_receive_packets_dropped_total", i.rxDropped, i.name);
-        s.add("container_network_receive_packets_total", i.rxPackets, i.name);
-        s.add("container_network_transmit_bytes_total", i.txBytes, i.name);
-        s.add("container_network_transmit_errors_total", i.txErrors, i.name);
-        s.add("container_network_transmit_packets_dropped_total", i.txDropped, i.name);
-        s.add("container_network_transmit_packets_total", i.txPackets, i.name);
-      }
-      return s.out;
+    const pods: Array<Promise<PodMetricsSample>> = [];
+    const turns = new Turns();
+    for (const id of ids) {
+      await turns.before(this.containers.containersOf(id).length + 1);
+      // Looked up after the yield: a pod removed or stopped during it is left out.
+      const sb = this.sandboxes.getSandbox(id);
+      if (sb && sb.state === "ready") pods.push(this.pod(sb, layerFs));
     }
-    return [];
+    return Promise.all(pods);
   }
 
+  /** A pod's cgroups and interfaces are read before this returns; the fd counts and layer walks it waits on after. */
+  private async pod(sb: SandboxRef, layerFs: LayerFs | undefined): Promise<PodMetricsSample> {
+    const members = this.containers.containersOf(sb.id).filter((r) => r.phase === "running");
+    const network = this.network(sb, members);
+    const containers = await Promise.all(members.map(async (r) => ({ containerId: r.id, metrics: await this.container(r, sb, layerFs) })));
+    return { podSandboxId: sb.id, metrics: network, containers };
+  }
+
+  private network(sb: SandboxRef, members: ContainerRecord[]): MetricSample[] {
+    if (!sb.netnsPath) return [];
+    const text = podNetDev(this.containers.infraOf(sb.id), members);
+    if (!text) return [];
+    const s = new Series([sb.id, sb.metadata?.name ?? "", "", "", sb.metadata?.name ?? "", sb.metadata?.namespace ?? ""], BigInt(Date.now()) * 1_000_000n);
+    for (const i of parseNetDev(text)) {
+      if (i.name === "lo") continue;
+      s.add("container_network_receive_bytes_total", i.rxBytes, i.name);
+      s.add("container_network_receive_errors_total", i.rxErrors, i.name);
+      s.add("container_network_receive_packets_dropped_total", i.rxDropped, i.name);
+      s.add("container_network_receive_packets_total", i.rxPackets, i.name);
+      s.add("container_network_transmit_bytes_total", i.txBytes, i.name);
+      s.add("container_network_transmit_errors_total", i.txErrors, i.name);
+      s.add("container_network_transmit_packets_dropped_total", i.txDropped, i.name);
+      s.add("container_network_transmit_packets_total", i.txPackets, i.name);
+    }
+    return s.out;
+  }
+
+  /** Its cgroup and open-files limit are read before the first await; then its fd counts (on the pool) and its layer walk. */
   private async container(r: ContainerRecord, sb: SandboxRef, layerFs: LayerFs | undefined): Promise<MetricSample[]> {
-    const [cg, usage] = await Promise.all([
-      this.cgroups.sample(r.cgroupsPath),
-      layerFs ? this.snapshots.usage(r.id).catch(() => undefined) : undefined,
-    ]);
+    let cg: CgroupSample | undefined;
+    try {
+      cg = this.cgroups.sample(r.cgroupsPath);
+    } catch {
+      cg = undefined;
+    }
     if (!cg) return [];
-    const procs = await this.processes(cg.pids, r.pid);
+    // The init process's open-files limit, else the first process's.
+    const initPid = r.pid > 0 ? r.pid : cg.pids[0];
+    const openFiles = initPid !== undefined ? maxOpenFiles(readProcText(`/proc/${initPid}/limits`)) : undefined;
+    const layerUsage = layerFs ? this.snapshots.usage(r.id).catch(() => undefined) : undefined;
+    const [procs, usage] = await Promise.all([cg.pids.length > 0 ? countFds(cg.pids) : { fds: 0, sockets: 0 }, layerUsage]);
     const s = new Series([r.id, r.name, r.imageName, r.metadata?.name ?? "", sb.metadata?.name ?? "", sb.metadata?.namespace ?? ""], cg.timestamp);
     this.cpu(s, cg);
     this.memory(s, cg);
@@ -218,7 +228,7 @@ export class PodMetricsCollector {
       if (!io) cg.blkio.push({ major: layerFs.major, minor: layerFs.minor, readBytes: 0n, writeBytes: 0n, reads: 0n, writes: 0n });
     }
     for (const b of cg.blkio) {
-      const dev = await this.deviceName(b.major, b.minor);
+      const dev = this.deviceName(b.major, b.minor);
       s.add("container_blkio_device_usage_total", b.readBytes, dev, String(b.major), String(b.minor), "Read");
       s.add("container_blkio_device_usage_total", b.writeBytes, dev, String(b.major), String(b.minor), "Write");
     }
@@ -238,7 +248,7 @@ export class PodMetricsCollector {
     s.add("container_threads_max", cg.threadsMax);
     s.add("container_file_descriptors", procs.fds);
     s.add("container_sockets", procs.sockets);
-    s.add("container_ulimits_soft", procs.openFiles, "max_open_files");
+    s.add("container_ulimits_soft", openFiles, "max_open_files");
     s.add("container_start_time_seconds", r.startedAt / SECOND);
     s.add("container_last_seen", BigInt(Math.floor(Date.now() / 1000)));
     return s.out;
@@ -277,15 +287,6 @@ export class PodMetricsCollector {
     s.add("container_oom_events_total", cg.oomKills);
   }
 
-  /** Open descriptors and sockets over the container's processes, and its init process's open-files limit. */
-  private async processes(pids: number[], initPid: number): Promise<ProcessCounts> {
-    const [limits, counts] = await Promise.all([
-      readSmall(`/proc/${initPid > 0 ? initPid : pids[0]}/limits`),
-      pids.length > 0 ? countFds(pids) : { fds: 0, sockets: 0 },
-    ]);
-    return { ...counts, openFiles: maxOpenFiles(limits) };
-  }
-
   private async layerFilesystem(): Promise<LayerFs | undefined> {
     try {
       const [st, fs] = await Promise.all([stat(this.layerRoot), statfs(this.layerRoot)]);
@@ -293,7 +294,7 @@ export class PodMetricsCollector {
       const major = Number((BigInt(st.dev) >> 8n) & 0xfffn);
       const minor = Number((BigInt(st.dev) & 0xffn) | ((BigInt(st.dev) >> 12n) & 0xfff00n));
       return {
-        major, minor, device: await this.deviceName(major, minor),
+        major, minor, device: this.deviceName(major, minor),
         limitBytes: BigInt(fs.blocks) * BigInt(fs.bsize), inodesTotal: BigInt(fs.files), inodesFree: BigInt(fs.ffree),
       };
     } catch {
@@ -301,18 +302,16 @@ export class PodMetricsCollector {
     }
   }
 
-  /** "/dev/vda" for 254:0, from sysfs; "major:minor" for a device sysfs does not name (overlay, tmpfs). */
-  private deviceName(major: number, minor: number): Promise<string> {
+  /** "/dev/vda" for 254:0, from sysfs (read once per device); "major:minor" for a device sysfs does not name (overlay, tmpfs). */
+  private deviceName(major: number, minor: number): string {
     const key = `${major}:${minor}`;
-    let p = this.deviceNames.get(key);
-    if (!p) {
-      p = readSmall(`/sys/dev/block/${key}/uevent`).then((t) => {
-        const name = /^DEVNAME=(.+)$/m.exec(t ?? "")?.[1];
-        return name ? `/dev/${name}` : key;
-      });
-      this.deviceNames.set(key, p);
+    let name = this.deviceNames.get(key);
+    if (name === undefined) {
+      const dev = /^DEVNAME=(.+)$/m.exec(readProcText(`/sys/dev/block/${key}/uevent`) ?? "")?.[1];
+      name = dev ? `/dev/${dev}` : key;
+      this.deviceNames.set(key, name);
     }
-    return p;
+    return name;
   }
 }
 
