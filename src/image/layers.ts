@@ -16,6 +16,7 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import { faultPoint } from "../faults.js";
 import { DigestMismatch } from "./content.js";
+import { LayerDecoder, type Digests } from "./decode.js";
 import type { Compression } from "./manifest.js";
 import { readTar, TarError } from "./tar.js";
 import { UnsafeEntry, unpackLayer } from "./unpack.js";
@@ -67,16 +68,10 @@ export class Semaphore {
   }
 }
 
-function hashing(hash: Hash, onBytes: (n: number) => void): Transform {
+function hashing(hash: Hash): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
-      try {
-        onBytes(chunk.length);
-      } catch (err) {
-        cb(err as Error);
-        return;
-      }
       cb(null, chunk);
     },
   });
@@ -86,6 +81,8 @@ const hex = (digest: string) => digest.slice("sha256:".length);
 // zlib's default 16 KiB output chunks cost a callback, two hash updates and a file write each:
 // at 16 KiB a layer's data spends more time in those round trips than in the disk.
 const INFLATE_CHUNK = 256 * 1024;
+/** Layers from this size up are hashed and gunzipped on the decode worker (smaller ones cost less than the hand-off). */
+const OFF_THREAD_MIN = 512 * 1024;
 
 export class LayerStore {
   readonly dir: string;
@@ -221,26 +218,37 @@ export class LayerStore {
     const started = Date.now();
     await mkdir(tmp, { mode: 0o755 });
     try {
-      const compressed = createHash("sha256");
-      const diff = createHash("sha256");
       let received = 0;
-      const counter = hashing(compressed, (n) => {
-        received += n;
-        source.received?.(received);
-        if (received > source.size) throw new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`);
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          received += chunk.length;
+          source.received?.(received);
+          if (received > source.size) cb(new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`));
+          else cb(null, chunk);
+        },
       });
-      const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
       let result = { bytes: 0, inodes: 0 };
-      const body = await source.open();
-      await pipeline(body, counter, decompress, hashing(diff, () => undefined), async (stream: AsyncIterable<Buffer>) => {
+      const unpack = async (stream: AsyncIterable<Buffer>) => {
         result = await unpackLayer(tmp, readTar(stream));
-      });
-      const gotDigest = `sha256:${compressed.digest("hex")}`;
-      if (received !== source.size || gotDigest !== source.digest) {
-        throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${gotDigest} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
+      };
+      let digests: Digests;
+      const body = await source.open();
+      if (source.compression !== "zstd" && source.size >= OFF_THREAD_MIN) {
+        // Hashing and gunzip on the decode worker; the tar is unpacked here as it comes back.
+        const decoder = new LayerDecoder(source.compression === "gzip", INFLATE_CHUNK);
+        await pipeline(body, counter, decoder, unpack);
+        digests = decoder.digests();
+      } else {
+        const compressed = createHash("sha256");
+        const diff = createHash("sha256");
+        const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
+        await pipeline(body, counter, hashing(compressed), decompress, hashing(diff), unpack);
+        digests = { compressed: `sha256:${compressed.digest("hex")}`, diff: `sha256:${diff.digest("hex")}` };
       }
-      const gotDiff = `sha256:${diff.digest("hex")}`;
-      if (gotDiff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${gotDiff} does not match the config's diff ID ${diffId}; nothing was stored`);
+      if (received !== source.size || digests.compressed !== source.digest) {
+        throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${digests.compressed} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
+      }
+      if (digests.diff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${digests.diff} does not match the config's diff ID ${diffId}; nothing was stored`);
       await faultPoint("PullImage.after-layer-unpack");
       await rename(tmp, path.join(this.dir, String(id)));
       await faultPoint("PullImage.after-layer-dir");
