@@ -205,7 +205,7 @@ export class LayerStore {
     let p = this.inflight.get(chainId);
     if (!p) {
       p = this.lock
-        .run(chainId, () => this.downloads.run(() => retries(`layer ${source.digest}`, () => this.unpackOnce(chainId, diffId, source))))
+        .run(chainId, () => retries(`layer ${source.digest}`, () => this.unpackOnce(chainId, diffId, source)))
         .finally(() => this.inflight.delete(chainId));
       this.inflight.set(chainId, p);
     }
@@ -218,37 +218,42 @@ export class LayerStore {
     const started = Date.now();
     await mkdir(tmp, { mode: 0o755 });
     try {
-      let received = 0;
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          received += chunk.length;
-          source.received?.(received);
-          if (received > source.size) cb(new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`));
-          else cb(null, chunk);
-        },
+      // Only the download and unpack take a download slot: the rename and the record's fsyncs
+      // below let the next layer start.
+      const result = await this.downloads.run(async () => {
+        let received = 0;
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            received += chunk.length;
+            source.received?.(received);
+            if (received > source.size) cb(new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`));
+            else cb(null, chunk);
+          },
+        });
+        let unpacked = { bytes: 0, inodes: 0 };
+        const unpack = async (stream: AsyncIterable<Buffer>) => {
+          unpacked = await unpackLayer(tmp, readTar(stream));
+        };
+        let digests: Digests;
+        const body = await source.open();
+        if (source.compression !== "zstd" && source.size >= OFF_THREAD_MIN) {
+          // Hashing and gunzip on the decode worker; the tar is unpacked here as it comes back.
+          const decoder = new LayerDecoder(source.compression === "gzip", INFLATE_CHUNK);
+          await pipeline(body, counter, decoder, unpack);
+          digests = decoder.digests();
+        } else {
+          const compressed = createHash("sha256");
+          const diff = createHash("sha256");
+          const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
+          await pipeline(body, counter, hashing(compressed), decompress, hashing(diff), unpack);
+          digests = { compressed: `sha256:${compressed.digest("hex")}`, diff: `sha256:${diff.digest("hex")}` };
+        }
+        if (received !== source.size || digests.compressed !== source.digest) {
+          throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${digests.compressed} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
+        }
+        if (digests.diff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${digests.diff} does not match the config's diff ID ${diffId}; nothing was stored`);
+        return unpacked;
       });
-      let result = { bytes: 0, inodes: 0 };
-      const unpack = async (stream: AsyncIterable<Buffer>) => {
-        result = await unpackLayer(tmp, readTar(stream));
-      };
-      let digests: Digests;
-      const body = await source.open();
-      if (source.compression !== "zstd" && source.size >= OFF_THREAD_MIN) {
-        // Hashing and gunzip on the decode worker; the tar is unpacked here as it comes back.
-        const decoder = new LayerDecoder(source.compression === "gzip", INFLATE_CHUNK);
-        await pipeline(body, counter, decoder, unpack);
-        digests = decoder.digests();
-      } else {
-        const compressed = createHash("sha256");
-        const diff = createHash("sha256");
-        const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
-        await pipeline(body, counter, hashing(compressed), decompress, hashing(diff), unpack);
-        digests = { compressed: `sha256:${compressed.digest("hex")}`, diff: `sha256:${diff.digest("hex")}` };
-      }
-      if (received !== source.size || digests.compressed !== source.digest) {
-        throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${digests.compressed} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
-      }
-      if (digests.diff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${digests.diff} does not match the config's diff ID ${diffId}; nothing was stored`);
       await faultPoint("PullImage.after-layer-unpack");
       await rename(tmp, path.join(this.dir, String(id)));
       await faultPoint("PullImage.after-layer-dir");
