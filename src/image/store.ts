@@ -289,7 +289,15 @@ export class LocalImageStore implements ImageStore {
           reused++;
           return;
         }
-        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest), received: progress.layer(layer.digest, layer.size) }, retries);
+        await this.layers.ensure(chain[i]!, diffIds[i]!, {
+          ...layer,
+          open: () => session.blob(layer.digest),
+          openAhead: async () => {
+            const { res, start } = await session.openBlob(layer.digest);
+            return { body: res, start };
+          },
+          received: progress.layer(layer.digest, layer.size),
+        }, retries);
       }));
       progress.layerCounts(reused, chain.length - reused);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
