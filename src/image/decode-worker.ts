@@ -84,11 +84,10 @@ port.on("message", (m: ToWorker) => {
           if (!err) send({ t: "taken", id: m.id, len: m.len });
         });
       } else {
-        // An uncompressed tar is its own diff: the buffer goes straight back.
+        // An uncompressed tar is its own diff: the buffer goes straight back, and counts as taken
+        // once the main thread acknowledges it (its credit then covers its own backlog).
         job.diff.update(chunk);
-        job.unacked += m.len;
         send({ t: "out", id: m.id, buf: m.buf, len: m.len }, [m.buf]);
-        send({ t: "taken", id: m.id, len: m.len });
       }
       return;
     }
@@ -97,8 +96,12 @@ port.on("message", (m: ToWorker) => {
       else finish(m.id, job);
       return;
     case "ack":
+      if (!job.gunzip) {
+        send({ t: "taken", id: m.id, len: m.len });
+        return;
+      }
       job.unacked -= m.len;
-      if (job.unacked < OUT_CREDIT && job.gunzip?.isPaused()) job.gunzip.resume();
+      if (job.unacked < OUT_CREDIT && job.gunzip.isPaused()) job.gunzip.resume();
       return;
     case "abort":
       jobs.delete(m.id);

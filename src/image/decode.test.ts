@@ -75,3 +75,9 @@ test("a stream destroyed midway leaves the worker usable", async () => {
   const { out } = await decode(gzipSync(raw), true);
   assert.ok(out.equals(raw));
 });
+
+test("uncompressed with a slow reader: the writer is never left waiting", async () => {
+  const raw = randomBytes(40 << 20);
+  const { out } = await decode(raw, false, { delayMs: 2 });
+  assert.ok(out.equals(raw));
+});

@@ -7,9 +7,12 @@
 import { Duplex } from "node:stream";
 import { Worker } from "node:worker_threads";
 
-/** Compressed bytes the main thread may have sent that the worker has not yet fed to gunzip. */
+/**
+ * Compressed bytes the main thread may have sent that the worker has not yet fed to gunzip (for
+ * an uncompressed layer: whose bytes the main thread has not yet taken back).
+ */
 export const IN_CREDIT = 4 << 20;
-/** Tar bytes the worker may have sent that the main thread's unpack has not yet asked for. */
+/** Tar bytes the worker may have sent that the main thread's unpack has not yet asked for (gzip). */
 export const OUT_CREDIT = 4 << 20;
 export const IN_BATCH = 1 << 20;
 export const OUT_BATCH = 1 << 20;
@@ -144,8 +147,7 @@ export class LayerDecoder extends Duplex {
   }
 
   private blocked(): boolean {
-    // The readable side's backlog counts too: an uncompressed layer's bytes come straight back.
-    return this.inflight >= IN_CREDIT || this.readableLength >= OUT_CREDIT;
+    return this.inflight >= IN_CREDIT;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -172,7 +174,6 @@ export class LayerDecoder extends Duplex {
       pool.post({ t: "ack", id: this.id, len: this.unacked });
       this.unacked = 0;
     }
-    this.maybeUnblock();
   }
 
   private maybeUnblock(): void {
