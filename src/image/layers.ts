@@ -16,6 +16,7 @@ import { KeyedLock } from "../store/keyed-lock.js";
 import { RecordStore } from "../store/records.js";
 import { faultPoint } from "../faults.js";
 import { DigestMismatch } from "./content.js";
+import { LayerDecoder, type Digests } from "./decode.js";
 import type { Compression } from "./manifest.js";
 import { readTar, TarError } from "./tar.js";
 import { UnsafeEntry, unpackLayer } from "./unpack.js";
@@ -35,6 +36,8 @@ export interface LayerSource {
   size: number;
   compression: Compression;
   open(): Promise<Readable>;
+  /** Like open, with the body left unread until start() (a layer waiting for a download slot). */
+  openAhead?(): Promise<{ body: Readable; start(): void }>;
   /** Told the compressed bytes received so far by this attempt, at each chunk (pull progress; a retry starts at 0 again). */
   received?(bytes: number): void;
 }
@@ -53,30 +56,37 @@ export function chainIds(diffIds: string[]): string[] {
 export class Semaphore {
   private active = 0;
   private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  constructor(readonly limit: number) {}
+  async acquire(): Promise<void> {
     if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
     else this.active++;
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
+      this.release();
     }
   }
 }
 
-function hashing(hash: Hash, onBytes: (n: number) => void): Transform {
+/** A layer's response, opened while it waits for a download slot; an error meanwhile is kept for later. */
+interface Parked {
+  body: Readable;
+  start(): void;
+  error: Error | undefined;
+}
+
+function hashing(hash: Hash): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
-      try {
-        onBytes(chunk.length);
-      } catch (err) {
-        cb(err as Error);
-        return;
-      }
       cb(null, chunk);
     },
   });
@@ -86,6 +96,8 @@ const hex = (digest: string) => digest.slice("sha256:".length);
 // zlib's default 16 KiB output chunks cost a callback, two hash updates and a file write each:
 // at 16 KiB a layer's data spends more time in those round trips than in the disk.
 const INFLATE_CHUNK = 256 * 1024;
+/** Layers from this size up are hashed and gunzipped on the decode worker (smaller ones cost less than the hand-off). */
+const OFF_THREAD_MIN = 512 * 1024;
 
 export class LayerStore {
   readonly dir: string;
@@ -95,9 +107,15 @@ export class LayerStore {
   private readonly holders = new Map<string, Set<string>>();
   private readonly heldBy = new Map<string, string[]>();
   private readonly lock = new KeyedLock();
+  /**
+   * Responses opened ahead of a download slot (as many as there are slots): the registry's time to
+   * first byte, often longer than a layer's transfer on a fast link, overlaps the running downloads.
+   */
+  private readonly ahead: Semaphore;
   private nextId = 1;
 
   constructor(imageRoot: string, metaDir: string, private readonly log: Logger, private readonly downloads: Semaphore) {
+    this.ahead = new Semaphore(downloads.limit);
     this.dir = path.join(imageRoot, "layers");
     this.records = new RecordStore(path.join(metaDir, "layers"));
   }
@@ -207,40 +225,84 @@ export class LayerStore {
     if (have) return have;
     let p = this.inflight.get(chainId);
     if (!p) {
+      // A retry opens its request inside its download slot (a parked response may be what failed).
+      let attempt = 0;
       p = this.lock
-        .run(chainId, () => this.downloads.run(() => retries(`layer ${source.digest}`, () => this.unpackOnce(chainId, diffId, source))))
+        .run(chainId, () => retries(`layer ${source.digest}`, () => this.unpackOnce(chainId, diffId, source, attempt++ === 0)))
         .finally(() => this.inflight.delete(chainId));
       this.inflight.set(chainId, p);
     }
     return p;
   }
 
-  private async unpackOnce(chainId: string, diffId: string, source: LayerSource): Promise<LayerRecord> {
+  /** Opens the layer's response while its download waits for a slot (holding one of the `ahead` places). */
+  private async openAhead(open: NonNullable<LayerSource["openAhead"]>): Promise<Parked> {
+    await this.ahead.acquire();
+    try {
+      const { body, start } = await open();
+      const parked: Parked = { body, start, error: undefined };
+      // Until the pipeline takes it, an error (a reset) is kept rather than left unhandled.
+      body.on("error", (err: Error) => {
+        parked.error ??= err;
+      });
+      return parked;
+    } catch (err) {
+      this.ahead.release();
+      throw err;
+    }
+  }
+
+  private async unpackOnce(chainId: string, diffId: string, source: LayerSource, openAhead: boolean): Promise<LayerRecord> {
     const id = this.nextId++;
     const tmp = path.join(this.dir, `tmp-${id}`);
     const started = Date.now();
     await mkdir(tmp, { mode: 0o755 });
     try {
-      const compressed = createHash("sha256");
-      const diff = createHash("sha256");
-      let received = 0;
-      const counter = hashing(compressed, (n) => {
-        received += n;
-        source.received?.(received);
-        if (received > source.size) throw new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`);
+      const parked = openAhead && source.openAhead ? await this.openAhead(source.openAhead) : undefined;
+      // Only the download and unpack take a download slot: the rename and the record's fsyncs
+      // below let the next layer start.
+      const result = await this.downloads.run(async () => {
+        if (parked) this.ahead.release();
+        let received = 0;
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            received += chunk.length;
+            source.received?.(received);
+            if (received > source.size) cb(new DigestMismatch(`layer ${source.digest}: registry sent more than the ${source.size} bytes the manifest declares; nothing was stored`));
+            else cb(null, chunk);
+          },
+        });
+        let unpacked = { bytes: 0, inodes: 0 };
+        const unpack = async (stream: AsyncIterable<Buffer>) => {
+          unpacked = await unpackLayer(tmp, readTar(stream));
+        };
+        let digests: Digests;
+        let body: Readable;
+        if (parked) {
+          if (parked.error) throw parked.error;
+          parked.start();
+          body = parked.body;
+        } else {
+          body = await source.open();
+        }
+        if (source.compression !== "zstd" && source.size >= OFF_THREAD_MIN) {
+          // Hashing and gunzip on the decode worker; the tar is unpacked here as it comes back.
+          const decoder = new LayerDecoder(source.compression === "gzip", INFLATE_CHUNK);
+          await pipeline(body, counter, decoder, unpack);
+          digests = decoder.digests();
+        } else {
+          const compressed = createHash("sha256");
+          const diff = createHash("sha256");
+          const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
+          await pipeline(body, counter, hashing(compressed), decompress, hashing(diff), unpack);
+          digests = { compressed: `sha256:${compressed.digest("hex")}`, diff: `sha256:${diff.digest("hex")}` };
+        }
+        if (received !== source.size || digests.compressed !== source.digest) {
+          throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${digests.compressed} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
+        }
+        if (digests.diff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${digests.diff} does not match the config's diff ID ${diffId}; nothing was stored`);
+        return unpacked;
       });
-      const decompress: Duplex = source.compression === "gzip" ? createGunzip({ chunkSize: INFLATE_CHUNK }) : source.compression === "zstd" ? zstdDecompressor() : new PassThrough();
-      let result = { bytes: 0, inodes: 0 };
-      const body = await source.open();
-      await pipeline(body, counter, decompress, hashing(diff, () => undefined), async (stream: AsyncIterable<Buffer>) => {
-        result = await unpackLayer(tmp, readTar(stream));
-      });
-      const gotDigest = `sha256:${compressed.digest("hex")}`;
-      if (received !== source.size || gotDigest !== source.digest) {
-        throw new DigestMismatch(`layer ${source.digest}: received ${received} bytes with digest ${gotDigest} (manifest says ${source.size} bytes, ${source.digest}); nothing was stored`);
-      }
-      const gotDiff = `sha256:${diff.digest("hex")}`;
-      if (gotDiff !== diffId) throw new DigestMismatch(`layer ${source.digest}: uncompressed digest ${gotDiff} does not match the config's diff ID ${diffId}; nothing was stored`);
       await faultPoint("PullImage.after-layer-unpack");
       await rename(tmp, path.join(this.dir, String(id)));
       await faultPoint("PullImage.after-layer-dir");

@@ -353,18 +353,25 @@ export class RepositorySession {
 
   /** Opens a blob on the endpoint that served the manifest (falling back to upstream). */
   async blob(digest: string): Promise<IncomingMessage> {
+    const { res, start } = await this.openBlob(digest);
+    start();
+    return res;
+  }
+
+  /**
+   * Opens a blob and leaves its body unread: a layer waiting for a download slot has its request
+   * and the registry's first byte behind it already. The no-progress watch starts with start().
+   */
+  async openBlob(digest: string): Promise<{ res: IncomingMessage; start: () => void }> {
     const ep = this.chosen ?? this.endpoints[this.endpoints.length - 1]!;
+    const opened = (on: Endpoint, res: IncomingMessage) => ({ res, start: () => watchProgress(res, this.opts.progressTimeoutMs, `${on.base}/v2/${this.ref.path}/blobs/${digest}`) });
     try {
-      const res = await this.request(ep, "GET", `blobs/${digest}`, undefined);
-      watchProgress(res, this.opts.progressTimeoutMs, `${ep.base}/v2/${this.ref.path}/blobs/${digest}`);
-      return res;
+      return opened(ep, await this.request(ep, "GET", `blobs/${digest}`, undefined));
     } catch (err) {
       const upstream = this.endpoints[this.endpoints.length - 1]!;
       if (ep === upstream) throw err;
       this.log.info({ mirror: ep.base, digest, err: (err as Error).message }, "blob not served by mirror; trying upstream");
-      const res = await this.request(upstream, "GET", `blobs/${digest}`, undefined);
-      watchProgress(res, this.opts.progressTimeoutMs, `${upstream.base}/v2/${this.ref.path}/blobs/${digest}`);
-      return res;
+      return opened(upstream, await this.request(upstream, "GET", `blobs/${digest}`, undefined));
     }
   }
 

@@ -13,6 +13,7 @@ import { RecordStore } from "../store/records.js";
 import { faultPoint } from "../faults.js";
 import { credentialsFor } from "./auth.js";
 import { ContentStore, DigestMismatch, sha256, verify } from "./content.js";
+import { prewarmDecoder } from "./decode.js";
 import { chainIds as computeChainIds, LayerStore, Semaphore } from "./layers.js";
 import { formatPlatform, hostPlatform, parseManifest, selectPlatform, type ImageManifest } from "./manifest.js";
 import { DIGEST, formatReference, parseReference, repoName } from "./reference.js";
@@ -227,6 +228,8 @@ export class LocalImageStore implements ImageStore {
     const started = Date.now();
     const ref = parseReference(refText);
     const name = repoName(ref);
+    // The layer decode thread starts while the manifest and config round trips run.
+    prewarmDecoder();
     // A pull keeps the registry settings it started with, whatever a reload does meanwhile.
     const session = new RepositorySession(ref, credentialsFor(auth, ref.domain), { ...this.registry, log: this.log, userAgent: this.userAgent });
     const retries = <T>(what: string, fn: () => Promise<T>) => withRetries(what, this.log, fn);
@@ -286,7 +289,15 @@ export class LocalImageStore implements ImageStore {
           reused++;
           return;
         }
-        await this.layers.ensure(chain[i]!, diffIds[i]!, { ...layer, open: () => session.blob(layer.digest), received: progress.layer(layer.digest, layer.size) }, retries);
+        await this.layers.ensure(chain[i]!, diffIds[i]!, {
+          ...layer,
+          open: () => session.blob(layer.digest),
+          openAhead: async () => {
+            const { res, start } = await session.openBlob(layer.digest);
+            return { body: res, start };
+          },
+          received: progress.layer(layer.digest, layer.size),
+        }, retries);
       }));
       progress.layerCounts(reused, chain.length - reused);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
