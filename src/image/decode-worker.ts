@@ -5,7 +5,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
 import { createGunzip, type Gunzip } from "node:zlib";
-import { OUT_BATCH, OUT_CREDIT, type FromWorker, type ToWorker } from "./decode.js";
+import { OUT_BATCH, OUT_CREDIT, TransferBatch, type FromWorker, type ToWorker } from "./decode.js";
 
 interface Job {
   compressed: Hash;
@@ -13,8 +13,8 @@ interface Job {
   gunzip: Gunzip | undefined;
   /** Output bytes sent and not yet taken by the main thread. */
   unacked: number;
-  batch: Buffer | undefined;
-  batched: number;
+  /** The tar on its way back, in OUT_BATCH pieces. */
+  out: TransferBatch;
   failed: boolean;
 }
 
@@ -31,43 +31,29 @@ function fail(id: number, job: Job, err: unknown): void {
   send({ t: "error", id, message: e?.message ?? String(err), code: typeof e?.code === "string" ? e.code : undefined });
 }
 
-function flushOut(id: number, job: Job): void {
-  if (!job.batch || job.batched === 0) return;
-  const buf = job.batch.buffer as ArrayBuffer;
-  const len = job.batched;
-  job.batch = undefined;
-  job.batched = 0;
-  job.unacked += len;
-  send({ t: "out", id, buf, len }, [buf]);
-}
-
-/** Output gathered into OUT_BATCH pieces: zlib's chunks are views of its reused buffer, so they are copied once here. */
-function output(id: number, job: Job, chunk: Buffer): void {
+function output(job: Job, chunk: Buffer): void {
   job.diff.update(chunk);
-  let off = 0;
-  while (off < chunk.length) {
-    job.batch ??= Buffer.from(new ArrayBuffer(OUT_BATCH));
-    const n = chunk.copy(job.batch, job.batched, off);
-    job.batched += n;
-    off += n;
-    if (job.batched === OUT_BATCH) flushOut(id, job);
-  }
+  job.out.add(chunk);
   if (job.unacked >= OUT_CREDIT) job.gunzip?.pause();
 }
 
 function finish(id: number, job: Job): void {
-  flushOut(id, job);
+  job.out.flush();
   jobs.delete(id);
   send({ t: "done", id, compressed: job.compressed.digest("hex"), diff: job.diff.digest("hex") });
 }
 
 port.on("message", (m: ToWorker) => {
   if (m.t === "start") {
-    const job: Job = { compressed: createHash("sha256"), diff: createHash("sha256"), gunzip: undefined, unacked: 0, batch: undefined, batched: 0, failed: false };
+    const out = new TransferBatch(OUT_BATCH, (buf, len) => {
+      job.unacked += len;
+      send({ t: "out", id: m.id, buf, len }, [buf]);
+    });
+    const job: Job = { compressed: createHash("sha256"), diff: createHash("sha256"), gunzip: undefined, unacked: 0, out, failed: false };
     jobs.set(m.id, job);
     if (m.gzip) {
       const g = (job.gunzip = createGunzip({ chunkSize: m.inflateChunk }));
-      g.on("data", (c: Buffer) => output(m.id, job, c));
+      g.on("data", (c: Buffer) => output(job, c));
       g.once("end", () => finish(m.id, job));
       g.once("error", (err) => fail(m.id, job, err));
     }

@@ -109,13 +109,47 @@ export function prewarmDecoder(): void {
 }
 
 /**
+ * Bytes gathered into transferable ArrayBuffers of `size` bytes (the chunks that come in are
+ * views of buffers their producer reuses, so they are copied once, here); `ship` gets each
+ * buffer when it fills and on flush(). Both directions of the worker's traffic use it.
+ */
+export class TransferBatch {
+  private buf: Buffer | undefined;
+  private used = 0;
+
+  constructor(private readonly size: number, private readonly ship: (buf: ArrayBuffer, len: number) => void) {}
+
+  add(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      this.buf ??= Buffer.from(new ArrayBuffer(this.size));
+      const n = chunk.copy(this.buf, this.used, off);
+      this.used += n;
+      off += n;
+      if (this.used === this.size) this.flush();
+    }
+  }
+
+  flush(): void {
+    if (!this.buf || this.used === 0) return;
+    const buf = this.buf.buffer as ArrayBuffer;
+    const len = this.used;
+    this.buf = undefined;
+    this.used = 0;
+    this.ship(buf, len);
+  }
+}
+
+/**
  * Compressed layer bytes in, the tar out; digests() gives both sha256s once the readable side
  * has ended. Errors from gunzip keep zlib's code (Z_DATA_ERROR, ...).
  */
 export class LayerDecoder extends Duplex {
   private readonly id: number;
-  private batch: Buffer | undefined;
-  private batched = 0;
+  private readonly batch = new TransferBatch(IN_BATCH, (buf, len) => {
+    this.inflight += len;
+    pool.post({ t: "data", id: this.id, buf, len }, [buf]);
+  });
   /** Compressed bytes sent and not yet taken by gunzip. */
   private inflight = 0;
   /** Tar bytes received and pushed but not yet acknowledged to the worker. */
@@ -136,35 +170,18 @@ export class LayerDecoder extends Duplex {
     return this.result;
   }
 
-  private sendBatch(): void {
-    if (!this.batch || this.batched === 0) return;
-    const buf = this.batch.buffer as ArrayBuffer;
-    const len = this.batched;
-    this.batch = undefined;
-    this.batched = 0;
-    this.inflight += len;
-    pool.post({ t: "data", id: this.id, buf, len }, [buf]);
-  }
-
   private blocked(): boolean {
     return this.inflight >= IN_CREDIT;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let off = 0;
-    while (off < chunk.length) {
-      this.batch ??= Buffer.from(new ArrayBuffer(IN_BATCH));
-      const n = chunk.copy(this.batch, this.batched, off);
-      this.batched += n;
-      off += n;
-      if (this.batched === IN_BATCH) this.sendBatch();
-    }
+    this.batch.add(chunk);
     if (this.blocked()) this.waitingWrite = () => cb();
     else cb();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.sendBatch();
+    this.batch.flush();
     pool.post({ t: "end", id: this.id });
     this.waitingFinal = cb;
   }
