@@ -64,6 +64,8 @@ test("LayerUsageCache: walks once while fresh, answers the old value while a re-
   await new Promise((r) => setTimeout(r, 250));
   // Past the age: the old value now, a re-walk started.
   assert.deepEqual(c.get("a"), { bytes: 4096, inodes: 1 });
+  // The walk starts once the bound lets it (a turn of the event loop at most).
+  await new Promise((r) => setImmediate(r));
   assert.deepEqual(walks, ["a", "a"]);
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(c.get("a"), { bytes: 8192, inodes: 2 });
