@@ -23,8 +23,6 @@
 //   sendDatagram(path, message) -> undefined           one SOCK_DGRAM message to a unix socket ("@name": abstract)
 //   bindDatagram(path)        -> fd                    a non-blocking SOCK_DGRAM socket bound at path (tests' NOTIFY_SOCKET)
 //   recvDatagram(fd)          -> string | null         the next message, null when none is waiting
-//   readFiles(paths, maxBytes, cb(err, texts))         reads many small files (cgroup, /proc) on one pool thread;
-//                                                      texts[i] is latin1 text or null (absent, unreadable)
 //   countFds(pids, cb(err, counts))                    counts[2i], counts[2i+1]: open fds and sockets of pids[i]
 // Every fd is created close-on-exec; the caller owns and closes it.
 #include "native.h"
@@ -78,7 +76,6 @@ static napi_value init(napi_env env, napi_value exports) {
       // native_mem.c
       EXPORT("trimMalloc", trim_malloc),
       // native_read.c
-      EXPORT("readFiles", read_files),
       EXPORT("countFds", count_fds),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

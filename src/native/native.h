@@ -144,7 +144,6 @@ napi_value pidfd_signal(napi_env env, napi_callback_info info);
 napi_value trim_malloc(napi_env env, napi_callback_info info);
 
 // native_read.c: batched reads of small kernel files, fd counts (the metrics RPCs).
-napi_value read_files(napi_env env, napi_callback_info info);
 napi_value count_fds(napi_env env, napi_callback_info info);
 
 #endif

@@ -7,7 +7,7 @@ import path from "node:path";
 import { execa } from "execa";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, readFiles, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -262,25 +262,7 @@ describe("berth native addon: unix datagrams (systemd's NOTIFY_SOCKET)", () => {
   });
 });
 
-describe("batched reads for the metrics RPCs", () => {
-  test("readFiles: each file's text in order, null for one that is absent or a directory, capped at maxBytes", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "berth-readfiles-"));
-    try {
-      await writeFile(path.join(dir, "a"), "usage 42\n");
-      await writeFile(path.join(dir, "big"), Buffer.alloc(100_000, 0x61));
-      const got = await readFiles([path.join(dir, "a"), path.join(dir, "missing"), dir, path.join(dir, "big"), "/proc/self/limits"], 65536);
-      assert.equal(got[0], "usage 42\n");
-      assert.equal(got[1], null);
-      assert.equal(got[2], null);
-      assert.equal(got[3]!.length, 65536);
-      assert.match(got[4]!, /^Max open files/m);
-      assert.deepEqual(await readFiles([], 10), []);
-      await assert.rejects(readFiles(["a\0b"], 10), /NUL/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
+describe("descriptor counts for the metrics RPCs", () => {
   test("countFds: open descriptors and sockets of live processes; a gone pid counts nothing", async () => {
     const p = spawn("sh", ["-c", "exec 3<>/dev/null; exec sleep 30"], { stdio: ["ignore", "ignore", "ignore"] });
     try {

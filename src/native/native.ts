@@ -29,7 +29,6 @@ interface Addon {
   sendDatagram(socketPath: string, message: string): void;
   bindDatagram(socketPath: string): number;
   recvDatagram(fd: number): string | null;
-  readFiles(paths: string[], maxBytes: number, cb: (err: Error | null, texts?: Array<string | null>) => void): void;
   countFds(pids: number[], cb: (err: Error | null, counts?: number[]) => void): void;
 }
 
@@ -113,14 +112,6 @@ export function fdSocket(fd: number): Socket {
 /** malloc_trim(0): returns glibc's free heap pages to the kernel; true when some were released. */
 export function trimMalloc(): boolean {
   return load().trimMalloc();
-}
-
-/**
- * Reads small files (cgroup, /proc) in one trip to a pool thread: each text (latin1, at most
- * `maxBytes`) or null when the file is absent or unreadable.
- */
-export function readFiles(paths: string[], maxBytes: number): Promise<Array<string | null>> {
-  return new Promise((resolve, reject) => load().readFiles(paths, maxBytes, (err, texts) => (err ? reject(err) : resolve(texts!))));
 }
 
 /** Open descriptors and, of those, sockets, summed over processes (a gone pid counts 0). */
