@@ -2,7 +2,6 @@
 // benchmark ask here for a process's name, state, parent, CPU time and start time. (The addon keeps
 // its own C reader of the start time: signalProcess must check it after pinning the pid with a pidfd.)
 import { closeSync, openSync, readSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 
 /** The /proc/PID/stat fields berth reads. */
 export interface ProcStat {
@@ -42,11 +41,12 @@ export function parseProcStat(text: string): ProcStat | undefined {
 let scratch = Buffer.allocUnsafe(4096);
 
 /**
- * A /proc file's text, read synchronously; undefined when it cannot be read (the process is
+ * A /proc (or cgroup, sysfs) file's text, read synchronously; undefined when it cannot be read (the process is
  * gone). procfs answers from kernel memory and never waits on a disk, and a promise readFile
  * costs about ten times the read itself (open, fstat, read, close: four trips to the thread
  * pool, and a 64 KiB buffer for a file whose size says 0), which made it most of what a
- * ContainerStatus or an exit sweep did. Only for /proc: a real file system can block.
+ * ContainerStatus or an exit sweep did. Only for kernel pseudo-files (procfs, cgroupfs, sysfs):
+ * a real file system can block.
  */
 export function readProcText(file: string): string | undefined {
   let fd: number;
@@ -78,15 +78,10 @@ export function readProcText(file: string): string | undefined {
   }
 }
 
-/** The stat of process `pid`, read synchronously (see readProcText); undefined when there is no such process. */
-export function procStat(pid: number): ProcStat | undefined {
+/** The stat of process `pid` (read synchronously: see readProcText); undefined when there is no such process. */
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   if (!(pid > 0)) return undefined;
   return parseProcStat(readProcText(`/proc/${pid}/stat`) ?? "");
-}
-
-/** The stat of process `pid`; undefined when there is no such process. */
-export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
-  return procStat(pid);
 }
 
 /** True for a process that still runs: neither a zombie waiting to be reaped nor dead. */
@@ -103,7 +98,7 @@ export async function processRunning(pid: number, startTime?: string): Promise<b
 /** When `pid` started, in ns since the epoch (its start ticks after boot + the boot time in /proc/stat). */
 export async function processStartNs(pid: number): Promise<bigint | undefined> {
   const stat = await readProcStat(pid);
-  const btime = Number(/^btime (\d+)$/m.exec(await readFile("/proc/stat", "utf8").catch(() => ""))?.[1]);
+  const btime = Number(/^btime (\d+)$/m.exec(readProcText("/proc/stat") ?? "")?.[1]);
   if (stat === undefined || !Number.isFinite(btime)) return undefined;
   return BigInt(btime) * 1_000_000_000n + BigInt(stat.startTime) * (1_000_000_000n / BigInt(USER_HZ));
 }

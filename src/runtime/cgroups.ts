@@ -155,8 +155,6 @@ export async function containerCgroupsUnder(driver: CgroupDriverName, parent: st
   return [...found].map(([id, cgroupsPath]) => ({ id, cgroupsPath }));
 }
 
-/** A cgroup file's text, read synchronously (readProcText); undefined when it is absent or unreadable (the cgroup is gone). */
-const readText = readProcText;
 
 /** The whole number in text[start, end), digits only; undefined for anything else (an empty field, "max", "-1"). */
 export function wholeIn(text: string, start: number, end: number): bigint | undefined {
@@ -299,8 +297,8 @@ function hugetlbOf(dir: string | undefined, max: "max_usage_in_bytes" | undefine
   const out: CgroupSample["hugetlb"] = [];
   if (dir === undefined) return out;
   for (const pageSize of pageSizes()) {
-    const v = wholeOf(readText(`${dir}/hugetlb.${pageSize}.${usage}`));
-    if (v !== undefined) out.push({ pageSize, usage: v, maxUsage: max ? wholeOf(readText(`${dir}/hugetlb.${pageSize}.${max}`)) : undefined });
+    const v = wholeOf(readProcText(`${dir}/hugetlb.${pageSize}.${usage}`));
+    if (v !== undefined) out.push({ pageSize, usage: v, maxUsage: max ? wholeOf(readProcText(`${dir}/hugetlb.${pageSize}.${max}`)) : undefined });
   }
   return out;
 }
@@ -350,13 +348,13 @@ class CgroupsV1 implements Cgroups {
 
   stats(cgroupsPath: string, want: StatsWanted = {}): CgroupStats | undefined {
     const mem = this.dir("memory", cgroupsPath);
-    const cpu = wholeOf(readText(`${this.dir("cpuacct", cgroupsPath)}/cpuacct.usage`));
-    const usage = wholeOf(readText(`${mem}/memory.usage_in_bytes`));
+    const cpu = wholeOf(readProcText(`${this.dir("cpuacct", cgroupsPath)}/cpuacct.usage`));
+    const usage = wholeOf(readProcText(`${mem}/memory.usage_in_bytes`));
     if (usage === undefined && cpu === undefined) return undefined;
-    const stat = readText(`${mem}/memory.stat`);
-    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${mem}/memory.limit_in_bytes`));
-    const oom = want.oomKills === false ? undefined : readText(`${mem}/memory.oom_control`);
-    const procs = want.pids === false ? undefined : readText(`${this.dir("pids", cgroupsPath)}/cgroup.procs`);
+    const stat = readProcText(`${mem}/memory.stat`);
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readProcText(`${mem}/memory.limit_in_bytes`));
+    const oom = want.oomKills === false ? undefined : readProcText(`${mem}/memory.oom_control`);
+    const procs = want.pids === false ? undefined : readProcText(`${this.dir("pids", cgroupsPath)}/cgroup.procs`);
     const inactive = keyedValue(stat, "total_inactive_file") ?? 0n;
     const memUsage = usage ?? 0n;
     return {
@@ -376,18 +374,18 @@ class CgroupsV1 implements Cgroups {
   sample(cgroupsPath: string): CgroupSample | undefined {
     const mem = this.dir("memory", cgroupsPath);
     const acct = this.dir("cpuacct", cgroupsPath);
-    const usage = wholeOf(readText(`${mem}/memory.usage_in_bytes`));
-    const acctUsage = wholeOf(readText(`${acct}/cpuacct.usage`));
+    const usage = wholeOf(readProcText(`${mem}/memory.usage_in_bytes`));
+    const acctUsage = wholeOf(readProcText(`${acct}/cpuacct.usage`));
     if (usage === undefined && acctUsage === undefined) return undefined;
     const cpu = this.dir("cpu", cgroupsPath);
     const blk = this.dir("blkio", cgroupsPath);
     const pids = this.dir("pids", cgroupsPath);
-    const stat = readText(`${mem}/memory.stat`);
-    const acctStat = readText(`${acct}/cpuacct.stat`);
-    const cpuStat = readText(`${cpu}/cpu.stat`);
-    const quota = readText(`${cpu}/cpu.cfs_quota_us`)?.trim();
-    const pidList = pidsOf(readText(`${pids}/cgroup.procs`));
-    const threadsMax = readText(`${pids}/pids.max`)?.trim();
+    const stat = readProcText(`${mem}/memory.stat`);
+    const acctStat = readProcText(`${acct}/cpuacct.stat`);
+    const cpuStat = readProcText(`${cpu}/cpu.stat`);
+    const quota = readProcText(`${cpu}/cpu.cfs_quota_us`)?.trim();
+    const pidList = pidsOf(readProcText(`${pids}/cgroup.procs`));
+    const threadsMax = readProcText(`${pids}/pids.max`)?.trim();
     this.hugetlbMounted ??= existsSync(`${ROOT}/hugetlb`);
     const memUsage = usage ?? 0n;
     const inactive = keyedValue(stat, "total_inactive_file") ?? 0n;
@@ -400,36 +398,36 @@ class CgroupsV1 implements Cgroups {
       cfsPeriods: keyedValue(cpuStat, "nr_periods") ?? 0n,
       cfsThrottledPeriods: keyedValue(cpuStat, "nr_throttled") ?? 0n,
       cfsThrottledNs: keyedValue(cpuStat, "throttled_time") ?? 0n,
-      cpuPeriodUs: wholeOf(readText(`${cpu}/cpu.cfs_period_us`)),
+      cpuPeriodUs: wholeOf(readProcText(`${cpu}/cpu.cfs_period_us`)),
       cpuQuotaUs: wholeOf(quota),
-      cpuShares: wholeOf(readText(`${cpu}/cpu.shares`)),
+      cpuShares: wholeOf(readProcText(`${cpu}/cpu.shares`)),
       memoryUsage: memUsage,
-      memoryMaxUsage: wholeOf(readText(`${mem}/memory.max_usage_in_bytes`)),
-      memoryFailcnt: wholeOf(readText(`${mem}/memory.failcnt`)),
+      memoryMaxUsage: wholeOf(readProcText(`${mem}/memory.max_usage_in_bytes`)),
+      memoryFailcnt: wholeOf(readProcText(`${mem}/memory.failcnt`)),
       memoryCache: keyedValue(stat, "total_cache") ?? 0n,
       memoryRss: keyedValue(stat, "total_rss") ?? 0n,
       memoryMappedFile: keyedValue(stat, "total_mapped_file") ?? 0n,
       memorySwap: keyedValue(stat, "total_swap"),
-      memoryKernel: wholeOf(readText(`${mem}/memory.kmem.usage_in_bytes`)),
+      memoryKernel: wholeOf(readProcText(`${mem}/memory.kmem.usage_in_bytes`)),
       workingSet: memUsage > inactive ? memUsage - inactive : 0n,
       pgfault: keyedValue(stat, "pgfault") ?? 0n,
       pgmajfault: keyedValue(stat, "pgmajfault") ?? 0n,
       pgfaultHierarchy: keyedValue(stat, "total_pgfault") ?? 0n,
       pgmajfaultHierarchy: keyedValue(stat, "total_pgmajfault") ?? 0n,
-      memoryLimit: wholeOf(readText(`${mem}/memory.limit_in_bytes`)),
-      memoryReservation: wholeOf(readText(`${mem}/memory.soft_limit_in_bytes`)),
-      memorySwapLimit: wholeOf(readText(`${mem}/memory.memsw.limit_in_bytes`)),
-      oomKills: Number(keyedValue(readText(`${mem}/memory.oom_control`), "oom_kill") ?? 0n),
-      blkio: parseBlkio(readText(`${blk}/blkio.throttle.io_service_bytes_recursive`), readText(`${blk}/blkio.throttle.io_serviced_recursive`)),
+      memoryLimit: wholeOf(readProcText(`${mem}/memory.limit_in_bytes`)),
+      memoryReservation: wholeOf(readProcText(`${mem}/memory.soft_limit_in_bytes`)),
+      memorySwapLimit: wholeOf(readProcText(`${mem}/memory.memsw.limit_in_bytes`)),
+      oomKills: Number(keyedValue(readProcText(`${mem}/memory.oom_control`), "oom_kill") ?? 0n),
+      blkio: parseBlkio(readProcText(`${blk}/blkio.throttle.io_service_bytes_recursive`), readProcText(`${blk}/blkio.throttle.io_serviced_recursive`)),
       hugetlb: hugetlbOf(this.hugetlbMounted ? this.dir("hugetlb", cgroupsPath) : undefined, "max_usage_in_bytes", "usage_in_bytes"),
       pids: pidList,
-      threads: Number(wholeOf(readText(`${pids}/pids.current`)) ?? BigInt(pidList.length)),
+      threads: Number(wholeOf(readProcText(`${pids}/pids.current`)) ?? BigInt(pidList.length)),
       threadsMax: threadsMax === "max" ? 0n : wholeOf(threadsMax),
     };
   }
 
   async oomKills(cgroupsPath: string): Promise<number> {
-    return Number(keyedValue(readText(`${this.dir("memory", cgroupsPath)}/memory.oom_control`), "oom_kill") ?? 0n);
+    return Number(keyedValue(readProcText(`${this.dir("memory", cgroupsPath)}/memory.oom_control`), "oom_kill") ?? 0n);
   }
 
   async remove(cgroupsPath: string): Promise<void> {
@@ -462,13 +460,13 @@ class CgroupsV2 implements Cgroups {
 
   stats(cgroupsPath: string, want: StatsWanted = {}): CgroupStats | undefined {
     const d = this.dir(cgroupsPath);
-    const cpuStat = readText(`${d}/cpu.stat`);
-    const current = wholeOf(readText(`${d}/memory.current`));
+    const cpuStat = readProcText(`${d}/cpu.stat`);
+    const current = wholeOf(readProcText(`${d}/memory.current`));
     if (cpuStat === undefined && current === undefined) return undefined;
-    const stat = readText(`${d}/memory.stat`);
-    const limit = want.memoryLimit === false ? undefined : wholeOf(readText(`${d}/memory.max`));
-    const events = want.oomKills === false ? undefined : readText(`${d}/memory.events`);
-    const procs = want.pids === false ? undefined : readText(`${d}/cgroup.procs`);
+    const stat = readProcText(`${d}/memory.stat`);
+    const limit = want.memoryLimit === false ? undefined : wholeOf(readProcText(`${d}/memory.max`));
+    const events = want.oomKills === false ? undefined : readProcText(`${d}/memory.events`);
+    const procs = want.pids === false ? undefined : readProcText(`${d}/cgroup.procs`);
     const inactive = keyedValue(stat, "inactive_file") ?? 0n;
     const memUsage = current ?? 0n;
     return {
@@ -487,7 +485,7 @@ class CgroupsV2 implements Cgroups {
 
   sample(cgroupsPath: string): CgroupSample | undefined {
     const d = this.dir(cgroupsPath);
-    const f = (name: string) => readText(`${d}/${name}`);
+    const f = (name: string) => readProcText(`${d}/${name}`);
     const cpuStat = f("cpu.stat");
     const current = wholeOf(f("memory.current"));
     if (cpuStat === undefined && current === undefined) return undefined;
@@ -540,7 +538,7 @@ class CgroupsV2 implements Cgroups {
   }
 
   async oomKills(cgroupsPath: string): Promise<number> {
-    return Number(keyedValue(readText(`${this.dir(cgroupsPath)}/memory.events`), "oom_kill") ?? 0n);
+    return Number(keyedValue(readProcText(`${this.dir(cgroupsPath)}/memory.events`), "oom_kill") ?? 0n);
   }
 
   async remove(cgroupsPath: string): Promise<void> {
@@ -577,7 +575,7 @@ const NEEDED_CONTROLLERS = { 1: ["cpu", "cpuacct", "cpuset", "memory", "pids", "
 /** Which of those the host's cgroup hierarchy lacks (v1: a mounted hierarchy each; v2: enabled at the root). */
 export async function missingControllers(version: 1 | 2): Promise<string[]> {
   if (version === 2) {
-    const have = (readText(path.join(ROOT, "cgroup.controllers")) ?? "").trim().split(/\s+/);
+    const have = (readProcText(path.join(ROOT, "cgroup.controllers")) ?? "").trim().split(/\s+/);
     return NEEDED_CONTROLLERS[2].filter((c) => !have.includes(c));
   }
   const missing: string[] = [];
