@@ -37,6 +37,15 @@ export function recordRpcs(r: RpcRecorder | undefined): void {
   rpcRecorder = r;
 }
 
+/**
+ * A call the server ended before any handler ran (a request it could not read, too large, or past
+ * its deadline while being read): logged, and counted in the RPC metrics like a handler's failure.
+ */
+export function rejected(log: Logger, method: string, code: number, message: string): void {
+  log.warn({ method, code: statusName(code), err: capMessage(message) }, "rpc rejected");
+  rpcRecorder?.method(method).done(code, process.hrtime.bigint());
+}
+
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerCall<Req>) => Promise<Res>): UnaryHandler<Req, Res> {
   const rec = rpcRecorder?.method(method);
   return (call: UnaryCall<Req, Res>) => {

@@ -3,14 +3,14 @@
 // with its name.
 import { ImageServiceService, RuntimeServiceService } from "../gen/api.js";
 import { GrpcServer, methodTable, type Call, type MethodDefinition } from "../grpc/server.js";
-import { statusName } from "../grpc/status.js";
+import { status } from "../grpc/status.js";
 import type { Logger } from "../log.js";
 import { serializeContainerEvent } from "./events.js";
 import {
   serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
   serializeStreamPodSandboxes, serializeStreamPodSandboxStats, serializeStreamPodSandboxMetrics,
 } from "./list-encoding.js";
-import { unimplemented, type ImageHandlers, type RuntimeHandlers } from "./rpc.js";
+import { rejected, unimplemented, type ImageHandlers, type RuntimeHandlers } from "./rpc.js";
 
 /** Responses whose items keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
 const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
@@ -38,7 +38,7 @@ function withDefaults(service: string, definition: Record<string, MethodDefiniti
     const name = def.path.slice(def.path.lastIndexOf("/") + 1);
     const given = (impl as Record<string, ((call: Call) => void) | undefined>)[key];
     full[key] = given ?? (def.responseStream
-      ? (call: Call) => call.fail(12, `runtime.v1.${service}.${name} is not implemented by berth yet`)
+      ? (call: Call) => call.fail(status.UNIMPLEMENTED, `runtime.v1.${service}.${name} is not implemented by berth yet`)
       : unimplemented(log, service, name) as (call: Call) => void);
   }
   return full;
@@ -49,5 +49,5 @@ export function createGrpcServer(runtime: Partial<RuntimeHandlers>, image: Parti
     { service: "RuntimeService", definition: withCachedSerializers(RuntimeServiceService), handlers: withDefaults("RuntimeService", RuntimeServiceService, runtime, log) },
     { service: "ImageService", definition: withCachedSerializers(ImageServiceService), handlers: withDefaults("ImageService", ImageServiceService, image, log) },
   ]);
-  return new GrpcServer(methods, (method, code, message) => log.warn({ method, code: statusName(code), err: message }, "rpc rejected"));
+  return new GrpcServer(methods, (method, code, message) => rejected(log, method, code, message));
 }
