@@ -7,7 +7,6 @@ import { isErrno } from "./errors.js";
 import { StateLayout } from "./layout.js";
 import type { Logger } from "./log.js";
 import { runtimeInfoHandlers } from "./cri/runtime-info.js";
-import { acceptConnection } from "./cri/h2-authority.js";
 import { createGrpcServer } from "./cri/server.js";
 import type { GrpcServer } from "./grpc/server.js";
 import { statusName } from "./grpc/status.js";
@@ -219,9 +218,9 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       { ...imageHandlers(images, log), ...imageStreamHandlers(images, log) },
       log,
     );
-    // berth owns the listening socket so it can look at each connection first (h2-authority.ts).
+    // berth owns the listening socket and speaks HTTP/2 on each connection itself (src/grpc/h2.ts).
     const grpc = server;
-    listener = createServer((conn) => acceptConnection(conn, (c) => grpc.serve(c)));
+    listener = createServer((conn) => grpc.serve(conn));
     await new Promise<void>((resolve, reject) => {
       listener!.once("error", reject);
       listener!.listen(socket, () => resolve());

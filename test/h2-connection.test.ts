@@ -1,7 +1,7 @@
-// How berthd takes a new CRI connection (src/cri/h2-authority.ts): it sends its own empty
-// SETTINGS, reads up to the first request, then serves the socket itself or the rewriting
-// stream. Clients that wait for the server's SETTINGS (gRPC-Go), that send a PING first, and
-// that send their request at once must all be answered, more than once on one connection.
+// How berthd takes a new CRI connection (its own HTTP/2, src/grpc/h2.ts): it sends its SETTINGS
+// at once and serves whatever the client sends first. Clients that wait for the server's SETTINGS
+// (gRPC-Go), that send a PING first, that send their request at once, and old gRPC-Go ones whose
+// :authority is the socket path must all be answered, more than once on one connection.
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import net from "node:net";

@@ -1,13 +1,15 @@
-// berth's gRPC server: unary and server-streaming calls over node:http2 (h2c), fed the
-// connections berth's own listener accepts. What it speaks is the gRPC HTTP/2 protocol
+// berth's gRPC server: unary and server-streaming calls over berth's own HTTP/2 (h2.ts, h2c),
+// fed the connections berth's own listener accepts. What it speaks is the gRPC HTTP/2 protocol
 // (grpc/doc/PROTOCOL-HTTP2.md): POST with content-type application/grpc, messages with a 5-byte
 // prefix (compressed flag, big-endian length), the status in trailers, or in the only headers
 // (trailers-only) when a call fails before its first message. Requests may come gzip/deflate
-// compressed; responses never are. Handlers get one small Call object per call; the stream's
-// listeners are shared functions that find it on the stream, so a call allocates no closures here.
-import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import type { Duplex } from "node:stream";
+// compressed; responses never are. Handlers get one small Call object per call, which is also
+// what the HTTP/2 stream reports to (its sink): a call allocates no closures here. A unary answer
+// (headers, message, trailers) leaves in one socket write.
+import type { Socket } from "node:net";
 import zlib from "node:zlib";
+import { H2Connection, type H2Stream, type RequestHandler, type StreamSink } from "./h2.js";
+import { indexed, literal, STATIC_CONTENT_TYPE, STATIC_STATUS } from "./hpack.js";
 import { status } from "./status.js";
 
 /** Largest request message accepted (grpc-js's default max_receive_message_length is 4 MiB; berth took 16). */
@@ -70,15 +72,12 @@ export interface Method {
   handler: (call: Call) => void;
 }
 
-// Frozen: shared by every call, and node must not (and does not) change them.
-const RESPONSE_HEADERS = Object.freeze({ ":status": 200, "content-type": "application/grpc" });
-const RESPOND_STREAMING = Object.freeze({ waitForTrailers: true, sendDate: false });
-const RESPOND_ENDED = Object.freeze({ endStream: true, sendDate: false });
-const OK_TRAILERS: Readonly<Record<string, string>> = Object.freeze({ "grpc-status": "0" });
+// The header blocks every call shares (HPACK, built once).
+const CONTENT_TYPE = literal(STATIC_CONTENT_TYPE, "application/grpc");
+const RESPONSE_HEADERS = Buffer.concat([indexed(STATIC_STATUS), CONTENT_TYPE]);
+const OK_STATUS = literal("grpc-status", "0");
+const OK_TRAILERS_ONLY = Buffer.concat([RESPONSE_HEADERS, OK_STATUS]);
 const IDENTITY = "identity";
-
-const CALL = Symbol("berth.grpc.call");
-type CallStream = ServerHttp2Stream & { [CALL]?: Call };
 
 // A call's state: reading its request, handled (waiting for the handler), headers sent, over.
 const READING = 0;
@@ -98,8 +97,15 @@ export function encodeStatusMessage(message: string): string {
   return out;
 }
 
-function statusHeaders(code: number, message: string): Record<string, string | number> {
-  return { ":status": 200, "content-type": "application/grpc", "grpc-status": String(code), "grpc-message": encodeStatusMessage(message) };
+/** The trailing header block of a call ending with `code`. */
+function statusTrailers(code: number, message: string): Buffer {
+  return Buffer.concat([literal("grpc-status", String(code)), literal("grpc-message", encodeStatusMessage(message))]);
+}
+
+/** A trailers-only response: the status is the response's only header block. */
+function trailersOnly(code: number, message: string, httpStatus = 200, extra?: Buffer): Buffer {
+  const statusField = httpStatus === 200 ? indexed(STATIC_STATUS) : literal(STATIC_STATUS, String(httpStatus));
+  return Buffer.concat([statusField, CONTENT_TYPE, statusTrailers(code, message), ...(extra ? [extra] : [])]);
 }
 
 /** grpc-timeout ("<digits><unit>", unit one of H M S m u n) in milliseconds, or undefined when malformed. */
@@ -118,7 +124,7 @@ export function parseTimeout(value: string): number | undefined {
 }
 
 /** One call: the request being read, then the handler's view of it. */
-export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, unknown> {
+export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, unknown>, StreamSink {
   request: unknown = undefined;
   cancelled = false;
   private state = READING;
@@ -127,17 +133,16 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
   private received = 0;
   private timer: NodeJS.Timeout | undefined;
   private onCancel: (() => void)[] | undefined;
-  private trailers: Readonly<Record<string, string>> = OK_TRAILERS;
 
-  constructor(readonly method: Method, private readonly stream: CallStream, readonly server: GrpcServer, readonly encoding: string | undefined) {}
+  constructor(readonly method: Method, private readonly stream: H2Stream, readonly server: GrpcServer, readonly encoding: string | undefined) {}
 
   once(event: "cancelled" | "drain", fn: () => void): void {
-    if (event === "drain") this.stream.once("drain", fn);
+    if (event === "drain") this.stream.onDrain(fn);
     else (this.onCancel ??= []).push(fn);
   }
 
   off(event: "cancelled" | "drain", fn: () => void): void {
-    if (event === "drain") this.stream.off("drain", fn);
+    if (event === "drain") this.stream.offDrain(fn);
     else if (this.onCancel) {
       const i = this.onCancel.indexOf(fn);
       if (i >= 0) this.onCancel.splice(i, 1);
@@ -262,8 +267,9 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
     this.finish();
     const s = this.stream;
     if (s.destroyed) return;
-    s.respond(RESPONSE_HEADERS, RESPOND_STREAMING);
-    s.end(data);
+    s.respond(RESPONSE_HEADERS, false);
+    s.write(data);
+    s.end(OK_STATUS);
   }
 
   fail(code: number, message: string): void {
@@ -272,18 +278,17 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
     const s = this.stream;
     if (this.state === STREAMING) {
       this.finish();
-      this.trailers = { "grpc-status": String(code), "grpc-message": encodeStatusMessage(message) };
-      if (!s.destroyed) s.end();
+      s.end(statusTrailers(code, message));
       return;
     }
     this.finish();
-    if (!s.destroyed) s.respond(statusHeaders(code, message), RESPOND_ENDED);
+    s.respond(trailersOnly(code, message), true);
   }
 
   sendHeaders(): void {
     if (this.state !== HANDLING) return;
     this.state = STREAMING;
-    if (!this.stream.destroyed) this.stream.respond(RESPONSE_HEADERS, RESPOND_STREAMING);
+    this.stream.respond(RESPONSE_HEADERS, false);
   }
 
   write(msg: unknown, cb?: (err?: Error | null) => void): boolean {
@@ -292,23 +297,17 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
       if (cb) process.nextTick(cb);
       return true;
     }
-    return this.stream.write(this.frame(msg), cb);
+    return this.stream.write(this.frame(msg), cb && (() => cb()));
   }
 
   end(): void {
     if (this.state === HANDLING) {
       this.finish();
-      if (!this.stream.destroyed) this.stream.respond({ ...RESPONSE_HEADERS, ...OK_TRAILERS }, RESPOND_ENDED);
+      this.stream.respond(OK_TRAILERS_ONLY, true);
     } else if (this.state === STREAMING) {
       this.finish();
-      if (!this.stream.destroyed) this.stream.end();
+      this.stream.end(OK_STATUS);
     }
-  }
-
-  /** @internal the status trailers the stream asks for */
-  sendTrailers(): void {
-    const s = this.stream;
-    if (!s.destroyed) s.sendTrailers(this.trailers);
   }
 
   private finish(): void {
@@ -322,29 +321,12 @@ function expire(call: Call): void {
   call.expired();
 }
 
-// The stream listeners, shared by every call (`this` is the stream).
-function onData(this: CallStream, data: Buffer): void {
-  this[CALL]?.take(data);
-}
-function onEnd(this: CallStream): void {
-  this[CALL]?.ended();
-}
-function onClose(this: CallStream): void {
-  const call = this[CALL];
-  this[CALL] = undefined;
-  call?.closed();
-}
-function onWantTrailers(this: CallStream): void {
-  this[CALL]?.sendTrailers();
-}
-function ignore(): void {}
-
 /** Answers a stream that reaches no handler (trailers-only) and drops what it sends. */
-function refuse(stream: ServerHttp2Stream, httpStatus: number, code: number, message: string): void {
-  stream.on("error", ignore);
-  stream.resume();
-  if (!stream.destroyed) stream.respond({ ...statusHeaders(code, message), ":status": httpStatus }, RESPOND_ENDED);
+function refuse(stream: H2Stream, httpStatus: number, code: number, message: string, extra?: Buffer): void {
+  stream.respond(trailersOnly(code, message, httpStatus, extra), true);
 }
+
+const ACCEPT_ENCODING = literal("grpc-accept-encoding", "identity,deflate,gzip");
 
 /** The service definitions' methods, by path. */
 export function methodTable(services: { service: string; definition: Record<string, MethodDefinition>; handlers: Record<string, (call: Call) => void> }[]): Map<string, Method> {
@@ -359,50 +341,37 @@ export function methodTable(services: { service: string; definition: Record<stri
   return table;
 }
 
-export class GrpcServer {
-  private readonly h2: http2.Http2Server;
-  private readonly sessions = new Set<Http2Session>();
+export class GrpcServer implements RequestHandler {
+  private readonly conns = new Set<H2Connection>();
   private open = 0;
   private stopping = false;
   private onIdle: (() => void) | undefined;
+  private readonly connClosed = (c: H2Connection) => {
+    this.conns.delete(c);
+    this.checkIdle();
+  };
 
   /**
    * `onRejected` hears of the calls the server ends before any handler ran (a request it could not
    * read, too large, or past its deadline while being read).
    */
-  constructor(private readonly methods: Map<string, Method>, readonly onRejected?: (method: string, code: number, message: string) => void) {
-    // maxSessionMemory (MB): the default 10 would refuse a 16 MiB request while it is read.
-    this.h2 = http2.createServer({ maxSessionMemory: 64 });
-    this.h2.on("stream", (stream, headers) => this.dispatch(stream as CallStream, headers));
-    this.h2.on("session", (session: Http2Session) => {
-      if (this.stopping) {
-        session.destroy();
-        return;
-      }
-      this.sessions.add(session);
-      session.on("close", () => {
-        this.sessions.delete(session);
-        this.checkIdle();
-      });
-    });
-    this.h2.on("sessionError", ignore);
-    // No "request" listener: adding one makes node build its HTTP/1-style request and response
-    // objects for every stream.
-  }
+  constructor(private readonly methods: Map<string, Method>, readonly onRejected?: (method: string, code: number, message: string) => void) {}
 
-  /** Serves one accepted connection (a socket, or the stream h2-authority.ts puts in front of it). */
-  serve(conn: Duplex): void {
+  /** Serves one accepted connection. */
+  serve(socket: Socket): void {
     if (this.stopping) {
-      conn.destroy();
+      socket.destroy();
       return;
     }
-    this.h2.emit("connection", conn);
+    this.conns.add(new H2Connection(socket, this, this.connClosed));
   }
 
-  private dispatch(stream: CallStream, headers: IncomingHttpHeaders): void {
-    const method = this.methods.get(headers[":path"] ?? "");
+  /** @internal a request's headers came */
+  stream(stream: H2Stream, headers: Record<string, string>): void {
+    const path = headers[":path"];
+    const method = path === undefined ? undefined : this.methods.get(path);
     if (method === undefined) {
-      refuse(stream, 200, status.UNIMPLEMENTED, `unknown method ${String(headers[":path"])}`);
+      refuse(stream, 200, status.UNIMPLEMENTED, `unknown method ${String(path)}`);
       return;
     }
     if (headers[":method"] !== "POST") {
@@ -414,23 +383,16 @@ export class GrpcServer {
       refuse(stream, 415, status.INTERNAL, `content-type ${String(type)} is not application/grpc`);
       return;
     }
-    let encoding = headers["grpc-encoding"] as string | undefined;
+    let encoding: string | undefined = headers["grpc-encoding"];
     if (encoding === IDENTITY) encoding = undefined;
     if (encoding !== undefined && encoding !== "gzip" && encoding !== "deflate") {
-      stream.on("error", ignore);
-      stream.resume();
-      if (!stream.destroyed) stream.respond({ ...statusHeaders(status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported`), "grpc-accept-encoding": "identity,deflate,gzip" }, RESPOND_ENDED);
+      refuse(stream, 200, status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported`, ACCEPT_ENCODING);
       return;
     }
     const call = new Call(method, stream, this, encoding);
-    stream[CALL] = call;
+    stream.sink = call;
     this.open++;
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("close", onClose);
-    stream.on("wantTrailers", onWantTrailers);
-    stream.on("error", ignore);
-    const timeout = headers["grpc-timeout"] as string | undefined;
+    const timeout = headers["grpc-timeout"];
     if (timeout !== undefined) {
       const ms = parseTimeout(timeout);
       if (ms !== undefined) call.setDeadline(ms);
@@ -444,7 +406,7 @@ export class GrpcServer {
   }
 
   private checkIdle(): void {
-    if (this.onIdle && this.sessions.size === 0) {
+    if (this.onIdle && this.conns.size === 0) {
       const fn = this.onIdle;
       this.onIdle = undefined;
       fn();
@@ -460,13 +422,13 @@ export class GrpcServer {
   tryShutdown(done: () => void): void {
     this.stopping = true;
     this.onIdle = done;
-    for (const s of this.sessions) s.close();
+    for (const c of this.conns) c.goAway();
     this.checkIdle();
   }
 
   /** Ends every connection now: open calls are cancelled. */
   forceShutdown(): void {
     this.stopping = true;
-    for (const s of this.sessions) s.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
+    for (const c of [...this.conns]) c.destroy();
   }
 }
