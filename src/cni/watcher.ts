@@ -20,6 +20,8 @@ export interface LoadedNetwork {
 
 /** How long NetworkReady trusts that the plugins it found are still installed. */
 const PLUGINS_FOUND_MS = 30_000;
+/** One object while the network stays ready: Status reuses its encoded answer while its conditions are the same objects. */
+const NETWORK_READY: NetworkCondition = Object.freeze({ ready: true, reason: "", message: "" });
 
 export class CniConfWatcher {
   private loaded: Promise<LoadedNetwork> | undefined;
@@ -81,13 +83,13 @@ export class CniConfWatcher {
       return notReady(`CNI network "${c.name}" (${c.file}) has cniVersion ${c.cniVersion}; berth supports ${SUPPORTED_VERSIONS.join(", ")}`);
     }
     // Found plugins are trusted for a while (kubelet asks every 5 s); missing ones are looked for on every call.
-    if (this.pluginsFound?.config === c && Date.now() - this.pluginsFound.at < PLUGINS_FOUND_MS) return { ready: true, reason: "", message: "" };
+    if (this.pluginsFound?.config === c && Date.now() - this.pluginsFound.at < PLUGINS_FOUND_MS) return NETWORK_READY;
     const found = await Promise.all(c.plugins.map((p) => findPlugin(p.type, this.binDirs)));
     const missing = c.plugins.filter((_, i) => !found[i]).map((p) => p.type);
     this.pluginsFound = missing.length ? undefined : { config: c, at: Date.now() };
     if (missing.length) {
       return notReady(`CNI network "${c.name}" (${c.file}) needs plugins not found in ${this.binDirs.join(":")}: ${missing.join(", ")}`);
     }
-    return { ready: true, reason: "", message: "" };
+    return NETWORK_READY;
   }
 }

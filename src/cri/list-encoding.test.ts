@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ContainerState, ListContainersResponse, ListPodSandboxResponse, PodSandboxState, type Container, type PodSandbox } from "../gen/api.js";
-import { serializeListContainers, serializeListPodSandbox } from "./list-encoding.js";
+import { ContainerState, ListContainersResponse, ListPodSandboxResponse, PodSandboxState, VersionResponse, type Container, type PodSandbox } from "../gen/api.js";
+import { keptBytes, serializeListContainers, serializeListPodSandbox } from "./list-encoding.js";
 
 function container(i: number, labelBytes: number): Container {
   return {
@@ -32,5 +32,32 @@ describe("cached list encoding", () => {
     assert.deepEqual(serializeListPodSandbox({ items: [pod] }), first);
     const changed = { ...pod, state: PodSandboxState.SANDBOX_NOTREADY };
     assert.deepEqual(ListPodSandboxResponse.decode(serializeListPodSandbox({ items: [changed] })).items[0]!.state, PodSandboxState.SANDBOX_NOTREADY);
+  });
+
+  test("the same items in the same order give the same buffer; any other list is encoded again", () => {
+    const pod = (id: string): PodSandbox => ({ id, metadata: { name: id, uid: "u", namespace: "n", attempt: 0 }, state: PodSandboxState.SANDBOX_READY, createdAt: 5n, labels: {}, annotations: {}, runtimeHandler: "runc" });
+    const a = pod("a");
+    const b = pod("b");
+    const ab = serializeListPodSandbox({ items: [a, b] });
+    assert.equal(serializeListPodSandbox({ items: [a, b] }), ab, "a new array of the same objects: the same bytes, not re-framed");
+    const ba = serializeListPodSandbox({ items: [b, a] });
+    assert.notEqual(ba, ab);
+    assert.deepEqual(ListPodSandboxResponse.decode(ba).items.map((p) => p.id), ["b", "a"]);
+    assert.deepEqual(ListPodSandboxResponse.decode(serializeListPodSandbox({ items: [a] })).items.map((p) => p.id), ["a"]);
+    assert.equal(serializeListPodSandbox({ items: [] }).length, 0);
+  });
+
+  test("keptBytes: one encoding per response object", () => {
+    let encodes = 0;
+    const serialize = keptBytes((r: { version: string }) => {
+      encodes++;
+      return VersionResponse.encode({ version: r.version, runtimeName: "", runtimeVersion: "", runtimeApiVersion: "" }).finish();
+    });
+    const res = { version: "1" };
+    const first = serialize(res);
+    assert.deepEqual(serialize(res), first);
+    assert.equal(encodes, 1);
+    assert.equal(VersionResponse.decode(serialize({ version: "2" })).version, "2");
+    assert.equal(encodes, 2);
   });
 });

@@ -31,6 +31,17 @@ function varintLength(n: number): number {
   return len;
 }
 
+/**
+ * A serializer that keeps each response object's bytes (weakly): a handler that answers with the
+ * same object while nothing changed (Version, Status) is not encoded again.
+ */
+export function keptBytes<T extends object>(encode: (res: T) => Uint8Array): (res: T) => Buffer {
+  return (res: T) => {
+    const b = bytesOf(res, encode);
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  };
+}
+
 /** `items` as repeated message field 1 (tag 0x0a, length-delimited). */
 export function encodeRepeatedField1<T extends object>(items: T[], encode: (item: T) => Uint8Array): Buffer {
   const parts = items.map((i) => bytesOf(i, encode));
@@ -55,12 +66,30 @@ export function encodeRepeatedField1<T extends object>(items: T[], encode: (item
 const encodeContainer = (c: Container) => Container.encode(c).finish();
 const encodePod = (p: PodSandbox) => PodSandbox.encode(p).finish();
 
+/**
+ * encodeRepeatedField1 that remembers its last answer: kubelet relists every second, and while
+ * no item changed (the same item objects, in the same order) the bytes are the same.
+ */
+function repeatedField1Memo<T extends object>(encode: (item: T) => Uint8Array): (items: T[]) => Buffer {
+  let lastItems: T[] = [];
+  let lastOut: Buffer | undefined;
+  return (items: T[]) => {
+    if (lastOut && items.length === lastItems.length && items.every((item, i) => item === lastItems[i])) return lastOut;
+    lastOut = encodeRepeatedField1(items, encode);
+    lastItems = items;
+    return lastOut;
+  };
+}
+
+const containersBytes = repeatedField1Memo(encodeContainer);
+const podsBytes = repeatedField1Memo(encodePod);
+
 export function serializeListContainers(res: ListContainersResponse): Buffer {
-  return encodeRepeatedField1(res.containers, encodeContainer);
+  return containersBytes(res.containers);
 }
 
 export function serializeListPodSandbox(res: ListPodSandboxResponse): Buffer {
-  return encodeRepeatedField1(res.items, encodePod);
+  return podsBytes(res.items);
 }
 
 export const encodeImage = (i: Image) => Image.encode(i).finish();

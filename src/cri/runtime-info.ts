@@ -1,29 +1,33 @@
 // Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the node runtime is and whether it is ready.
-import { CgroupDriver } from "../gen/api.js";
+import { CgroupDriver, type StatusResponse } from "../gen/api.js";
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Condition, NodeInfo } from "../runtime/node-info.js";
 import { unary, type RuntimeHandlers } from "./rpc.js";
 
 export function runtimeInfoHandlers(info: NodeInfo, log: Logger): Pick<RuntimeHandlers, "version" | "status" | "runtimeConfig" | "updateRuntimeConfig"> {
+  const version = { version: "0.1.0", runtimeName: "berth", runtimeVersion: info.runtimeVersion, runtimeApiVersion: "v1" };
+  let lastStatus: { rt: Condition; net: Condition; handlers: unknown; userNamespaces: boolean; res: StatusResponse } | undefined;
   return {
-    version: unary(log, "Version", async () => ({
-      version: "0.1.0",
-      runtimeName: "berth",
-      runtimeVersion: info.runtimeVersion,
-      runtimeApiVersion: "v1",
-    })),
+    // The same object every time: its encoded bytes are kept (server.ts, CACHED_SERIALIZERS).
+    version: unary(log, "Version", async () => version),
 
     status: unary(log, "Status", async (req) => {
       const [rt, net, handlers] = await Promise.all([info.runtimeCondition(), info.networkCondition(), info.handlerFeatures()]);
+      const userNamespaces = info.userNamespaces;
+      // Nothing changed since the last (non-verbose) answer: the same response object, whose bytes are kept.
+      const last = lastStatus;
+      if (!req.verbose && last && last.rt === rt && last.net === net && last.handlers === handlers && last.userNamespaces === userNamespaces) return last.res;
       const condition = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason, message: c.message });
       const verboseInfo: Record<string, string> = req.verbose ? { config: JSON.stringify(info.effectiveConfig()) } : {};
-      return {
+      const res = {
         status: { conditions: [condition("RuntimeReady", rt), condition("NetworkReady", net)] },
         info: verboseInfo,
-        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces: info.userNamespaces } })),
+        runtimeHandlers: handlers.map((h) => ({ name: h.name, features: { recursiveReadOnlyMounts: h.recursiveReadOnlyMounts, userNamespaces } })),
         features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false },
       };
+      if (!req.verbose) lastStatus = { rt, net, handlers, userNamespaces, res };
+      return res;
     }),
 
     runtimeConfig: unary(log, "RuntimeConfig", async () => ({

@@ -1,18 +1,18 @@
 // Assembles the RuntimeService and ImageService implementations from the RPC group files into
 // berth's gRPC server (src/grpc/server.ts). Every RPC no group implements answers UNIMPLEMENTED
 // with its name.
-import { ImageServiceService, RuntimeServiceService } from "../gen/api.js";
+import { ImageServiceService, RuntimeServiceService, StatusResponse, VersionResponse } from "../gen/api.js";
 import { GrpcServer, methodTable, type Call, type MethodDefinition } from "../grpc/server.js";
 import { status } from "../grpc/status.js";
 import type { Logger } from "../log.js";
 import { serializeContainerEvent } from "./events.js";
 import {
-  serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
+  keptBytes, serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
   serializeStreamPodSandboxes, serializeStreamPodSandboxStats, serializeStreamPodSandboxMetrics,
 } from "./list-encoding.js";
 import { rejected, unimplemented, type ImageHandlers, type RuntimeHandlers } from "./rpc.js";
 
-/** Responses whose items keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
+/** Responses whose items (or, for Version and Status, the response itself) keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
 const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   listContainers: serializeListContainers,
   listPodSandbox: serializeListPodSandbox,
@@ -23,6 +23,8 @@ const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   streamPodSandboxStats: serializeStreamPodSandboxStats,
   streamPodSandboxMetrics: serializeStreamPodSandboxMetrics,
   getContainerEvents: serializeContainerEvent,
+  version: keptBytes((r: VersionResponse) => VersionResponse.encode(r).finish()),
+  status: keptBytes((r: StatusResponse) => StatusResponse.encode(r).finish()),
 };
 
 function withCachedSerializers(definition: Record<string, MethodDefinition>): Record<string, MethodDefinition> {

@@ -65,6 +65,8 @@ export interface ContainerManagerDeps {
 
 /** The ids a container's process holds (the CRI's ContainerUser.linux). */
 export type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
+/** How long ContainerStatus reuses the ids it read from a container's /proc/PID/status. */
+const USER_MAX_AGE_MS = 5000;
 
 /** ListContainers' filter: id and pod id match as prefixes; every label must match. */
 export interface ContainerListFilter {
@@ -111,6 +113,8 @@ export class ContainerManager implements PodContainers {
   private host!: HostFacts;
   /** Exit-file reads in progress, one per container. */
   private readonly settling = new Map<string, Promise<void>>();
+  /** What processUser last read, per record: reused while the process and the reading are the same and young. */
+  private readonly users = new WeakMap<ContainerRecord, { at: number; pid: number; startTime: string; user: ProcessUser | undefined }>();
   private readonly log: Logger;
   private readonly mounts: ContainerMounts;
   /** Image volumes of containers being created (not yet in `records`), by container id. */
@@ -596,9 +600,16 @@ export class ContainerManager implements PodContainers {
    */
   private async processUser(r: ContainerRecord): Promise<ProcessUser | undefined> {
     if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return undefined;
+    // A process's ids change only when it calls setuid/setgroups itself: what was read stays
+    // good for USER_MAX_AGE_MS (the pid and its start time checked again after that).
+    const now = performance.now();
+    const seen = this.users.get(r);
+    if (seen && seen.pid === r.pid && seen.startTime === r.pidStartTime && now - seen.at < USER_MAX_AGE_MS) return seen.user;
     const text = readProcText(`/proc/${r.pid}/status`);
     if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return undefined;
-    return processIds(text);
+    const user = processIds(text);
+    this.users.set(r, { at: now, pid: r.pid, startTime: r.pidStartTime, user });
+    return user;
   }
 
   /** ListContainers: the CRI containers matching `filter`. */

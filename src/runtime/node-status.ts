@@ -111,6 +111,7 @@ export class NodeStatus implements NodeInfo {
   /** Set once at start from probeUserNamespaces. */
   userNamespaces = false;
   readonly runtime: HandlerReadiness;
+  private features: Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> | undefined;
 
   /** `network` answers NetworkReady (the CNI conf watcher's condition). */
   constructor(private readonly config: Config, version: string, private readonly network: () => Promise<Condition>) {
@@ -139,12 +140,12 @@ export class NodeStatus implements NodeInfo {
   }
 
   /** Every configured handler, and the default one again under "" (the CRI's name for it: what a pod naming no handler gets). */
-  async handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> {
-    const names = ["", ...this.handlers];
-    return Promise.all(names.map(async (name) => {
+  handlerFeatures(): Promise<Array<{ name: string; recursiveReadOnlyMounts: boolean }>> {
+    // Each binary is probed once per daemon (handler-features.ts), so the list is made once too.
+    return (this.features ??= Promise.all(["", ...this.handlers].map(async (name) => {
       const h = this.config.runtime.handlers[name || this.config.runtime.default_handler]!;
       return { name, ...(await probeHandlerFeatures(h.path)) };
-    }));
+    })));
   }
 
   effectiveConfig(): unknown {
