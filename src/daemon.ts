@@ -1,6 +1,7 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
+import { warmUp, type WarmupCall } from "./grpc/warmup.js";
 import path from "node:path";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
@@ -234,6 +235,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   }
   log.info({ socket, root: config.root, state: config.state, version }, "berthd serving");
   notifier?.notify("READY=1", log);
+  const warmupAbort = new AbortController();
+  const warmup = config.warmup_calls > 0 ? warmUpSelf(server!, layout.warmupSocket, config.warmup_calls, warmupAbort.signal, log) : Promise.resolve();
 
   // How each live key reaches the part that uses it; the compiler wants one entry per LIVE_KEYS item.
   const applyLive: Record<LiveKey, (next: Config) => void> = {
@@ -260,6 +263,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       notifier?.notify("STOPPING=1", log);
       log.info("berthd shutting down: finishing in-flight calls");
       listener!.close();
+      warmupAbort.abort();
+      await warmup;
       // Event subscriptions never end by themselves: end them so the in-flight calls can finish.
       events.close();
       await new Promise<void>((resolve) => {
@@ -279,4 +284,36 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
       log.info("berthd stopped");
     })());
   return { socket, shutdown, reload };
+}
+
+/** What the start-up warm-up calls: the read-only calls kubelet polls, each cheap whatever the node holds. */
+const WARMUP: WarmupCall[] = [
+  "/runtime.v1.RuntimeService/ListPodSandbox", "/runtime.v1.RuntimeService/ListContainers", "/runtime.v1.RuntimeService/Status",
+  "/runtime.v1.RuntimeService/Version", "/runtime.v1.ImageService/ImageFsInfo", "/runtime.v1.ImageService/ListImages",
+].map((p) => ({ path: p, message: new Uint8Array(0) }));
+
+/**
+ * About `calls` warm-up calls (src/grpc/warmup.ts) on a private socket whose connections the
+ * server marks internal; the socket is gone when they are done. A failure only costs the warm-up.
+ */
+async function warmUpSelf(server: GrpcServer, file: string, calls: number, signal: AbortSignal, log: Logger): Promise<void> {
+  await unlink(file).catch(() => undefined);
+  const l = createServer((c) => server.serve(c, true));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      l.once("error", reject);
+      l.listen(file, () => resolve());
+    });
+    await chmod(file, 0o600);
+    const started = performance.now();
+    const cpu0 = process.cpuUsage();
+    const n = await warmUp(file, WARMUP, Math.ceil(calls / WARMUP.length), signal);
+    const cpu = process.cpuUsage(cpu0);
+    log.info({ calls: n, ms: Math.round(performance.now() - started), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }, "start-up warm-up done");
+  } catch (err) {
+    log.warn({ err: String(err) }, "start-up warm-up failed (berthd serves as usual)");
+  } finally {
+    l.close();
+    await unlink(file).catch(() => undefined);
+  }
 }

@@ -119,6 +119,11 @@ export class StateLayout {
     return path.join(this.sockets, id);
   }
 
+  /** The private socket the start-up warm-up calls come in on (src/grpc/warmup.ts), there only while it runs. */
+  get warmupSocket(): string {
+    return path.join(this.c.state, "warmup.sock");
+  }
+
   /** Mounts staged for containers: <stagedMounts>/<container id>/<n> (image volumes, idmapped binds). */
   get stagedMounts(): string {
     return path.join(this.c.state, "mounts");

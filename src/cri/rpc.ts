@@ -52,14 +52,19 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
     const started = process.hrtime.bigint();
     fn(call.request, call).then(
       (res) => {
-        if (log.isLevelEnabled("debug")) log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         call.reply(res);
+        if (call.internal) return;
+        if (log.isLevelEnabled("debug")) log.debug({ method, ms: elapsedMs(started), code: "OK" }, "rpc");
         rec?.done(0, started);
         callObserver?.(method);
       },
       (err: unknown) => {
         const code = codeOf(err);
         const message = capMessage(err instanceof BerthError ? err.message : causeChain(err));
+        if (call.internal) {
+          call.fail(code, message);
+          return;
+        }
         const level = code === status.INTERNAL || code === status.UNKNOWN ? "error" : code === status.UNIMPLEMENTED || code === status.NOT_FOUND ? "debug" : "warn";
         log[level]({ method, ms: elapsedMs(started), code: statusName(code), err: capMessage(causeChain(err)) }, "rpc failed");
         call.fail(code, message);

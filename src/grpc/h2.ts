@@ -140,6 +140,11 @@ export class H2Stream {
 
   constructor(readonly id: number, private readonly conn: H2Connection, public sendWindow: number) {}
 
+  /** It came on a connection berthd opened to itself (warmup.ts). */
+  get internal(): boolean {
+    return this.conn.internal;
+  }
+
   /** No more may be sent on it (it is closed, or its END_STREAM is out). */
   get destroyed(): boolean {
     return this.closed || this.localDone;
@@ -224,7 +229,8 @@ export class H2Connection {
   private over = false;
   private readonly flushFn = () => this.flush();
 
-  constructor(private readonly socket: Socket, private readonly handler: RequestHandler, private readonly onClose: (c: H2Connection) => void) {
+  /** `internal`: berthd's own connection (the start-up warm-up's). */
+  constructor(private readonly socket: Socket, private readonly handler: RequestHandler, private readonly onClose: (c: H2Connection) => void, readonly internal = false) {
     socket.setNoDelay?.(true);
     socket.on("data", (chunk: Buffer) => this.input(chunk));
     socket.on("drain", () => this.socketDrained());

@@ -23,6 +23,8 @@ export interface ServerCall<Req> {
   readonly request: Req;
   /** The caller is gone: cancelled, reset the stream, or its deadline passed. */
   readonly cancelled: boolean;
+  /** berthd called itself (the start-up warm-up, warmup.ts): not logged, not counted. */
+  readonly internal: boolean;
   once(event: "cancelled" | "drain", fn: () => void): void;
   off(event: "cancelled" | "drain", fn: () => void): void;
   /** Ends the call with a status other than OK. */
@@ -135,6 +137,10 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
   private onCancel: (() => void)[] | undefined;
 
   constructor(readonly method: Method, private readonly stream: H2Stream, readonly server: GrpcServer, readonly encoding: string | undefined) {}
+
+  get internal(): boolean {
+    return this.stream.internal;
+  }
 
   once(event: "cancelled" | "drain", fn: () => void): void {
     if (event === "drain") this.stream.onDrain(fn);
@@ -357,13 +363,13 @@ export class GrpcServer implements RequestHandler {
    */
   constructor(private readonly methods: Map<string, Method>, readonly onRejected?: (method: string, code: number, message: string) => void) {}
 
-  /** Serves one accepted connection. */
-  serve(socket: Socket): void {
+  /** Serves one accepted connection; `internal`: one berthd opened to itself (warmup.ts). */
+  serve(socket: Socket, internal = false): void {
     if (this.stopping) {
       socket.destroy();
       return;
     }
-    this.conns.add(new H2Connection(socket, this, this.connClosed));
+    this.conns.add(new H2Connection(socket, this, this.connClosed, internal));
   }
 
   /** @internal a request's headers came */

@@ -66,7 +66,9 @@ export async function startBerthd(opts: BerthdOptions = {}): Promise<Berthd> {
   const configFile = path.join(dir, "berth.toml");
   if (!(await stat(configFile).then(() => true, () => false))) {
     await mkdir(path.join(dir, "cni"), { recursive: true });
-    const base = `root = "${root}"\nstate = "${state}"\nsocket = "${socket}"\nlog_level = "debug"\n`;
+    // No start-up warm-up (its own test turns it on): test daemons start by the dozen, side by side.
+    const warmup = opts.config && /^warmup_calls\s*=/m.test(opts.config) ? "" : "warmup_calls = 0\n";
+    const base = `root = "${root}"\nstate = "${state}"\nsocket = "${socket}"\nlog_level = "debug"\n${warmup}`;
     // Test daemons run side by side: none takes the fixed default metrics port unless its test asks for one.
     const metrics = opts.config?.includes("[metrics]") ? "" : `[metrics]\naddress = ""\n`;
     await writeFile(configFile, base + (opts.config ?? "") + (opts.config && !opts.config.endsWith("\n") ? "\n" : "") + metrics);
