@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { ListContainersResponse, RuntimeServiceService, VersionRequest, VersionResponse } from "../gen/api.js";
 import { HpackDecoder, HpackError, huffmanDecode, literal } from "./hpack.js";
 import { GrpcServer, methodTable, type Call, type UnaryCall } from "./server.js";
-import { MAX_STREAMS } from "./h2.js";
+import { encodeFrame, MAX_STREAMS } from "./h2.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
@@ -47,14 +47,7 @@ describe("HPACK", () => {
 
 // ---- raw frames ---------------------------------------------------------------------------
 
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
+const frame = encodeFrame;
 
 interface Frame { type: number; flags: number; id: number; payload: Buffer }
 

@@ -85,6 +85,11 @@ function frameHeader(length: number, type: number, flags: number, streamId: numb
   return h;
 }
 
+/** One whole frame (berth's warm-up client and the tests write frames themselves). */
+export function encodeFrame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.concat([frameHeader(payload.length, type, flags, streamId), payload]);
+}
+
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(n >>> 0, 0);

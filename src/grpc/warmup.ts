@@ -6,6 +6,7 @@
 // one at a time, each after the last answer, so kubelet's own calls interleave. They come in on a
 // connection the server marks internal: not logged, not in the RPC metrics.
 import net from "node:net";
+import { encodeFrame } from "./h2.js";
 import { literal } from "./hpack.js";
 
 export interface WarmupCall {
@@ -15,14 +16,7 @@ export interface WarmupCall {
   message: Uint8Array;
 }
 
-function frame(type: number, flags: number, id: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
+const frame = encodeFrame;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const MAX_WINDOW = 2 ** 31 - 1;
