@@ -144,6 +144,10 @@ async function main(): Promise<void> {
   }
 }
 
+// Output piped into `head` (or a reader that goes away) must not kill the run before its
+// cleanup: without a listener the EPIPE is thrown and berthd, its pods and the registry stay.
+process.stdout.on("error", () => undefined);
+
 main().then(() => process.exit(0), (err) => {
   log(String(err?.stack ?? err));
   process.exit(1);

@@ -2,6 +2,7 @@
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
 import { warmUp, type WarmupCall } from "./grpc/warmup.js";
+import { ImageServiceService, RuntimeServiceService } from "./gen/api.js";
 import path from "node:path";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
@@ -288,9 +289,9 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
 
 /** What the start-up warm-up calls: the read-only calls kubelet polls, each cheap whatever the node holds. */
 const WARMUP: WarmupCall[] = [
-  "/runtime.v1.RuntimeService/ListPodSandbox", "/runtime.v1.RuntimeService/ListContainers", "/runtime.v1.RuntimeService/Status",
-  "/runtime.v1.RuntimeService/Version", "/runtime.v1.ImageService/ImageFsInfo", "/runtime.v1.ImageService/ListImages",
-].map((p) => ({ path: p, message: new Uint8Array(0) }));
+  RuntimeServiceService.listPodSandbox, RuntimeServiceService.listContainers, RuntimeServiceService.status,
+  RuntimeServiceService.version, ImageServiceService.imageFsInfo, ImageServiceService.listImages,
+].map((m) => ({ path: m.path, message: new Uint8Array(0) }));
 
 /**
  * About `calls` warm-up calls (src/grpc/warmup.ts) on a private socket whose connections the

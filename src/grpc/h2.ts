@@ -60,9 +60,9 @@ const MAX_WINDOW = 2 ** 31 - 1;
 /** Frames berth accepts are at most this large (the default SETTINGS_MAX_FRAME_SIZE, which berth keeps). */
 const MAX_FRAME_IN = DEFAULT_FRAME_SIZE;
 /** Each request stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE): a 16 MiB request needs no more than a few window updates. */
-export const STREAM_WINDOW = 4 * 1024 * 1024;
+const STREAM_WINDOW = 4 * 1024 * 1024;
 /** The connection's receive window, raised from 65,535 right after the settings. */
-export const CONNECTION_WINDOW = 16 * 1024 * 1024;
+const CONNECTION_WINDOW = 16 * 1024 * 1024;
 /** Streams one connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
 export const MAX_STREAMS = 1000;
 /** A header block (HEADERS and its CONTINUATIONs) larger than this ends the connection. */
@@ -186,11 +186,6 @@ export class H2Stream {
     }
   }
 
-  /** Resets the stream (RST_STREAM `code`). */
-  reset(code: number): void {
-    this.conn.resetStream(this, code);
-  }
-
   onDrain(fn: () => void): void {
     (this.drainFns ??= []).push(fn);
   }
@@ -238,15 +233,10 @@ export class H2Connection {
   constructor(private readonly socket: Socket, private readonly handler: RequestHandler, private readonly onClose: (c: H2Connection) => void, readonly internal = false) {
     socket.setNoDelay?.(true);
     socket.on("data", (chunk: Buffer) => this.input(chunk));
-    socket.on("drain", () => this.socketDrained());
+    socket.on("drain", () => this.checkDrain());
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.gone());
     this.push(SERVER_PREFACE);
-  }
-
-  /** Streams open now. */
-  get openStreams(): number {
-    return this.streams.size;
   }
 
   /** @internal the socket holds more than HIGH_WATER unwritten */
@@ -610,10 +600,6 @@ export class H2Connection {
       this.pump(s);
       this.afterPump(s);
     }
-  }
-
-  private socketDrained(): void {
-    this.checkDrain();
   }
 
   /** @internal berth's END_STREAM went (or is queued): the stream closes once the client's side is done too. */

@@ -303,7 +303,7 @@ export class Call implements UnaryCall<unknown, unknown>, StreamCall<unknown, un
       if (cb) process.nextTick(cb);
       return true;
     }
-    return this.stream.write(this.frame(msg), cb && (() => cb()));
+    return this.stream.write(this.frame(msg), cb);
   }
 
   end(): void {

@@ -16,7 +16,6 @@ export interface WarmupCall {
   message: Uint8Array;
 }
 
-const frame = encodeFrame;
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const MAX_WINDOW = 2 ** 31 - 1;
@@ -58,7 +57,7 @@ export async function warmUp(socket: string, calls: WarmupCall[], rounds: number
         const id = rest.readUInt32BE(5) & 0x7fffffff;
         rest = rest.subarray(9 + len);
         // The server's SETTINGS want an ACK; an answer ends with END_STREAM (HEADERS) or RST_STREAM.
-        if (type === 0x4 && !(flags & 0x1)) conn.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
+        if (type === 0x4 && !(flags & 0x1)) conn.write(encodeFrame(0x4, 0x1, 0, Buffer.alloc(0)));
         else if (waiting && id === waiting.id && ((type === 0x1 && flags & 0x1) || type === 0x3)) {
           const w = waiting;
           waiting = undefined;
@@ -72,13 +71,13 @@ export async function warmUp(socket: string, calls: WarmupCall[], rounds: number
     settings.writeUInt32BE(MAX_WINDOW, 2);
     const increment = Buffer.alloc(4);
     increment.writeUInt32BE(MAX_WINDOW - 65_535, 0);
-    conn.write(Buffer.concat([PREFACE, frame(0x4, 0, 0, settings), frame(0x8, 0, 0, increment)]));
+    conn.write(Buffer.concat([PREFACE, encodeFrame(0x4, 0, 0, settings), encodeFrame(0x8, 0, 0, increment)]));
     let id = 1;
     for (let r = 0; r < rounds; r++) {
       for (const req of requests) {
         if (signal?.aborted || conn.destroyed) return done;
         const answered = new Promise<void>((resolve) => (waiting = { id, resolve }));
-        conn.write(Buffer.concat([frame(0x1, 0x4, id, req.headers), frame(0x0, 0x1, id, req.body)]));
+        conn.write(Buffer.concat([encodeFrame(0x1, 0x4, id, req.headers), encodeFrame(0x0, 0x1, id, req.body)]));
         await Promise.race([answered, ended]);
         id += 2;
         done++;
