@@ -6,6 +6,8 @@
 // bench/profsum.ts can say where each call's time went.
 //   node dist/bench/callprof.js [--pods 30] [--per-pod 2] [--calls 2000] [--gap MS] [--only A,B] [--prof DIR] [--node-flags=--trace-gc]
 // (CPU per call with --gap includes what berthd does idle over the gaps.)
+// With --poll SECONDS it sends the steady-state workload's poll instead (bench/workloads.ts POLL,
+// on its schedule) and prints each call's latencies and berthd's CPU per second.
 import { chmod, copyFile, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,12 +18,12 @@ import { cpuMs } from "./procs.js";
 import { parseProcStat, USER_HZ } from "../src/proc.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { startBerth, type RuntimeUnderTest } from "./runtimes.js";
-import { createStart, pullImage, runPod, type Pod } from "./workloads.js";
+import { createStart, POLL, pullImage, runPod, type Pod } from "./workloads.js";
 
 const REPO = path.resolve(BENCH_SRC, "..");
 
 const { values } = parseArgs({
-  options: { "node-flags": { type: "string" }, gap: { type: "string" }, pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
+  options: { poll: { type: "string" }, "node-flags": { type: "string" }, gap: { type: "string" }, pods: { type: "string" }, "per-pod": { type: "string" }, calls: { type: "string" }, only: { type: "string" }, prof: { type: "string" } },
 });
 const nPods = Number(values.pods ?? 30);
 const perPod = Number(values["per-pod"] ?? 2);
@@ -97,6 +99,10 @@ async function main(): Promise<void> {
       for (let k = 0; k < perPod; k++) containers.push(await createStart(rt, pod, images.busybox, `c${k}`));
     }
     await new Promise((r) => setTimeout(r, 3000));
+    if (values.poll) {
+      await poll(rt, Number(values.poll));
+      return;
+    }
     const only = values.only ? new Set(values.only.split(",")) : undefined;
     const threadNotes: string[] = [];
     const phases: Array<{ name: string; startUs: number; endUs: number }> = [];
@@ -142,6 +148,33 @@ async function main(): Promise<void> {
     await registry?.stop().catch((e) => log(`registry: stop: ${String(e)}`));
     await sweepHost(dir, [path.join(dir, "berth/state/runtime/runc")], log);
   }
+}
+
+/** The steady-state poll for `seconds`: each call's median, p90 and max (ms), berthd's CPU per second. */
+async function poll(rt: RuntimeUnderTest, seconds: number): Promise<void> {
+  const samples = new Map<string, number[]>(POLL.map((c) => [c.call, []]));
+  const cpu0 = await cpuMs(rt.pid);
+  const t0 = performance.now();
+  for (let sec = 0; sec < seconds; sec++) {
+    const wait = t0 + sec * 1000 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    for (const c of POLL) {
+      if (sec % c.every !== 0) continue;
+      const s = performance.now();
+      await c.run(rt);
+      samples.get(c.call)!.push(performance.now() - s);
+    }
+  }
+  const rest = t0 + seconds * 1000 - performance.now();
+  if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+  const cpu = (await cpuMs(rt.pid)) - cpu0;
+  process.stdout.write(`| call (poll, ${seconds} s) | n | median ms | p90 ms | max ms |\n|---|---|---|---|---|\n`);
+  for (const [call, xs] of samples) {
+    xs.sort((a, b) => a - b);
+    const q = (p: number) => xs[Math.floor(p * (xs.length - 1))]!.toFixed(2);
+    process.stdout.write(`| ${call} | ${xs.length} | ${q(0.5)} | ${q(0.9)} | ${q(1)} |\n`);
+  }
+  process.stdout.write(`berthd CPU: ${(cpu / seconds).toFixed(2)} ms per second of polling\n`);
 }
 
 // Output piped into `head` (or a reader that goes away) must not kill the run before its

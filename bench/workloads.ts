@@ -425,7 +425,7 @@ export async function scaleWorkload(ctx: Ctx): Promise<Group[]> {
 // ---------------------------------------------------------------------------------------------
 
 /** The calls kubelet makes on its own, and how often (seconds): PLEG relist, node status, stats. */
-const POLL: ReadonlyArray<{ every: number; call: string; run: (rt: RuntimeUnderTest) => Promise<number> }> = [
+export const POLL: ReadonlyArray<{ every: number; call: string; run: (rt: RuntimeUnderTest) => Promise<number> }> = [
   { every: 1, call: "ListPodSandbox", run: (rt) => rt.cri.runtime.listPodSandbox({}, { timeoutMs: 60_000 }).then((r) => r.items.length) },
   { every: 1, call: "ListContainers", run: (rt) => rt.cri.runtime.listContainers({}, { timeoutMs: 60_000 }).then((r) => r.containers.length) },
   { every: 5, call: "Status", run: (rt) => rt.cri.runtime.status({}, { timeoutMs: 60_000 }).then((r) => r.status!.conditions.filter((c) => c.status).length) },

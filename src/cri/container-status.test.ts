@@ -37,3 +37,33 @@ test("ListContainers' filter in the back-end's words", () => {
   assert.deepEqual(containerListFilter({ id: "", podSandboxId: "p", labelSelector: {}, state: { state: ContainerState.CONTAINER_EXITED } }), { id: undefined, podSandboxId: "p", labelSelector: {}, phase: "exited" });
   assert.equal(containerListFilter({ id: "", podSandboxId: "", labelSelector: {}, state: { state: ContainerState.CONTAINER_UNKNOWN } }).phase, "none");
 });
+
+test("ContainerStatus stays the same object until a changing field or the process's ids change", () => {
+  const r = record();
+  const ids = { uid: 7n, gid: 8n, supplementalGroups: [] };
+  const first = toContainerStatus(r, ids);
+  assert.equal(toContainerStatus(r, ids), first);
+  // Other ids (a new reading), or none (the spec's): a new status.
+  assert.notEqual(toContainerStatus(r, { ...ids }), first);
+  const bySpec = toContainerStatus(r);
+  assert.equal(toContainerStatus(r), bySpec);
+  const changes: Array<[string, (x: ContainerRecord) => void, (s: ReturnType<typeof toContainerStatus>) => unknown, unknown]> = [
+    ["phase", (x) => { x.phase = "running"; }, (s) => s.state, ContainerState.CONTAINER_RUNNING],
+    ["startedAt", (x) => { x.startedAt = 9n; }, (s) => s.startedAt, 9n],
+    ["finishedAt", (x) => { x.finishedAt = 10n; }, (s) => s.finishedAt, 10n],
+    ["exitCode", (x) => { x.exitCode = 137; }, (s) => s.exitCode, 137],
+    ["reason", (x) => { x.reason = "OOMKilled"; }, (s) => s.reason, "OOMKilled"],
+    ["message", (x) => { x.message = "m"; }, (s) => s.message, "m"],
+    ["annotations", (x) => { x.annotations = { k: "v" }; }, (s) => s.annotations, { k: "v" }],
+    ["resources", (x) => { x.resources = { cpuShares: 5n } as ContainerRecord["resources"]; }, (s) => s.resources?.linux?.cpuShares, 5n],
+  ];
+  let last = bySpec;
+  for (const [name, change, read, want] of changes) {
+    change(r);
+    const now = toContainerStatus(r);
+    assert.notEqual(now, last, name);
+    assert.deepEqual(read(now), want, name);
+    assert.equal(toContainerStatus(r), now, name);
+    last = now;
+  }
+});

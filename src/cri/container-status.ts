@@ -29,8 +29,38 @@ function imageOf(r: ContainerRecord) {
   return { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" };
 }
 
-/** A container's status from its record; `user` defaults to the ids its spec gave it. */
-export function toContainerStatus(r: ContainerRecord, user: ProcessUser = specUser(r)): ContainerStatus {
+/** The fields of a record that change after it is made, as the status was built from them. */
+interface StatusMemo {
+  phase: ContainerPhase;
+  startedAt: bigint;
+  finishedAt: bigint;
+  exitCode: number;
+  reason: string;
+  message: string;
+  annotations: Record<string, string>;
+  resources: ContainerRecord["resources"];
+  user: ProcessUser | undefined;
+  status: ContainerStatus;
+}
+
+const statuses = new WeakMap<ContainerRecord, StatusMemo>();
+
+/**
+ * A container's status from its record; `user` (the ids read from its process) defaults to the
+ * ids its spec gave it. The same object while the record's changing fields and `user` are the
+ * same (list-encoding.ts then keeps its bytes: kubelet asks for every container's status again
+ * and again). Never mutated once handed out.
+ */
+export function toContainerStatus(r: ContainerRecord, user?: ProcessUser): ContainerStatus {
+  const m = statuses.get(r);
+  if (m && m.phase === r.phase && m.startedAt === r.startedAt && m.finishedAt === r.finishedAt && m.exitCode === r.exitCode &&
+    m.reason === r.reason && m.message === r.message && m.annotations === r.annotations && m.resources === r.resources && m.user === user) return m.status;
+  const status = buildContainerStatus(r, user ?? specUser(r));
+  statuses.set(r, { phase: r.phase, startedAt: r.startedAt, finishedAt: r.finishedAt, exitCode: r.exitCode, reason: r.reason, message: r.message, annotations: r.annotations, resources: r.resources, user, status });
+  return status;
+}
+
+function buildContainerStatus(r: ContainerRecord, user: ProcessUser): ContainerStatus {
   return ContainerStatus.fromPartial({
     id: r.id,
     metadata: r.metadata,

@@ -13,7 +13,24 @@ export function imageUser(user: string | undefined): { uid?: bigint; username: s
   return { username: name };
 }
 
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Each image's last CRI view, by its config document (one object per stored image, dropped with it). */
+const views = new WeakMap<object, { tags: string[]; digests: string[]; size: number; pinned: boolean; view: CriImage }>();
+
+/**
+ * An image as the CRI says it: the same object while its names, size and pinning stay the same,
+ * so its encoded bytes are reused (list-encoding.ts). Never mutated once handed out.
+ */
 export function toCri(img: Image): CriImage {
+  const m = views.get(img.config);
+  if (m && m.size === img.size && m.pinned === img.pinned && sameList(m.tags, img.repoTags) && sameList(m.digests, img.repoDigests) && m.view.id === img.id) return m.view;
+  const view = buildCri(img);
+  views.set(img.config, { tags: [...img.repoTags], digests: [...img.repoDigests], size: img.size, pinned: img.pinned, view });
+  return view;
+}
+
+function buildCri(img: Image): CriImage {
   const user = imageUser(img.config.config?.User);
   return {
     id: img.id,

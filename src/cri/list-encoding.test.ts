@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ContainerState, ListContainersResponse, ListPodSandboxResponse, PodSandboxState, VersionResponse, type Container, type PodSandbox } from "../gen/api.js";
-import { keptBytes, serializeListContainers, serializeListPodSandbox } from "./list-encoding.js";
+import {
+  ContainerState, ContainerStatus, ContainerStatusResponse, ImageStatusResponse, ListContainersResponse, ListPodSandboxResponse, PodSandboxState,
+  PodSandboxStatus, PodSandboxStatusResponse, VersionResponse, type Container, type PodSandbox,
+} from "../gen/api.js";
+import { keptBytes, serializeContainerStatus, serializeImageStatus, serializeListContainers, serializeListPodSandbox, serializePodSandboxStatus } from "./list-encoding.js";
 
 function container(i: number, labelBytes: number): Container {
   return {
@@ -59,5 +62,37 @@ describe("cached list encoding", () => {
     assert.equal(encodes, 1);
     assert.equal(VersionResponse.decode(serialize({ version: "2" })).version, "2");
     assert.equal(encodes, 2);
+  });
+
+  test("status responses: the kept status bytes and the fields encoded each time decode to the response", () => {
+    const cs = (i: number) => ContainerStatus.fromPartial({ id: `c${i}`, state: ContainerState.CONTAINER_RUNNING, labels: { l: "x".repeat(i * 100) }, exitCode: i });
+    for (const info of [{}, { info: "{\"pid\":1}" }] as Array<Record<string, string>>) {
+      const res = { status: cs(3), info };
+      assert.deepEqual(ContainerStatusResponse.decode(serializeContainerStatus(res)), res);
+      // With no info, byte for byte the generated encoding.
+      if (!info["info"]) assert.deepEqual(serializeContainerStatus(res), Buffer.from(ContainerStatusResponse.encode(res).finish()));
+    }
+    assert.deepEqual(ContainerStatusResponse.decode(serializeContainerStatus({ status: undefined, info: {} })), { status: undefined, info: {} });
+    const pod = PodSandboxStatus.fromPartial({ id: "p", state: PodSandboxState.SANDBOX_READY, createdAt: 4n, network: { ip: "10.0.0.2", additionalIps: [] } });
+    for (const containersStatuses of [[], [cs(1), cs(2)]]) {
+      const res = { status: pod, info: { info: "{}" }, containersStatuses, timestamp: 1_790_000_000_123_456_789n };
+      assert.deepEqual(PodSandboxStatusResponse.decode(serializePodSandboxStatus(res)), res);
+    }
+    const image = { id: "sha256:1", repoTags: ["a:1"], repoDigests: [], size: 7n, uid: { value: 0n }, username: "", spec: undefined, pinned: false };
+    for (const info of [{}, { info: "{}" }] as Array<Record<string, string>>) assert.deepEqual(ImageStatusResponse.decode(serializeImageStatus({ image, info })), { image, info });
+    assert.equal(serializeImageStatus({ image: undefined, info: {} }).length, 0);
+  });
+
+  test("a status object keeps its bytes; the pod's timestamp is encoded each time", () => {
+    const status = ContainerStatus.fromPartial({ id: "c", state: ContainerState.CONTAINER_RUNNING });
+    const first = serializeContainerStatus({ status, info: {} });
+    status.exitCode = 9; // against the contract: shows the bytes are the kept ones
+    assert.deepEqual(serializeContainerStatus({ status, info: {} }), first);
+    const pod = PodSandboxStatus.fromPartial({ id: "p" });
+    const a = PodSandboxStatusResponse.decode(serializePodSandboxStatus({ status: pod, info: {}, containersStatuses: [status], timestamp: 1n }));
+    const b = PodSandboxStatusResponse.decode(serializePodSandboxStatus({ status: pod, info: {}, containersStatuses: [status], timestamp: 2n }));
+    assert.equal(a.timestamp, 1n);
+    assert.equal(b.timestamp, 2n);
+    assert.equal(b.containersStatuses[0]!.exitCode, 0);
   });
 });

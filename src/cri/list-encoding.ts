@@ -5,7 +5,7 @@
 // responses (list-stream.ts) are one field 1 too, and are framed the same way from the bytes
 // their batching measured.
 import {
-  Container, ContainerStats, Image, PodSandbox, PodSandboxMetrics, PodSandboxStats, type StreamPodSandboxMetricsResponse,
+  Container, ContainerStats, ContainerStatus, ContainerStatusResponse, ImageStatusResponse, PodSandboxStatus, PodSandboxStatusResponse, Image, PodSandbox, PodSandboxMetrics, PodSandboxStats, type StreamPodSandboxMetricsResponse,
   type ListContainersResponse, type ListPodSandboxResponse, type StreamContainerStatsResponse, type StreamContainersResponse,
   type StreamImagesResponse, type StreamPodSandboxesResponse, type StreamPodSandboxStatsResponse,
 } from "../gen/api.js";
@@ -44,13 +44,22 @@ export function keptBytes<T extends object>(encode: (res: T) => Uint8Array): (re
 
 /** `items` as repeated message field 1 (tag 0x0a, length-delimited). */
 export function encodeRepeatedField1<T extends object>(items: T[], encode: (item: T) => Uint8Array): Buffer {
-  const parts = items.map((i) => bytesOf(i, encode));
-  let size = 0;
+  return framed(items.map((i) => bytesOf(i, encode)), 0x0a);
+}
+
+/**
+ * Each of `parts` as a length-delimited field whose tag byte is `tag` (field number < 16), one
+ * after the other, then `rest` as is (a response's other fields, encoded by its generated
+ * encoder). Protobuf readers take fields in any order.
+ */
+function framed(parts: Uint8Array[], tag: number, rest?: Uint8Array, more: Uint8Array[] = [], moreTag = 0): Buffer {
+  let size = rest?.length ?? 0;
   for (const p of parts) size += 1 + varintLength(p.length) + p.length;
+  for (const p of more) size += 1 + varintLength(p.length) + p.length;
   const out = Buffer.allocUnsafe(size);
   let off = 0;
-  for (const p of parts) {
-    out[off++] = 0x0a;
+  const put = (p: Uint8Array, t: number) => {
+    out[off++] = t;
     let n = p.length;
     while (n >= 0x80) {
       out[off++] = (n & 0x7f) | 0x80;
@@ -59,8 +68,35 @@ export function encodeRepeatedField1<T extends object>(items: T[], encode: (item
     out[off++] = n;
     out.set(p, off);
     off += p.length;
-  }
+  };
+  for (const p of parts) put(p, tag);
+  for (const p of more) put(p, moreTag);
+  if (rest) out.set(rest, off);
   return out;
+}
+
+const encodeContainerStatus = (s: ContainerStatus) => ContainerStatus.encode(s).finish();
+const encodePodStatus = (s: PodSandboxStatus) => PodSandboxStatus.encode(s).finish();
+
+/**
+ * ContainerStatusResponse with its status's bytes kept (toContainerStatus answers with the same
+ * object while the container is unchanged); info (verbose only) is encoded each time.
+ */
+export function serializeContainerStatus(res: ContainerStatusResponse): Buffer {
+  const rest = Object.keys(res.info).length > 0 ? ContainerStatusResponse.encode({ status: undefined, info: res.info }).finish() : undefined;
+  return framed(res.status ? [bytesOf(res.status, encodeContainerStatus)] : [], 0x0a, rest);
+}
+
+/** PodSandboxStatusResponse: the pod's and its containers' status bytes kept, info and timestamp encoded each time. */
+export function serializePodSandboxStatus(res: PodSandboxStatusResponse): Buffer {
+  const rest = PodSandboxStatusResponse.encode({ status: undefined, info: res.info, containersStatuses: [], timestamp: res.timestamp }).finish();
+  return framed(res.status ? [bytesOf(res.status, encodePodStatus)] : [], 0x0a, rest, res.containersStatuses.map((c) => bytesOf(c, encodeContainerStatus)), 0x1a);
+}
+
+/** ImageStatusResponse with the image's bytes kept (toCri answers with the same object while the image is unchanged). */
+export function serializeImageStatus(res: ImageStatusResponse): Buffer {
+  const rest = Object.keys(res.info).length > 0 ? ImageStatusResponse.encode({ image: undefined, info: res.info }).finish() : undefined;
+  return framed(res.image ? [bytesOf(res.image, encodeImage)] : [], 0x0a, rest);
 }
 
 const encodeContainer = (c: Container) => Container.encode(c).finish();

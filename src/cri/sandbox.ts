@@ -24,7 +24,23 @@ export interface PodContainerRecords {
   containersOf(sandboxId: string): ContainerRecord[];
 }
 
+const statuses = new WeakMap<SandboxRecord, { state: PodSandboxState; network: SandboxRecord["network"]; detached: boolean; status: PodSandboxStatus }>();
+
+/**
+ * A pod's PodSandboxStatus: the same object while its state and network stay the same (the
+ * rest of the record is fixed at RunPodSandbox), so its encoded bytes are reused. Never
+ * mutated once handed out.
+ */
 export function toStatus(rec: SandboxRecord): PodSandboxStatus {
+  const m = statuses.get(rec);
+  const st = state(rec);
+  if (m && m.state === st && m.network === rec.network && m.detached === rec.networkDetached) return m.status;
+  const status = buildStatus(rec);
+  statuses.set(rec, { state: st, network: rec.network, detached: rec.networkDetached, status });
+  return status;
+}
+
+function buildStatus(rec: SandboxRecord): PodSandboxStatus {
   // Like containerd: a pod whose network is torn down reports no IP.
   const ips = rec.networkDetached ? [] : rec.network?.ips ?? [];
   return {

@@ -7,12 +7,12 @@ import { status } from "../grpc/status.js";
 import type { Logger } from "../log.js";
 import { serializeContainerEvent } from "./events.js";
 import {
-  keptBytes, serializeListContainers, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
+  keptBytes, serializeContainerStatus, serializeImageStatus, serializeListContainers, serializePodSandboxStatus, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
   serializeStreamPodSandboxes, serializeStreamPodSandboxStats, serializeStreamPodSandboxMetrics,
 } from "./list-encoding.js";
 import { rejected, unimplemented, type ImageHandlers, type RuntimeHandlers } from "./rpc.js";
 
-/** Responses whose items (or, for Version and Status, the response itself) keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
+/** Responses whose items or status objects (or, for Version and Status, the response itself) keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
 const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   listContainers: serializeListContainers,
   listPodSandbox: serializeListPodSandbox,
@@ -23,6 +23,9 @@ const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   streamPodSandboxStats: serializeStreamPodSandboxStats,
   streamPodSandboxMetrics: serializeStreamPodSandboxMetrics,
   getContainerEvents: serializeContainerEvent,
+  containerStatus: serializeContainerStatus,
+  podSandboxStatus: serializePodSandboxStatus,
+  imageStatus: serializeImageStatus,
   version: keptBytes((r: VersionResponse) => VersionResponse.encode(r).finish()),
   status: keptBytes((r: StatusResponse) => StatusResponse.encode(r).finish()),
 };

@@ -573,7 +573,7 @@ export class ContainerManager implements PodContainers {
   async status(id: string, verbose: boolean): Promise<ContainerInspection> {
     const r = this.find(id);
     // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
-    if (r.phase !== "exited" && r.conmonPid > 0 && !(await this.runtimes.monitorAlive(r.conmonPid))) await this.settle(r);
+    if (r.phase !== "exited" && r.conmonPid > 0 && !(await this.runtimes.monitorProbablyAlive(r.conmonPid))) await this.settle(r);
     const user = await this.processUser(r);
     const info: Record<string, string> = {};
     if (verbose) {

@@ -27,3 +27,31 @@ test("the exec process keeps the container's settings, with a console size only 
   assert.equal(execProcess(base, ["sh"], true, { height: 0, width: 0 }).consoleSize, undefined);
   assert.deepEqual(base.args, ["sleep"], "the base is not changed");
 });
+
+test("monitorProbablyAlive: a conmon read from /proc is then checked by signal 0; a gone one is noticed at once; other processes are no monitor", async () => {
+  const { spawn } = await import("node:child_process");
+  const { copyFile, mkdtemp, rm } = await import("node:fs/promises");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "berth-monitor-"));
+  const c = defaultConfig();
+  c.state = dir;
+  const rts = new OciRuntimes(c, new StateLayout(c));
+  // A process whose comm is "conmon" (what isConmon reads), without being one.
+  const fake = path.join(dir, "conmon");
+  await copyFile("/bin/sleep", fake);
+  const child = spawn(fake, ["60"], { stdio: "ignore" });
+  const exited = new Promise((r) => child.once("exit", r));
+  try {
+    assert.equal(await rts.monitorProbablyAlive(process.pid), false, "node is not conmon");
+    assert.equal(await rts.monitorProbablyAlive(child.pid!), true);
+    assert.equal(await rts.monitorProbablyAlive(child.pid!), true, "the signal-0 path");
+    child.kill("SIGKILL");
+    await exited;
+    assert.equal(await rts.monitorProbablyAlive(child.pid!), false, "reaped: no signal 0, /proc read again");
+    assert.equal(await rts.monitorAlive(child.pid!), false);
+  } finally {
+    child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+});

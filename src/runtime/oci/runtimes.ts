@@ -101,8 +101,42 @@ export class OciRuntimes {
     return access(this.layout.bundle(id).oom).then(() => true, () => false);
   }
 
-  /** True while `pid` is a live conmon (a container's monitor). */
-  monitorAlive(pid: number): Promise<boolean> {
-    return isConmon(pid);
+  /** True while `pid` is a live conmon (a container's monitor), read from /proc now. */
+  async monitorAlive(pid: number): Promise<boolean> {
+    const alive = await isConmon(pid);
+    if (!alive) this.monitorsSeen.delete(pid);
+    else {
+      if (this.monitorsSeen.size >= 4096) this.monitorsSeen.clear();
+      this.monitorsSeen.set(pid, performance.now());
+    }
+    return alive;
+  }
+
+  /**
+   * monitorAlive for a caller that asks often (ContainerStatus, on every call): once /proc said
+   * conmon, a signal 0 (one system call, no file) answers for MONITOR_RECHECK_MS. A pid that went
+   * away fails it at once; a zombie (until its parent reaps it) or a pid reused within that time
+   * would pass, so callers that act on a death (restore, the exit sweep) use monitorAlive.
+   */
+  monitorProbablyAlive(pid: number): Promise<boolean> {
+    const seen = this.monitorsSeen.get(pid);
+    if (seen !== undefined && performance.now() - seen < MONITOR_RECHECK_MS && signalable(pid)) return Promise.resolve(true);
+    return this.monitorAlive(pid);
+  }
+
+  /** When each monitor pid was last read from /proc as a live conmon (monitorAlive). */
+  private readonly monitorsSeen = new Map<number, number>();
+}
+
+/** How long a conmon read from /proc is trusted while its pid still takes signals. */
+const MONITOR_RECHECK_MS = 2000;
+
+/** True while a process `pid` exists (a zombie still does). */
+function signalable(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, "EPERM");
   }
 }
