@@ -133,7 +133,7 @@ async function main(): Promise<number> {
   const only = new Set(values.only ? values.only.split(",") : WORKLOADS);
   for (const w of only) if (!(WORKLOADS as readonly string[]).includes(w)) throw new Error(`unknown workload "${w}"\n${usage()}`);
   const base: Plan = values.quick
-    ? { ...DEFAULT_PLAN, pullIterations: 2, lifecycleIterations: 3, listIterations: 3, concurrentIterations: 1, warmup: 1, memoryPods: 2, memoryContainersPerPod: 2, listPods: 3, listContainersPerPod: 2, steadyPods: [3, 5], steadySeconds: 10, callIterations: 20 }
+    ? { ...DEFAULT_PLAN, pullIterations: 2, lifecycleIterations: 3, listIterations: 3, concurrentIterations: 1, warmup: 1, memoryPods: 2, memoryContainersPerPod: 2, listPods: 3, listContainersPerPod: 2, steadyPods: [3, 5], steadySeconds: 10, steadyBursts: [3], callIterations: 20 }
     : DEFAULT_PLAN;
   const steadySeconds = values["steady-seconds"] ?? process.env.BENCH_STEADY_SECONDS;
   const steadyPods = values["steady-pods"] ?? process.env.BENCH_STEADY_PODS;
