@@ -18,7 +18,7 @@ import { cpuMs } from "./procs.js";
 import { parseProcStat, USER_HZ } from "../src/proc.js";
 import { startRegistry, type TestRegistry } from "../test/harness/registry.js";
 import { startBerth, type RuntimeUnderTest } from "./runtimes.js";
-import { createStart, POLL, pullImage, runPod, type Pod } from "./workloads.js";
+import { createStart, POLL, pollOnSchedule, pullImage, runPod, type Pod } from "./workloads.js";
 
 const REPO = path.resolve(BENCH_SRC, "..");
 
@@ -154,19 +154,7 @@ async function main(): Promise<void> {
 async function poll(rt: RuntimeUnderTest, seconds: number): Promise<void> {
   const samples = new Map<string, number[]>(POLL.map((c) => [c.call, []]));
   const cpu0 = await cpuMs(rt.pid);
-  const t0 = performance.now();
-  for (let sec = 0; sec < seconds; sec++) {
-    const wait = t0 + sec * 1000 - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    for (const c of POLL) {
-      if (sec % c.every !== 0) continue;
-      const s = performance.now();
-      await c.run(rt);
-      samples.get(c.call)!.push(performance.now() - s);
-    }
-  }
-  const rest = t0 + seconds * 1000 - performance.now();
-  if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+  await pollOnSchedule(rt, seconds, () => false, (call, ms) => samples.get(call)!.push(ms));
   const cpu = (await cpuMs(rt.pid)) - cpu0;
   process.stdout.write(`| call (poll, ${seconds} s) | n | median ms | p90 ms | max ms |\n|---|---|---|---|---|\n`);
   for (const [call, xs] of samples) {

@@ -438,6 +438,22 @@ export const POLL: ReadonlyArray<{ every: number; call: string; run: (rt: Runtim
   { every: 10, call: "ImageFsInfo", run: (rt) => rt.cri.image.imageFsInfo({}, { timeoutMs: 60_000 }).then((r) => r.imageFilesystems.length) },
 ];
 
+/**
+ * kubelet's poll against `rt` on its schedule for `seconds`: each second's calls at the second's
+ * start, and the last second waited out whole. `each` gets every call's time (ms).
+ */
+export async function pollOnSchedule(rt: RuntimeUnderTest, seconds: number, aborted: () => boolean, each?: (call: string, ms: number) => void): Promise<void> {
+  const t0 = performance.now();
+  for (let sec = 0; sec < seconds; sec++) {
+    if (aborted()) throw new Error("interrupted");
+    const wait = t0 + sec * 1000 - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    for (const c of POLL) if (sec % c.every === 0) each?.(c.call, await timed(c.call, () => c.run(rt)));
+  }
+  const rest = t0 + seconds * 1000 - performance.now();
+  if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+}
+
 /** What each poll call must return with `pods` pods of `perPod` containers (a runtime that answers less is not measured). */
 function expected(call: string, pods: number, perPod: number): number {
   if (call === "ListPodSandbox" || call === "ListPodSandboxStats") return pods;
@@ -480,12 +496,12 @@ export async function steadyWorkload(ctx: Ctx): Promise<Group[]> {
     newRow("call-version", "Version"),
   ];
   try {
-    for (const n of p.steadyPods) {
+    for (const [k, n] of p.steadyPods.entries()) {
       const cpu = newRow(`steady-${n}-cpu`, `daemon CPU per second of polling (utime+stime of its pid), ${n} pods x ${perPod}`);
       const mon = newRow(`steady-${n}-monitors`, `monitors' CPU per second (conmon per container / shim per pod)`);
       const calls = POLL.map((c) => newRow(`steady-${n}-${c.call}`, `${c.call} (every ${c.every} s)`));
       const rows = [cpu, mon, ...calls];
-      const bursts = p.steadyBursts[Math.min(p.steadyPods.indexOf(n), p.steadyBursts.length - 1)] ?? 10;
+      const bursts = p.steadyBursts[Math.min(k, p.steadyBursts.length - 1)]!;
       const g = newGroup(`Steady state: kubelet's polling, ${n} pods x ${perPod} running containers`,
         `CPU: ${p.steadySeconds} s of polling per runtime, one runtime after the other, one client: ListPodSandbox + ListContainers every 1 s, Status every 5 s, ListContainerStats + ListPodSandboxStats + ImageFsInfo every 10 s (all at second 0); ms per second of wall time. Calls: median of ${bursts} bursts per runtime of the second-0 sequence (the six calls in that order, one after the other), 300 ms apart, runtimes alternating (a 30 s run gives only 3 samples of the 10 s calls, and one runtime after the other)`, rows);
       groups.push(g);
@@ -526,18 +542,7 @@ export async function steadyWorkload(ctx: Ctx): Promise<Group[]> {
       for (const rt of live) {
         ctx.log(`${rt.name}: polling ${p.steadySeconds} s with ${n} pods`);
         try {
-          const used = await cpuOver(rt, async () => {
-            const t0 = performance.now();
-            for (let sec = 0; sec < p.steadySeconds; sec++) {
-              if (ctx.aborted()) throw new Error("interrupted");
-              const wait = t0 + sec * 1000 - performance.now();
-              if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-              for (const c of POLL) if (sec % c.every === 0) await step(c.call, () => c.run(rt));
-            }
-            // The last second's work is counted whole.
-            const rest = t0 + p.steadySeconds * 1000 - performance.now();
-            if (rest > 0) await new Promise((r) => setTimeout(r, rest));
-          });
+          const used = await cpuOver(rt, () => pollOnSchedule(rt, p.steadySeconds, ctx.aborted));
           cpu.samples[rt.name].push(used.daemon / used.seconds);
           mon.samples[rt.name].push(used.monitors / used.seconds);
         } catch (err) {

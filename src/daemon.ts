@@ -1,9 +1,9 @@
 // berthd: wires the layers once and serves the CRI on a unix socket.
 import { chmod, mkdir, open, readFile, stat, unlink } from "node:fs/promises";
 import { createServer, type Server as NetServer } from "node:net";
-import { warmUp, type WarmupCall } from "./grpc/warmup.js";
-import { ImageServiceService, RuntimeServiceService } from "./gen/api.js";
 import path from "node:path";
+import { ImageServiceService, RuntimeServiceService } from "./gen/api.js";
+import { warmUp, type WarmupCall } from "./grpc/warmup.js";
 import { changedKeys, type Config, type LiveKey } from "./config.js";
 import { isErrno } from "./errors.js";
 import { StateLayout } from "./layout.js";
@@ -133,7 +133,8 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   let server: GrpcServer | undefined;
   let listener: NetServer | undefined;
   let images: LocalImageStore;
-  let idle: IdleMemory | undefined;
+  // A second after the last state-changing call (and after the start-up warm-up), one full GC and malloc_trim (idle-memory.ts).
+  const idle = new IdleMemory({ delayMs: 1000, gc: (globalThis as { gc?: () => void }).gc, trim: trimMalloc, log });
   try {
     await unlink(socket).catch((err) => {
       if (!isErrno(err, "ENOENT")) throw err;
@@ -203,13 +204,11 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
     }, new RuntimeStreaming({ containers: streamContainersOf(containers, runtimes), sandboxes, log }), log);
     await streams.start();
     cleanups.push(() => streams.stop());
-    // A second after the last state-changing call, one full GC and malloc_trim (idle-memory.ts).
-    const collector = (idle = new IdleMemory({ delayMs: 1000, gc: (globalThis as { gc?: () => void }).gc, trim: trimMalloc, log }));
-    observeCalls((method) => collector.callDone(method));
-    collector.schedule();
+    observeCalls((method) => idle.callDone(method));
+    idle.schedule();
     cleanups.push(async () => {
       observeCalls(undefined);
-      collector.close();
+      idle.close();
     });
     events.serving(containerEventRendering({ pods: sandboxes, containers }));
     server = createGrpcServer(
@@ -239,7 +238,7 @@ export async function startDaemon(config: Config, log: Logger, version: string, 
   notifier?.notify("READY=1", log);
   const warmupAbort = new AbortController();
   // Its calls leave garbage and are not counted as work: the collection after start waits for its end.
-  const warmup = config.warmup_calls > 0 ? warmUpSelf(server!, layout.warmupSocket, config.warmup_calls, warmupAbort.signal, log).then(() => idle?.schedule()) : Promise.resolve();
+  const warmup = config.warmup_calls > 0 ? warmUpSelf(server!, layout.warmupSocket, config.warmup_calls, warmupAbort.signal, log).then(() => idle.schedule()) : Promise.resolve();
 
   // How each live key reaches the part that uses it; the compiler wants one entry per LIVE_KEYS item.
   const applyLive: Record<LiveKey, (next: Config) => void> = {

@@ -29,34 +29,24 @@ function imageOf(r: ContainerRecord) {
   return { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" };
 }
 
-/** The fields of a record that change after it is made, as the status was built from them. */
-interface StatusMemo {
-  phase: ContainerPhase;
-  startedAt: bigint;
-  finishedAt: bigint;
-  exitCode: number;
-  reason: string;
-  message: string;
-  annotations: Record<string, string>;
-  resources: ContainerRecord["resources"];
-  user: ProcessUser | undefined;
-  status: ContainerStatus;
-}
+/** The record's fields that change after it is made, and the process's ids: a status is reused while these are the same. */
+const changing = (r: ContainerRecord, user: ProcessUser | undefined) =>
+  [r.phase, r.startedAt, r.finishedAt, r.exitCode, r.reason, r.message, r.annotations, r.resources, user] as const;
 
-const statuses = new WeakMap<ContainerRecord, StatusMemo>();
+const statuses = new WeakMap<ContainerRecord, { key: ReturnType<typeof changing>; status: ContainerStatus }>();
 
 /**
  * A container's status from its record; `user` (the ids read from its process) defaults to the
- * ids its spec gave it. The same object while the record's changing fields and `user` are the
- * same (list-encoding.ts then keeps its bytes: kubelet asks for every container's status again
- * and again). Never mutated once handed out.
+ * ids its spec gave it. The same object while `changing` gives the same values (list-encoding.ts
+ * then keeps its bytes: kubelet asks for every container's status again and again). Never
+ * mutated once handed out.
  */
 export function toContainerStatus(r: ContainerRecord, user?: ProcessUser): ContainerStatus {
+  const key = changing(r, user);
   const m = statuses.get(r);
-  if (m && m.phase === r.phase && m.startedAt === r.startedAt && m.finishedAt === r.finishedAt && m.exitCode === r.exitCode &&
-    m.reason === r.reason && m.message === r.message && m.annotations === r.annotations && m.resources === r.resources && m.user === user) return m.status;
+  if (m && m.key.every((v, i) => v === key[i])) return m.status;
   const status = buildContainerStatus(r, user ?? specUser(r));
-  statuses.set(r, { phase: r.phase, startedAt: r.startedAt, finishedAt: r.finishedAt, exitCode: r.exitCode, reason: r.reason, message: r.message, annotations: r.annotations, resources: r.resources, user, status });
+  statuses.set(r, { key, status });
   return status;
 }
 

@@ -24,7 +24,7 @@ const views = new WeakMap<object, { tags: string[]; digests: string[]; size: num
  */
 export function toCri(img: Image): CriImage {
   const m = views.get(img.config);
-  if (m && m.size === img.size && m.pinned === img.pinned && sameList(m.tags, img.repoTags) && sameList(m.digests, img.repoDigests) && m.view.id === img.id) return m.view;
+  if (m && m.size === img.size && m.pinned === img.pinned && sameList(m.tags, img.repoTags) && sameList(m.digests, img.repoDigests)) return m.view;
   const view = buildCri(img);
   views.set(img.config, { tags: [...img.repoTags], digests: [...img.repoDigests], size: img.size, pinned: img.pinned, view });
   return view;

@@ -44,33 +44,32 @@ export function keptBytes<T extends object>(encode: (res: T) => Uint8Array): (re
 
 /** `items` as repeated message field 1 (tag 0x0a, length-delimited). */
 export function encodeRepeatedField1<T extends object>(items: T[], encode: (item: T) => Uint8Array): Buffer {
-  return framed(items.map((i) => bytesOf(i, encode)), 0x0a);
+  return framed([{ tag: 0x0a, parts: items.map((i) => bytesOf(i, encode)) }]);
 }
 
 /**
- * Each of `parts` as a length-delimited field whose tag byte is `tag` (field number < 16), one
- * after the other, then `rest` as is (a response's other fields, encoded by its generated
+ * Each group's parts as length-delimited fields with the group's tag byte (field number < 16),
+ * one after the other, then `rest` as is (a response's other fields, encoded by its generated
  * encoder). Protobuf readers take fields in any order.
  */
-function framed(parts: Uint8Array[], tag: number, rest?: Uint8Array, more: Uint8Array[] = [], moreTag = 0): Buffer {
+function framed(groups: Array<{ tag: number; parts: Uint8Array[] }>, rest?: Uint8Array): Buffer {
   let size = rest?.length ?? 0;
-  for (const p of parts) size += 1 + varintLength(p.length) + p.length;
-  for (const p of more) size += 1 + varintLength(p.length) + p.length;
+  for (const g of groups) for (const p of g.parts) size += 1 + varintLength(p.length) + p.length;
   const out = Buffer.allocUnsafe(size);
   let off = 0;
-  const put = (p: Uint8Array, t: number) => {
-    out[off++] = t;
-    let n = p.length;
-    while (n >= 0x80) {
-      out[off++] = (n & 0x7f) | 0x80;
-      n = Math.floor(n / 128);
+  for (const g of groups) {
+    for (const p of g.parts) {
+      out[off++] = g.tag;
+      let n = p.length;
+      while (n >= 0x80) {
+        out[off++] = (n & 0x7f) | 0x80;
+        n = Math.floor(n / 128);
+      }
+      out[off++] = n;
+      out.set(p, off);
+      off += p.length;
     }
-    out[off++] = n;
-    out.set(p, off);
-    off += p.length;
-  };
-  for (const p of parts) put(p, tag);
-  for (const p of more) put(p, moreTag);
+  }
   if (rest) out.set(rest, off);
   return out;
 }
@@ -84,19 +83,22 @@ const encodePodStatus = (s: PodSandboxStatus) => PodSandboxStatus.encode(s).fini
  */
 export function serializeContainerStatus(res: ContainerStatusResponse): Buffer {
   const rest = Object.keys(res.info).length > 0 ? ContainerStatusResponse.encode({ status: undefined, info: res.info }).finish() : undefined;
-  return framed(res.status ? [bytesOf(res.status, encodeContainerStatus)] : [], 0x0a, rest);
+  return framed([{ tag: 0x0a, parts: res.status ? [bytesOf(res.status, encodeContainerStatus)] : [] }], rest);
 }
 
 /** PodSandboxStatusResponse: the pod's and its containers' status bytes kept, info and timestamp encoded each time. */
 export function serializePodSandboxStatus(res: PodSandboxStatusResponse): Buffer {
   const rest = PodSandboxStatusResponse.encode({ status: undefined, info: res.info, containersStatuses: [], timestamp: res.timestamp }).finish();
-  return framed(res.status ? [bytesOf(res.status, encodePodStatus)] : [], 0x0a, rest, res.containersStatuses.map((c) => bytesOf(c, encodeContainerStatus)), 0x1a);
+  return framed([
+    { tag: 0x0a, parts: res.status ? [bytesOf(res.status, encodePodStatus)] : [] },
+    { tag: 0x1a, parts: res.containersStatuses.map((c) => bytesOf(c, encodeContainerStatus)) },
+  ], rest);
 }
 
 /** ImageStatusResponse with the image's bytes kept (toCri answers with the same object while the image is unchanged). */
 export function serializeImageStatus(res: ImageStatusResponse): Buffer {
   const rest = Object.keys(res.info).length > 0 ? ImageStatusResponse.encode({ image: undefined, info: res.info }).finish() : undefined;
-  return framed(res.image ? [bytesOf(res.image, encodeImage)] : [], 0x0a, rest);
+  return framed([{ tag: 0x0a, parts: res.image ? [bytesOf(res.image, encodeImage)] : [] }], rest);
 }
 
 const encodeContainer = (c: Container) => Container.encode(c).finish();

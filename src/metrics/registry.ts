@@ -52,8 +52,8 @@ export class BerthMetrics {
     const registers = [this.registry];
     const self = this;
     // Event-loop delay sampled once a second, not prom-client's every 10 ms: the sampling timer
-    // wakes berthd each time, and at 100 ms (what berth had) those wake-ups were most of an idle
-    // berthd's CPU (80 ms a minute with 60 containers; 600 wake-ups).
+    // wakes berthd each time, and at 100 ms (what berth had) its 600 wake-ups a minute were most
+    // of an idle berthd's main-thread CPU (docs/metrics.md has the measurement).
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX, eventLoopMonitoringPrecision: 1000 });
     // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool rejects them): one gauge instead.
     for (const bad of ["active_handles", "active_requests", "active_resources"]) {
