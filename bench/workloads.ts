@@ -448,7 +448,12 @@ export async function pollOnSchedule(rt: RuntimeUnderTest, seconds: number, abor
     if (aborted()) throw new Error("interrupted");
     const wait = t0 + sec * 1000 - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    for (const c of POLL) if (sec % c.every === 0) each?.(c.call, await timed(c.call, () => c.run(rt)));
+    for (const c of POLL) {
+      if (sec % c.every !== 0) continue;
+      // Timed first: `each?.(…, await …)` would skip the call itself when `each` is absent.
+      const ms = await timed(c.call, () => c.run(rt));
+      each?.(c.call, ms);
+    }
   }
   const rest = t0 + seconds * 1000 - performance.now();
   if (rest > 0) await new Promise((r) => setTimeout(r, rest));
