@@ -11,7 +11,8 @@ import { benchIptablesRules, mountsUnder, splitShellish } from "./cleanup.js";
 import { conflist, NETWORKS } from "./cni.js";
 import { newGroup, newRow } from "./measure.js";
 import { CRITEST_BEGIN, CRITEST_END, critestSection, goals, groupTable, serversSection, SERVERS_BEGIN, SERVERS_END, writeCritestSection } from "./report.js";
-import { berthConfig, containerdConfig, crioConfig, crioRegistries } from "./runtimes.js";
+import { berthConfig, containerdConfig, crioConfig, crioRegistries, type RuntimeUnderTest } from "./runtimes.js";
+import { pollOnSchedule } from "./workloads.js";
 import { formatSpread, formatValue, ratio, summarize } from "./stats.js";
 
 describe("stats", () => {
@@ -193,5 +194,38 @@ describe("CRI-O and the steady-state rows", () => {
     const g = goals([newGroup("g", "m", [row])]).find((x) => x.text.startsWith("daemon CPU"))!;
     assert.equal(g.value, 0.5);
     assert.equal(g.limit, 0.8);
+  });
+});
+
+describe("the steady-state poll's schedule", () => {
+  // A stand-in for a runtime's CRI client (no daemon): this checks the schedule, not a runtime.
+  function counting() {
+    const calls: string[] = [];
+    const answer = <T>(name: string, value: T) => async () => (calls.push(name), value);
+    const rt = {
+      cri: {
+        runtime: {
+          listPodSandbox: answer("ListPodSandbox", { items: [] }),
+          listContainers: answer("ListContainers", { containers: [] }),
+          status: answer("Status", { status: { conditions: [] } }),
+          listContainerStats: answer("ListContainerStats", { stats: [] }),
+          listPodSandboxStats: answer("ListPodSandboxStats", { stats: [] }),
+        },
+        image: { imageFsInfo: answer("ImageFsInfo", { imageFilesystems: [] }) },
+      },
+    } as unknown as RuntimeUnderTest;
+    return { rt, calls };
+  }
+
+  test("second 0 sends all six calls, the next seconds the every-second ones; with or without a listener for their times", async () => {
+    for (const listen of [false, true]) {
+      const { rt, calls } = counting();
+      const timed: string[] = [];
+      const t0 = performance.now();
+      await pollOnSchedule(rt, 2, () => false, listen ? (call) => timed.push(call) : undefined);
+      assert.ok(performance.now() - t0 >= 1990, "the last second is waited out");
+      assert.deepEqual(calls, ["ListPodSandbox", "ListContainers", "Status", "ListContainerStats", "ListPodSandboxStats", "ImageFsInfo", "ListPodSandbox", "ListContainers"]);
+      assert.deepEqual(timed, listen ? calls : []);
+    }
   });
 });
