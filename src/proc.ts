@@ -78,10 +78,15 @@ export function readProcText(file: string): string | undefined {
   }
 }
 
-/** The stat of process `pid` (read synchronously: see readProcText); undefined when there is no such process. */
-export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+/** The stat of process `pid`, read now; undefined when there is no such process. */
+export function procStat(pid: number): ProcStat | undefined {
   if (!(pid > 0)) return undefined;
   return parseProcStat(readProcText(`/proc/${pid}/stat`) ?? "");
+}
+
+/** procStat for async callers (the read is synchronous: see readProcText). */
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+  return procStat(pid);
 }
 
 /** True for a process that still runs: neither a zombie waiting to be reaped nor dead. */

@@ -33,8 +33,8 @@ describe("ContainerManager with runc and conmon", () => {
   let mgr: ContainerManager;
   // As the CRI front answers ContainerStatus and ListContainers (src/cri/container.ts).
   const statusOf = async (id: string, verbose: boolean) => {
-    const i = await mgr.status(id, verbose);
-    return { status: toContainerStatus(i.record, i.user), info: i.info };
+    const i = mgr.status(id);
+    return { status: toContainerStatus(i.record, i.user), info: verbose ? await mgr.statusInfo(i.record) : {} };
   };
   const listOf = async (filter: ContainerFilter | undefined) => mgr.list(containerListFilter(filter)).map(toContainerItem);
   let pod: SandboxRef;

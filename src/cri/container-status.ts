@@ -29,11 +29,10 @@ function imageOf(r: ContainerRecord) {
   return { image: r.imageName, annotations: r.image.annotations, userSpecifiedImage: r.image.userSpecifiedImage || r.image.image, runtimeHandler: r.image.runtimeHandler, imageRef: r.image.imageRef ?? "" };
 }
 
-/** The record's fields that change after it is made, and the process's ids: a status is reused while these are the same. */
-const changing = (r: ContainerRecord, user: ProcessUser | undefined) =>
-  [r.phase, r.startedAt, r.finishedAt, r.exitCode, r.reason, r.message, r.annotations, r.resources, user] as const;
+/** The record's fields that change after it is made: a status is reused while these (and the process's ids) are the same. */
+const CHANGING = ["phase", "startedAt", "finishedAt", "exitCode", "reason", "message", "annotations", "resources"] as const;
 
-const statuses = new WeakMap<ContainerRecord, { key: ReturnType<typeof changing>; status: ContainerStatus }>();
+const statuses = new WeakMap<ContainerRecord, { key: unknown[]; user: ProcessUser | undefined; status: ContainerStatus }>();
 
 /**
  * A container's status from its record; `user` (the ids read from its process) defaults to the
@@ -42,11 +41,11 @@ const statuses = new WeakMap<ContainerRecord, { key: ReturnType<typeof changing>
  * mutated once handed out.
  */
 export function toContainerStatus(r: ContainerRecord, user?: ProcessUser): ContainerStatus {
-  const key = changing(r, user);
   const m = statuses.get(r);
-  if (m && m.key.every((v, i) => v === key[i])) return m.status;
+  // Compared in place: a reused status costs no allocation (PodSandboxStatus asks for every container of the pod).
+  if (m && m.user === user && CHANGING.every((f, i) => m.key[i] === r[f])) return m.status;
   const status = buildContainerStatus(r, user ?? specUser(r));
-  statuses.set(r, { key, status });
+  statuses.set(r, { key: CHANGING.map((f) => r[f]), user, status });
   return status;
 }
 

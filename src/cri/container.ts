@@ -15,8 +15,9 @@ export interface Containers {
   start(id: string): Promise<void>;
   stop(id: string, timeoutSec: number): Promise<void>;
   remove(id: string): Promise<void>;
-  status(id: string, verbose: boolean): Promise<ContainerInspection>;
-  list(filter: ContainerListFilter): ContainerRecord[];
+  status(id: string): ContainerInspection;
+  statusInfo(r: ContainerRecord): Promise<Record<string, string>>;
+  list(filter: ContainerListFilter): readonly ContainerRecord[];
   updateResources(id: string, linux: LinuxContainerResources | undefined, annotations: Record<string, string>): Promise<void>;
   reopenLog(id: string): Promise<void>;
 }
@@ -47,8 +48,8 @@ export function containerHandlers(c: Containers, log: Logger): Pick<RuntimeHandl
       return {};
     }),
     containerStatus: unary(log, "ContainerStatus", async (req) => {
-      const { record, user, info } = await c.status(need(req.containerId), req.verbose);
-      return { status: toContainerStatus(record, user), info };
+      const { record, user } = c.status(need(req.containerId));
+      return { status: toContainerStatus(record, user), info: req.verbose ? await c.statusInfo(record) : {} };
     }),
     listContainers: unary(log, "ListContainers", async (req) => ({ containers: c.list(containerListFilter(req.filter)).map(toContainerItem) })),
     updateContainerResources: unary(log, "UpdateContainerResources", async (req) => {

@@ -42,7 +42,7 @@ export function containerEventRendering(state: EventState): Rendering<Uint8Array
         containerEventType: TYPES[e.kind],
         createdAt: e.at,
         podSandboxStatus: pod && toStatus(pod),
-        containersStatuses: state.containers.containersOf(e.sandboxId).map((r) => toContainerStatus(r)),
+        containersStatuses: state.containers.statusesOf(e.sandboxId).map((i) => toContainerStatus(i.record, i.user)),
       }).finish();
     },
     sizeOf: (b) => b.length,

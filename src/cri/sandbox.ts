@@ -3,7 +3,7 @@ import { PodSandboxConfig, PodSandboxState, type PodSandbox, type PodSandboxFilt
 import { InvalidArgument } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { SandboxFilter, SandboxRecord } from "../runtime/sandbox.js";
-import type { ContainerRecord } from "../runtime/container-record.js";
+import type { ContainerInspection } from "../runtime/container.js";
 import { toContainerStatus } from "./container-status.js";
 import { callerGone, unary, type RuntimeHandlers } from "./rpc.js";
 
@@ -20,8 +20,8 @@ const state = (rec: SandboxRecord) => (rec.state === "ready" ? PodSandboxState.S
 
 /** What PodSandboxStatus needs of the container back-end: the pod's containers as ContainerStatus (verbose = false). */
 export interface PodContainerRecords {
-  /** A pod's CRI containers (not its infra container), from memory. */
-  containersOf(sandboxId: string): ContainerRecord[];
+  /** What ContainerStatus reports of each of a pod's CRI containers (not its infra container), from memory. */
+  statusesOf(sandboxId: string): ContainerInspection[];
 }
 
 const statuses = new WeakMap<SandboxRecord, { state: PodSandboxState; network: SandboxRecord["network"]; detached: boolean; status: PodSandboxStatus }>();
@@ -132,7 +132,7 @@ export function sandboxHandlers(pods: PodSandboxes, containers: PodContainerReco
         status: toStatus(rec),
         info: (req.verbose ? { info: verboseInfo(rec) } : {}) as Record<string, string>,
         // Evented PLEG takes the pod's containers from here whenever timestamp is set.
-        containersStatuses: containers.containersOf(rec.id).map((r) => toContainerStatus(r)),
+        containersStatuses: containers.statusesOf(rec.id).map((i) => toContainerStatus(i.record, i.user)),
         timestamp: BigInt(Date.now()) * 1_000_000n,
       };
     }),

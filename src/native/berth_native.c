@@ -20,6 +20,8 @@
 //   spawnProcess(file, args, env, cwd, setsid, stdio, onExit(code, signal)) -> [pid, pidfd]
 //                                                      posix_spawn (vfork-style); a thread reaps it and calls onExit
 //   pidfdSignal(pidfd, signal) -> boolean              pidfd_send_signal; false once the process is gone
+//   watchExit(pid, onExit())  -> id | null             calls onExit once pid has exited (a pidfd on the event loop); null: no such process
+//   cancelExitWatch(id)       -> boolean               stops a watch; false when it had fired or was cancelled
 //   sendDatagram(path, message) -> undefined           one SOCK_DGRAM message to a unix socket ("@name": abstract)
 //   bindDatagram(path)        -> fd                    a non-blocking SOCK_DGRAM socket bound at path (tests' NOTIFY_SOCKET)
 //   recvDatagram(fd)          -> string | null         the next message, null when none is waiting
@@ -73,6 +75,9 @@ static napi_value init(napi_env env, napi_value exports) {
       EXPORT("makePipe", make_pipe),
       EXPORT("spawnProcess", spawn_process),
       EXPORT("pidfdSignal", pidfd_signal),
+      // native_watch.c
+      EXPORT("watchExit", watch_exit),
+      EXPORT("cancelExitWatch", cancel_exit_watch),
       // native_mem.c
       EXPORT("trimMalloc", trim_malloc),
       // native_read.c

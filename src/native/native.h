@@ -140,6 +140,10 @@ napi_value make_pipe(napi_env env, napi_callback_info info);
 napi_value spawn_process(napi_env env, napi_callback_info info);
 napi_value pidfd_signal(napi_env env, napi_callback_info info);
 
+// native_watch.c: exit watches, a pidfd polled on the event loop.
+napi_value watch_exit(napi_env env, napi_callback_info info);
+napi_value cancel_exit_watch(napi_env env, napi_callback_info info);
+
 // native_mem.c: malloc_trim.
 napi_value trim_malloc(napi_env env, napi_callback_info info);
 

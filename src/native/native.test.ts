@@ -7,7 +7,7 @@ import path from "node:path";
 import { execa } from "execa";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs } from "./native.js";
+import { bindDatagram, connectInNetns, connectSeqpacket, countFds, fdSocket, idmapMount, recvDatagram, sendDatagram, mountFs, MS, openPty, pinNewNamespaces, pinNewUserNamespace, procStartTime, setWindowSize, signalNumber, signalProcess, spawnChild, unmountFs, watchExit } from "./native.js";
 
 /** Runs `sh -c script` with fd 3 = fd; resolves with its stdout. */
 function withFd3(script: string, fd: number): Promise<string> {
@@ -192,6 +192,64 @@ describe("berth native addon: signalling a process by pid and start time", () =>
     assert.equal(signalNumber("36"), 36);
     assert.equal(signalNumber("SIGNOPE"), undefined);
     assert.equal(signalNumber("99"), undefined);
+  });
+});
+
+describe("berth native addon: exit watches (watchExit)", () => {
+  /** Resolves true once `fired` is true, false after `ms`. */
+  const within = async (fired: () => boolean, ms: number) => {
+    for (const until = Date.now() + ms; Date.now() < until; ) {
+      if (fired()) return true;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return fired();
+  };
+
+  test("fires once the process exits, and once only; a pid with no process gives no watch", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    const reaped = new Promise((r) => child.once("exit", r));
+    let calls = 0;
+    assert.ok(watchExit(child.pid!, () => calls++));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(calls, 0, "not while it runs");
+    child.kill("SIGKILL");
+    assert.ok(await within(() => calls > 0, 2000), "fired after the kill");
+    await reaped;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(calls, 1);
+    assert.equal(watchExit(child.pid!, () => calls++), undefined, "reaped: no such process");
+  });
+
+  test("a zombie counts as exited (its parent never reaps it)", async () => {
+    // sh starts a short sleep, then becomes a long sleep that never waits for it.
+    const parent = spawn("sh", ["-c", "sleep 0.3 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const pid = Number(await new Promise<string>((r) => parent.stdout!.once("data", (d: Buffer) => r(String(d).trim()))));
+      let fired = false;
+      assert.ok(watchExit(pid, () => (fired = true)));
+      assert.ok(await within(() => fired, 3000), "fired when it became a zombie");
+      assert.match(await readFile(`/proc/${pid}/stat`, "utf8"), /\) Z /, "still a zombie");
+    } finally {
+      parent.kill("SIGKILL");
+    }
+  });
+
+  test("a cancelled watch never fires; cancelling twice is harmless", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    let fired = false;
+    const cancel = watchExit(child.pid!, () => (fired = true))!;
+    cancel();
+    cancel();
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    assert.equal(await within(() => fired, 300), false);
+  });
+
+  test("a watch does not keep the process running", async () => {
+    const native = new URL("./native.js", import.meta.url).href;
+    // pid 1 outlives the script: the script must still end by itself.
+    const r = await execa(process.execPath, ["--input-type=module", "-e", `import { watchExit } from ${JSON.stringify(native)}; if (!watchExit(1, () => {})) process.exit(3);`], { timeout: 10_000, reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
   });
 });
 

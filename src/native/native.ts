@@ -26,6 +26,8 @@ interface Addon {
   makePipe(): [number, number];
   spawnProcess(file: string, args: string[], env: string[], cwd: string, setsid: boolean, stdio: number[], onExit: (code: number, signal: number) => void): [number, number];
   pidfdSignal(pidfd: number, signal: number): boolean;
+  watchExit(pid: number, onExit: () => void): number | null;
+  cancelExitWatch(id: number): boolean;
   sendDatagram(socketPath: string, message: string): void;
   bindDatagram(socketPath: string): number;
   recvDatagram(fd: number): string | null;
@@ -195,6 +197,19 @@ export function procStartTime(pid: number): string | undefined {
  */
 export function signalProcess(pid: number, startTime: string, signal: number): boolean {
   return load().signalProcess(pid, startTime, signal);
+}
+
+/**
+ * Calls `onExit` from the event loop once process `pid` has exited (a zombie counts); the
+ * result cancels the watch. The watch holds a pidfd, so it stays on the process it was opened
+ * on even if the pid is reused. undefined: there is no process `pid`. A watch does not keep
+ * berthd running.
+ */
+export function watchExit(pid: number, onExit: () => void): (() => void) | undefined {
+  const a = load();
+  const id = a.watchExit(pid, onExit);
+  if (id === null) return undefined;
+  return () => void a.cancelExitWatch(id);
 }
 
 /** A signal's number from a name ("SIGTERM", "TERM") or a number ("15"); undefined if unknown. */

@@ -9,11 +9,15 @@ import type { ContainerRecord } from "./container-record.js";
 
 type Kind = ContainerRecord["kind"];
 
+const NONE: readonly ContainerRecord[] = Object.freeze([]);
+
 export class ContainerStore {
   private readonly records = new Map<string, ContainerRecord>();
   /** Reserved names to the id holding them (reserved before the record exists). */
   private readonly names = new Map<string, string>();
   private readonly disk: RecordStore<ContainerRecord>;
+  /** The CRI containers, all and by pod, built once per change of the record set (kubelet lists them every second). */
+  private lists: { containers: readonly ContainerRecord[]; byPod: Map<string, readonly ContainerRecord[]> } | undefined;
 
   constructor(dir: string) {
     this.disk = new RecordStore<ContainerRecord>(dir);
@@ -31,6 +35,7 @@ export class ContainerStore {
       this.records.set(id, r);
       this.names.set(r.name, id);
     }
+    this.lists = undefined;
     return [...this.records.values()];
   }
 
@@ -49,6 +54,7 @@ export class ContainerStore {
   /** Puts a new record in memory (its name is reserved already). */
   add(r: ContainerRecord): void {
     this.records.set(r.id, r);
+    this.lists = undefined;
   }
 
   /** True while `r` is the store's record for its id (not removed meanwhile). */
@@ -73,6 +79,7 @@ export class ContainerStore {
   /** Drops a record from memory and frees its name. */
   forget(r: ContainerRecord): void {
     this.records.delete(r.id);
+    this.lists = undefined;
     this.release(r.name, r.id);
   }
 
@@ -107,14 +114,28 @@ export class ContainerStore {
     return [...this.records.values()];
   }
 
-  /** Every CRI container (not infra). */
-  containers(): ContainerRecord[] {
-    return this.all().filter((r) => r.kind === "container");
+  /** Every CRI container (not infra). The same array until a record is added or forgotten. */
+  containers(): readonly ContainerRecord[] {
+    return this.cached().containers;
   }
 
-  /** A pod's CRI containers (not its infra container). */
-  containersOf(sandboxId: string): ContainerRecord[] {
-    return this.all().filter((r) => r.sandboxId === sandboxId && r.kind === "container");
+  /** A pod's CRI containers (not its infra container). The same array until a record is added or forgotten. */
+  containersOf(sandboxId: string): readonly ContainerRecord[] {
+    return this.cached().byPod.get(sandboxId) ?? NONE;
+  }
+
+  private cached(): NonNullable<ContainerStore["lists"]> {
+    if (!this.lists) {
+      const containers = this.all().filter((r) => r.kind === "container");
+      const byPod = new Map<string, ContainerRecord[]>();
+      for (const r of containers) {
+        const mine = byPod.get(r.sandboxId);
+        if (mine) mine.push(r);
+        else byPod.set(r.sandboxId, [r]);
+      }
+      this.lists = { containers, byPod };
+    }
+    return this.lists;
   }
 
   /** A pod's infra container, if it has one. */

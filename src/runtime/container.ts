@@ -65,8 +65,6 @@ export interface ContainerManagerDeps {
 
 /** The ids a container's process holds (the CRI's ContainerUser.linux). */
 export type ProcessUser = { uid: bigint; gid: bigint; supplementalGroups: bigint[] };
-/** How long ContainerStatus reuses the ids it read from a container's /proc/PID/status. */
-const USER_MAX_AGE_MS = 5000;
 
 /** ListContainers' filter: id and pod id match as prefixes; every label must match. */
 export interface ContainerListFilter {
@@ -82,7 +80,6 @@ export interface ContainerInspection {
   record: ContainerRecord;
   /** The ids the running process holds; undefined: those its spec gave it. */
   user: ProcessUser | undefined;
-  info: Record<string, string>;
 }
 
 export interface ExecSyncResult {
@@ -113,8 +110,8 @@ export class ContainerManager implements PodContainers {
   private host!: HostFacts;
   /** Exit-file reads in progress, one per container. */
   private readonly settling = new Map<string, Promise<void>>();
-  /** What processUser last read, per record: reused while the process and the reading are the same and young. */
-  private readonly users = new WeakMap<ContainerRecord, { at: number; pid: number; startTime: string; user: ProcessUser | undefined }>();
+  /** What processUser read, per record: kept while the record names the same process. */
+  private readonly users = new WeakMap<ContainerRecord, { pid: number; startTime: string; user: ProcessUser }>();
   private readonly log: Logger;
   private readonly mounts: ContainerMounts;
   /** Image volumes of containers being created (not yet in `records`), by container id. */
@@ -132,6 +129,7 @@ export class ContainerManager implements PodContainers {
       dir: this.layout.exits,
       exited: (id) => this.runtimes.exited(id),
       monitorAlive: (pid) => this.runtimes.monitorAlive(pid),
+      watchMonitor: (pid, onGone) => this.runtimes.watchMonitor(pid, onGone),
       record: (id) => this.store.get(id),
       records: () => this.store.all(),
       settle: (r) => this.settle(r),
@@ -291,6 +289,7 @@ export class ContainerManager implements PodContainers {
       record.pidStartTime = procStartTime(record.pid);
       record.conmonPid = started2.conmonPid;
       this.store.add(record);
+      this.exits.watch(record);
       this.volumesInCreate.delete(id);
       this.announce(record, "created");
       await faultPoint("CreateContainer.after-created");
@@ -427,6 +426,7 @@ export class ContainerManager implements PodContainers {
       await faultPoint("StartContainer.after-runc-start");
       r.phase = "running";
       r.startedAt = startedAt;
+      this.processUser(r);
       await this.save(r);
       this.announce(r, "started");
       await faultPoint("StartContainer.after-record");
@@ -513,6 +513,7 @@ export class ContainerManager implements PodContainers {
     await faultPoint("RemoveContainer.after-files");
     await this.store.deleteFile(r.id);
     await faultPoint("RemoveContainer.after-record-delete");
+    this.exits.unwatch(r.id);
     this.store.forget(r);
     this.announce(r, "deleted");
     this.log.info({ id: r.id }, "container removed");
@@ -570,15 +571,21 @@ export class ContainerManager implements PodContainers {
     if (r.kind === "container") this.deps.events?.publish({ kind, id: r.id, sandboxId: r.sandboxId, at: nowNs() });
   }
 
-  async status(id: string, verbose: boolean): Promise<ContainerInspection> {
+  /**
+   * ContainerStatus, from memory: the record is current (the exit watch and the conmon watches
+   * in exit-monitor.ts settle it when the container or its conmon ends), so nothing is read here
+   * but the process's ids, once per process.
+   */
+  status(id: string): ContainerInspection {
     const r = this.find(id);
-    // A dead monitor writes no exit file for the watch to see: asked about, the container is settled now, not at the next sweep.
-    if (r.phase !== "exited" && r.conmonPid > 0 && !(await this.runtimes.monitorProbablyAlive(r.conmonPid))) await this.settle(r);
-    const user = await this.processUser(r);
-    const info: Record<string, string> = {};
-    if (verbose) {
-      const spec = await readFile(this.layout.bundle(r.id).spec, "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
-      info.info = JSON.stringify({
+    return { record: r, user: this.processUser(r) };
+  }
+
+  /** ContainerStatus's verbose info: where the container's parts are, and its OCI spec. */
+  async statusInfo(r: ContainerRecord): Promise<Record<string, string>> {
+    const spec = await readFile(this.layout.bundle(r.id).spec, "utf8").then((t) => JSON.parse(t) as OciSpec).catch(() => undefined);
+    return {
+      info: JSON.stringify({
         sandboxID: r.sandboxId,
         pid: r.phase === "running" ? r.pid : 0,
         conmonPid: r.conmonPid,
@@ -589,32 +596,32 @@ export class ContainerManager implements PodContainers {
         cgroupsPath: r.cgroupsPath,
         snapshotKey: r.id,
         runtimeSpec: spec,
-      });
-    }
-    return { record: r, user, info };
+      }),
+    };
   }
 
   /**
-   * The uid, gid and groups the container's init process really holds (/proc/<pid>/status,
-   * the pid checked against its start time); undefined: what its spec gave it.
+   * The uid, gid and groups the container's init process holds (/proc/<pid>/status, the pid
+   * checked against its start time), read once per process: at StartContainer, or at the first
+   * ContainerStatus after a restart of berthd. The CRI reports the ids first attached to the
+   * process (ContainerUser); a process may change its own later, and those are not reported.
+   * undefined: not running, or not readable (the spec's ids are reported).
    */
-  private async processUser(r: ContainerRecord): Promise<ProcessUser | undefined> {
+  private processUser(r: ContainerRecord): ProcessUser | undefined {
     if (r.phase !== "running" || r.pid <= 0 || !r.pidStartTime) return undefined;
-    // A process's ids change only when it calls setuid/setgroups itself: what was read stays
-    // good for USER_MAX_AGE_MS (the pid and its start time checked again after that).
-    const now = performance.now();
     const seen = this.users.get(r);
-    if (seen && seen.pid === r.pid && seen.startTime === r.pidStartTime && now - seen.at < USER_MAX_AGE_MS) return seen.user;
+    if (seen && seen.pid === r.pid && seen.startTime === r.pidStartTime) return seen.user;
     const text = readProcText(`/proc/${r.pid}/status`);
-    if (text === undefined || procStartTime(r.pid) !== r.pidStartTime) return undefined;
-    const user = processIds(text);
-    this.users.set(r, { at: now, pid: r.pid, startTime: r.pidStartTime, user });
+    const user = text === undefined || procStartTime(r.pid) !== r.pidStartTime ? undefined : processIds(text);
+    if (user) this.users.set(r, { pid: r.pid, startTime: r.pidStartTime, user });
     return user;
   }
 
   /** ListContainers: the CRI containers matching `filter`. */
-  list(filter: ContainerListFilter = {}): ContainerRecord[] {
-    return this.store.containers().filter((r) =>
+  list(filter: ContainerListFilter = {}): readonly ContainerRecord[] {
+    const all = this.store.containers();
+    if (!filter.id && !filter.podSandboxId && !filter.labelSelector && !filter.phase) return all;
+    return all.filter((r) =>
       (!filter.id || r.id.startsWith(filter.id)) &&
       (!filter.podSandboxId || r.sandboxId.startsWith(filter.podSandboxId)) &&
       (!filter.labelSelector || Object.entries(filter.labelSelector).every(([k, v]) => r.labels[k] === v)) &&
@@ -622,12 +629,17 @@ export class ContainerManager implements PodContainers {
   }
 
   /** Records of a pod's CRI containers (not its infra container). */
-  containersOf(sandboxId: string): ContainerRecord[] {
+  containersOf(sandboxId: string): readonly ContainerRecord[] {
     return this.store.containersOf(sandboxId);
   }
 
+  /** status() of each of a pod's CRI containers (PodSandboxStatus and the container events carry them). */
+  statusesOf(sandboxId: string): ContainerInspection[] {
+    return this.store.containersOf(sandboxId).map((r) => ({ record: r, user: this.processUser(r) }));
+  }
+
   /** Every CRI container record (kept current by the exit watch). */
-  async allContainers(): Promise<ContainerRecord[]> {
+  async allContainers(): Promise<readonly ContainerRecord[]> {
     return this.store.containers();
   }
 

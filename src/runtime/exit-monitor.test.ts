@@ -19,15 +19,24 @@ test("the exit monitor settles exits found at start and written later, and wakes
     const quiet = rec("quiet", 4343);
     const records = [early, late, orphaned, quiet];
     const settled: string[] = [];
+    let killQuiet: (() => void) | undefined;
+    let cancelled = false;
     await writeFile(path.join(dir, "early"), "0");
     const m = new ExitMonitor({
       dir,
       exited: (id) => import("node:fs/promises").then((fs) => fs.access(path.join(dir, id)).then(() => true, () => false)),
       monitorAlive: async (pid) => pid === 4343,
+      // The real watch is tested in oci/runtimes.test.ts; here, a conmon that dies on cue.
+      watchMonitor: (pid, onGone) => {
+        if (pid !== 4343) return undefined;
+        killQuiet = onGone;
+        return () => (cancelled = true);
+      },
       record: (id) => records.find((r) => r.id === id),
       records: () => records,
       settle: async (r) => {
         settled.push(r.id);
+        r.phase = "exited";
       },
       log,
     });
@@ -41,6 +50,13 @@ test("the exit monitor settles exits found at start and written later, and wakes
       await new Promise((r) => setTimeout(r, 200));
       assert.ok(settled.includes("late"), "the watch settles a container whose exit file appears");
       assert.ok(!settled.includes("quiet"), "a live container is left alone");
+      killQuiet?.();
+      assert.ok(settled.includes("quiet"), "its conmon's death settles it at once");
+      const other = rec("other", 4343);
+      records.push(other);
+      m.watch(other);
+      m.unwatch("other");
+      assert.equal(cancelled, true, "unwatch cancels the watch");
     } finally {
       m.close();
     }

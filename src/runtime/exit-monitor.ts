@@ -1,7 +1,9 @@
 // Notices containers ending: conmon writes <exits>/<id> when a container exits, and that dir is
-// watched, so status calls answer from memory. A periodic sweep catches what a watch misses (a
-// conmon killed before it could write the exit file, an inotify overflow). What an exit means
-// for the record is the lifecycle's business (`settle`); this module only says when to look.
+// watched, so status calls answer from memory. Each live container's conmon is watched too (a
+// pidfd on the event loop): a conmon killed before it could write the exit file is noticed when
+// it dies, not by a check on every ContainerStatus. A periodic sweep catches what the watches
+// miss (an inotify overflow, a conmon whose watch could not be set up). What an exit means for
+// the record is the lifecycle's business (`settle`); this module only says when to look.
 import { watch, type FSWatcher } from "node:fs";
 import { readdir } from "node:fs/promises";
 import type { Logger } from "../log.js";
@@ -17,6 +19,8 @@ export interface ExitMonitorDeps {
   exited(id: string): Promise<boolean>;
   /** True while `pid` is a live conmon. */
   monitorAlive(pid: number): Promise<boolean>;
+  /** Calls `onGone` once conmon `pid` dies; returns the cancel, or undefined if no live conmon has that pid. */
+  watchMonitor(pid: number, onGone: () => void): (() => void) | undefined;
   /** The record of `id`, if any. */
   record(id: string): ContainerRecord | undefined;
   /** Every record. */
@@ -30,6 +34,8 @@ export class ExitMonitor {
   private watcher: FSWatcher | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** The conmon watch of each live container, by id: its cancel. */
+  private readonly monitors = new Map<string, () => void>();
 
   constructor(private readonly d: ExitMonitorDeps) {}
 
@@ -45,6 +51,7 @@ export class ExitMonitor {
     this.watcher.on("error", (err) => this.d.log.warn({ err: String(err) }, "exit dir watch failed; relying on the periodic sweep"));
     // The watch is up first, so no exit slips between.
     await this.sweep();
+    for (const r of this.d.records()) this.watch(r);
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
     this.sweeper.unref();
   }
@@ -52,6 +59,36 @@ export class ExitMonitor {
   close(): void {
     this.watcher?.close();
     clearInterval(this.sweeper);
+    for (const cancel of this.monitors.values()) cancel();
+    this.monitors.clear();
+  }
+
+  /**
+   * Watches a live container's conmon (once it has one): its death settles the record at once.
+   * A conmon already gone settles it now. Watching a watched record again does nothing.
+   */
+  watch(r: ContainerRecord): void {
+    if (r.phase === "exited" || r.conmonPid <= 0 || this.monitors.has(r.id)) return;
+    const settle = () => {
+      this.monitors.delete(r.id);
+      if (this.d.record(r.id) === r) void this.d.settle(r);
+    };
+    let cancel: (() => void) | undefined;
+    try {
+      cancel = this.d.watchMonitor(r.conmonPid, settle);
+    } catch (err) {
+      // No pidfds (a kernel before 5.3): the sweep still notices a dead conmon.
+      this.d.log.warn({ id: r.id, err: String(err) }, "cannot watch the container's conmon; its death is noticed by the periodic sweep");
+      return;
+    }
+    if (cancel) this.monitors.set(r.id, cancel);
+    else settle();
+  }
+
+  /** Stops watching a container's conmon (the record is going). */
+  unwatch(id: string): void {
+    this.monitors.get(id)?.();
+    this.monitors.delete(id);
   }
 
   /** Wakes whoever waits for `id` to exit. */
@@ -89,5 +126,7 @@ export class ExitMonitor {
     await Promise.all(this.d.records().filter((r) => r.phase !== "exited").map(async (r) => {
       if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await this.d.monitorAlive(r.conmonPid)))) await this.d.settle(r);
     }));
+    // A watch ends when its conmon dies or its record is removed (unwatch); this drops any left by a record that went another way.
+    for (const id of [...this.monitors.keys()]) if (!this.d.record(id)) this.unwatch(id);
   }
 }

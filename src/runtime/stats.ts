@@ -25,8 +25,8 @@ import type { SandboxLookup, SandboxRef } from "./types.js";
 /** What stats needs of the container layer. */
 export interface ContainerSource {
   record(id: string): Promise<ContainerRecord>;
-  allContainers(): Promise<ContainerRecord[]>;
-  containersOf(sandboxId: string): ContainerRecord[];
+  allContainers(): Promise<readonly ContainerRecord[]>;
+  containersOf(sandboxId: string): readonly ContainerRecord[];
   infraOf(sandboxId: string): ContainerRecord | undefined;
 }
 
@@ -158,7 +158,7 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 }
 
 /** The text of the pod's net/dev, from the first of `pids` (infra first, then the members) still running; read once per pod. */
-export function podNetDev(infra: ContainerRecord | undefined, members: ContainerRecord[]): string | undefined {
+export function podNetDev(infra: ContainerRecord | undefined, members: readonly ContainerRecord[]): string | undefined {
   const candidates = infra ? [infra, ...members] : members;
   for (const r of candidates) {
     if (r.phase !== "running" || !(r.pid > 0)) continue;
@@ -330,7 +330,7 @@ export class StatsCollector {
     return out;
   }
 
-  private network(sandbox: SandboxRef, infra: ContainerRecord | undefined, members: ContainerRecord[]): NetworkUsage | undefined {
+  private network(sandbox: SandboxRef, infra: ContainerRecord | undefined, members: readonly ContainerRecord[]): NetworkUsage | undefined {
     if (!sandbox.netnsPath) return undefined;
     const text = podNetDev(infra, members);
     if (!text) return undefined;

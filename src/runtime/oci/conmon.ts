@@ -9,7 +9,7 @@ import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { DeadlineExceeded, Internal, isErrno, NotFound } from "../../errors.js";
 import { spawnChild, type SpawnedChild } from "../../native/native.js";
-import { isLive, readProcStat } from "../../proc.js";
+import { isLive, procStat } from "../../proc.js";
 
 export interface ConmonOptions {
   /** conmon binary. */
@@ -210,9 +210,9 @@ export async function resizeTerminal(ctl: string, height: number, width: number)
   await writeCtl(ctl, `${WINDOW_RESIZE} ${height} ${width}\n`);
 }
 
-/** True when `pid` is a live (not zombie) conmon (pids get reused). */
-export async function isConmon(pid: number): Promise<boolean> {
-  const stat = await readProcStat(pid);
+/** True when `pid` is a live (not zombie) conmon (pids get reused), read from /proc now. */
+export function isConmon(pid: number): boolean {
+  const stat = procStat(pid);
   return isLive(stat) && stat.comm === "conmon";
 }
 

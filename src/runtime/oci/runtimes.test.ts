@@ -28,7 +28,7 @@ test("the exec process keeps the container's settings, with a console size only 
   assert.deepEqual(base.args, ["sleep"], "the base is not changed");
 });
 
-test("monitorProbablyAlive: a conmon read from /proc is then checked by signal 0; a gone one is noticed at once; other processes are no monitor", async () => {
+test("watchMonitor: a live conmon is watched and its death reported; other processes and gone pids get no watch", async () => {
   const { spawn } = await import("node:child_process");
   const { copyFile, mkdtemp, rm } = await import("node:fs/promises");
   const os = await import("node:os");
@@ -43,12 +43,17 @@ test("monitorProbablyAlive: a conmon read from /proc is then checked by signal 0
   const child = spawn(fake, ["60"], { stdio: "ignore" });
   const exited = new Promise((r) => child.once("exit", r));
   try {
-    assert.equal(await rts.monitorProbablyAlive(process.pid), false, "node is not conmon");
-    assert.equal(await rts.monitorProbablyAlive(child.pid!), true);
-    assert.equal(await rts.monitorProbablyAlive(child.pid!), true, "the signal-0 path");
+    let gone = 0;
+    assert.equal(rts.watchMonitor(process.pid, () => gone++), undefined, "node is not conmon");
+    assert.equal(await rts.monitorAlive(child.pid!), true);
+    assert.ok(rts.watchMonitor(child.pid!, () => gone++));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(gone, 0, "not while it runs");
     child.kill("SIGKILL");
     await exited;
-    assert.equal(await rts.monitorProbablyAlive(child.pid!), false, "reaped: no signal 0, /proc read again");
+    for (let i = 0; i < 100 && gone === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(gone, 1, "its death is reported once");
+    assert.equal(rts.watchMonitor(child.pid!, () => gone++), undefined, "reaped: nothing to watch");
     assert.equal(await rts.monitorAlive(child.pid!), false);
   } finally {
     child.kill("SIGKILL");

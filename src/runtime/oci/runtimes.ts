@@ -6,6 +6,7 @@ import { access, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parseDuration, type Config } from "../../config.js";
 import { FailedPrecondition, InvalidArgument, isErrno } from "../../errors.js";
+import { watchExit } from "../../native/native.js";
 import type { StateLayout } from "../../layout.js";
 import { isConmon, readPid } from "./conmon.js";
 import { OciRuntime } from "./runtime.js";
@@ -103,40 +104,21 @@ export class OciRuntimes {
 
   /** True while `pid` is a live conmon (a container's monitor), read from /proc now. */
   async monitorAlive(pid: number): Promise<boolean> {
-    const alive = await isConmon(pid);
-    if (!alive) this.monitorsSeen.delete(pid);
-    else {
-      if (this.monitorsSeen.size >= 4096) this.monitorsSeen.clear();
-      this.monitorsSeen.set(pid, performance.now());
-    }
-    return alive;
+    return isConmon(pid);
   }
 
   /**
-   * monitorAlive for a caller that asks often (ContainerStatus, on every call): once /proc said
-   * conmon, a signal 0 (one system call, no file) answers for MONITOR_RECHECK_MS. A pid that went
-   * away fails it at once; a zombie (until its parent reaps it) or a pid reused within that time
-   * would pass, so callers that act on a death (restore, the exit sweep) use monitorAlive.
+   * Calls `onGone` once conmon `pid` has exited (watchExit: a pidfd on the event loop); the
+   * result cancels the watch. The pidfd is opened before /proc is asked whether `pid` is a live
+   * conmon, so the watch is on that conmon, never on a process that reused its pid later.
+   * undefined: no live conmon has that pid now (`onGone` is not called).
    */
-  monitorProbablyAlive(pid: number): Promise<boolean> {
-    const seen = this.monitorsSeen.get(pid);
-    if (seen !== undefined && performance.now() - seen < MONITOR_RECHECK_MS && signalable(pid)) return Promise.resolve(true);
-    return this.monitorAlive(pid);
-  }
-
-  /** When each monitor pid was last read from /proc as a live conmon (monitorAlive). */
-  private readonly monitorsSeen = new Map<number, number>();
-}
-
-/** How long a conmon read from /proc is trusted while its pid still takes signals. */
-const MONITOR_RECHECK_MS = 2000;
-
-/** True while a process `pid` exists (a zombie still does). */
-function signalable(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, "EPERM");
+  watchMonitor(pid: number, onGone: () => void): (() => void) | undefined {
+    const cancel = watchExit(pid, onGone);
+    if (cancel && !isConmon(pid)) {
+      cancel();
+      return undefined;
+    }
+    return cancel;
   }
 }
