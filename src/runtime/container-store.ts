@@ -16,8 +16,8 @@ export class ContainerStore {
   /** Reserved names to the id holding them (reserved before the record exists). */
   private readonly names = new Map<string, string>();
   private readonly disk: RecordStore<ContainerRecord>;
-  /** The CRI containers, all and by pod, built once per change of the record set (kubelet lists them every second). */
-  private lists: { containers: readonly ContainerRecord[]; byPod: Map<string, readonly ContainerRecord[]> } | undefined;
+  /** The CRI containers, all and by pod, and each pod's infra container, built once per change of the record set (kubelet lists them every second). */
+  private lists: { containers: readonly ContainerRecord[]; byPod: Map<string, readonly ContainerRecord[]>; infra: Map<string, ContainerRecord> } | undefined;
 
   constructor(dir: string) {
     this.disk = new RecordStore<ContainerRecord>(dir);
@@ -126,21 +126,27 @@ export class ContainerStore {
 
   private cached(): NonNullable<ContainerStore["lists"]> {
     if (!this.lists) {
-      const containers = this.all().filter((r) => r.kind === "container");
+      const containers: ContainerRecord[] = [];
       const byPod = new Map<string, ContainerRecord[]>();
-      for (const r of containers) {
+      const infra = new Map<string, ContainerRecord>();
+      for (const r of this.records.values()) {
+        if (r.kind === "infra") {
+          if (!infra.has(r.sandboxId)) infra.set(r.sandboxId, r);
+          continue;
+        }
+        containers.push(r);
         const mine = byPod.get(r.sandboxId);
         if (mine) mine.push(r);
         else byPod.set(r.sandboxId, [r]);
       }
-      this.lists = { containers, byPod };
+      this.lists = { containers, byPod, infra };
     }
     return this.lists;
   }
 
   /** A pod's infra container, if it has one. */
   infraOf(sandboxId: string): ContainerRecord | undefined {
-    return this.all().find((r) => r.sandboxId === sandboxId && r.kind === "infra");
+    return this.cached().infra.get(sandboxId);
   }
 
   get size(): number {

@@ -426,6 +426,7 @@ export class ContainerManager implements PodContainers {
       await faultPoint("StartContainer.after-runc-start");
       r.phase = "running";
       r.startedAt = startedAt;
+      // Read now, once: ContainerStatus reports the ids the process starts with.
       this.processUser(r);
       await this.save(r);
       this.announce(r, "started");
@@ -577,7 +578,10 @@ export class ContainerManager implements PodContainers {
    * but the process's ids, once per process.
    */
   status(id: string): ContainerInspection {
-    const r = this.find(id);
+    return this.inspect(this.find(id));
+  }
+
+  private inspect(r: ContainerRecord): ContainerInspection {
     return { record: r, user: this.processUser(r) };
   }
 
@@ -635,7 +639,7 @@ export class ContainerManager implements PodContainers {
 
   /** status() of each of a pod's CRI containers (PodSandboxStatus and the container events carry them). */
   statusesOf(sandboxId: string): ContainerInspection[] {
-    return this.store.containersOf(sandboxId).map((r) => ({ record: r, user: this.processUser(r) }));
+    return this.store.containersOf(sandboxId).map((r) => this.inspect(r));
   }
 
   /** Every CRI container record (kept current by the exit watch). */

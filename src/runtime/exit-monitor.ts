@@ -124,7 +124,8 @@ export class ExitMonitor {
   private async sweep(): Promise<void> {
     const exitNames = new Set(await readdir(this.d.dir).catch(() => [] as string[]));
     await Promise.all(this.d.records().filter((r) => r.phase !== "exited").map(async (r) => {
-      if (exitNames.has(r.id) || (r.conmonPid > 0 && !(await this.d.monitorAlive(r.conmonPid)))) await this.d.settle(r);
+      // A watched conmon reports its own death; /proc is read only for one without a watch.
+      if (exitNames.has(r.id) || (r.conmonPid > 0 && !this.monitors.has(r.id) && !(await this.d.monitorAlive(r.conmonPid)))) await this.d.settle(r);
     }));
     // A watch ends when its conmon dies or its record is removed (unwatch); this drops any left by a record that went another way.
     for (const id of [...this.monitors.keys()]) if (!this.d.record(id)) this.unwatch(id);
