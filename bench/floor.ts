@@ -6,13 +6,18 @@
 // berth's latency minus the bare server's is what berthd's handler adds; the bare server against
 // containerd is the lowest ratio any server sending berth's answers can reach. Then the same for
 // kubelet's second-0 poll burst (bench/workloads.ts POLL, in order, 300 ms between bursts), the
-// stats lists and ImageFsInfo answered from berthd's answers too.
+// stats lists and ImageFsInfo answered from berthd's answers too, and a fourth server that
+// answers like the bare one but first reads the cgroup files berthd reads for the two stats lists
+// (its containers': cpuacct.usage, memory.usage_in_bytes, memory.stat, and cgroup.procs for the
+// pods' list): the floor of a runtime that reads the kernel's counters when asked, as all three do.
 //
 //   node dist/bench/floor.js [--pods 20] [--per-pod 5] [--calls 300] [--berthd PATH (default bin/berthd)]
 //
-// Needs root. The bare server runs as a child of this script (--serve SOCKET ANSWERS_FILE).
+// Needs root. The bare servers run as children of this script (--serve SOCKET ANSWERS_FILE [--reads]).
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { readProcText } from "../src/proc.js";
+import { cgroupDir } from "../src/runtime/cgroups.js";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -30,9 +35,22 @@ import { createStart, POLL, pullImage, runPod, type Pod } from "./workloads.js";
 const log = (m: string) => process.stderr.write(`[floor] ${m}\n`);
 const t = { timeoutMs: 30_000 };
 
-/** The bare server: each method answers its pre-encoded bytes (base64 in the answers file). */
-async function serve(socket: string, answersFile: string): Promise<void> {
-  const answers = JSON.parse(await readFile(answersFile, "utf8")) as Record<string, string>;
+/** The cgroup files berthd reads for a container in ListContainerStats, and in ListPodSandboxStats (runtime/cgroups.ts, v1). */
+function readCgroupFiles(dirs: string[], pods: boolean): void {
+  for (const d of dirs) {
+    readProcText(`/sys/fs/cgroup/cpuacct${d}/cpuacct.usage`);
+    readProcText(`/sys/fs/cgroup/memory${d}/memory.usage_in_bytes`);
+    readProcText(`/sys/fs/cgroup/memory${d}/memory.stat`);
+    if (pods) readProcText(`/sys/fs/cgroup/pids${d}/cgroup.procs`);
+  }
+}
+
+/**
+ * The bare server: each method answers its pre-encoded bytes (base64 in the answers file); with
+ * `reads`, the two stats lists first read the containers' cgroup files (the answers file's `cgroups`).
+ */
+async function serve(socket: string, answersFile: string, reads: boolean): Promise<void> {
+  const { cgroups, ...answers } = JSON.parse(await readFile(answersFile, "utf8")) as Record<string, string> & { cgroups: string[] };
   const services = ([["RuntimeService", RuntimeServiceService], ["ImageService", ImageServiceService]] as const).map(([service, methods]) => {
     const definition: Record<string, unknown> = {};
     const handlers: Record<string, (call: Call) => void> = {};
@@ -40,7 +58,13 @@ async function serve(socket: string, answersFile: string): Promise<void> {
       if (!(method in methods)) continue;
       const bytes = Buffer.from(b64, "base64");
       definition[method] = { ...(methods as Record<string, object>)[method], responseSerialize: (b: Buffer) => b };
-      handlers[method] = (call) => call.reply(bytes);
+      const statsList = method === "listContainerStats" || method === "listPodSandboxStats";
+      handlers[method] = reads && statsList
+        ? (call) => {
+          readCgroupFiles(cgroups, method === "listPodSandboxStats");
+          call.reply(bytes);
+        }
+        : (call) => call.reply(bytes);
     }
     return { service, definition: definition as never, handlers };
   });
@@ -77,8 +101,8 @@ async function main(): Promise<void> {
   await chmod(dir, 0o711);
   let registry: TestRegistry | undefined;
   const rts: RuntimeUnderTest[] = [];
-  let bare: ChildProcess | undefined;
-  let bareCri: CriClient | undefined;
+  const bares: ChildProcess[] = [];
+  const bareClients: CriClient[] = [];
   try {
     registry = await startRegistry();
     const images = await buildBenchImages(registry, path.join(dir, "images"));
@@ -110,16 +134,29 @@ async function main(): Promise<void> {
       listPodSandboxStats: enc(ListPodSandboxStatsResponse.encode(await b.cri.runtime.listPodSandboxStats({ filter: {} }, t)).finish()),
       imageFsInfo: enc(ImageFsInfoResponse.encode(await b.cri.image.imageFsInfo({}, t)).finish()),
     };
+    // The containers' cgroup dirs, from berthd's verbose status, for the bare server that reads them.
+    const cgroups: string[] = [];
+    for (const id of b.containers) {
+      const { info } = await b.cri.runtime.containerStatus({ containerId: id, verbose: true }, t);
+      cgroups.push(cgroupDir("cgroupfs", (JSON.parse(info.info ?? "{}") as { cgroupsPath: string }).cgroupsPath));
+    }
     const answersFile = path.join(dir, "answers.json");
-    await writeFile(answersFile, JSON.stringify(answers));
-    const socket = path.join(dir, "bare.sock");
-    bare = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve", socket, answersFile], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((resolve, reject) => {
-      bare!.stdout!.on("data", (d: Buffer) => String(d).includes("serving") && resolve());
-      bare!.once("exit", (code) => reject(new Error(`the bare server exited (${code})`)));
-    });
-    bareCri = connectCri(socket);
-    targets.push({ name: "bare", cri: bareCri, rt: { cri: bareCri } as RuntimeUnderTest, containers: b.containers, pods: b.pods });
+    await writeFile(answersFile, JSON.stringify({ ...answers, cgroups }));
+    const bareTarget = async (name: string, reads: boolean): Promise<Target> => {
+      const socket = path.join(dir, `${name}.sock`);
+      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve", socket, answersFile, ...(reads ? ["--reads"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
+      bares.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on("data", (d: Buffer) => String(d).includes("serving") && resolve());
+        child.once("exit", (code) => reject(new Error(`the ${name} server exited (${code})`)));
+      });
+      const cri = connectCri(socket);
+      bareClients.push(cri);
+      return { name, cri, rt: { cri } as RuntimeUnderTest, containers: b.containers, pods: b.pods };
+    };
+    targets.push(await bareTarget("bare", false));
+    // Only the burst has stats lists: this one takes its turn there.
+    const reader = await bareTarget("bare-reads", true);
     const sizes = `answer sizes: ListContainers ${Buffer.from(answers.listContainers, "base64").length} B (berth) vs ${ListContainersResponse.encode(await rts[1]!.cri.runtime.listContainers({}, t)).finish().length} B (containerd)`;
 
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
@@ -140,9 +177,10 @@ async function main(): Promise<void> {
 
     // kubelet's second-0 burst, as make bench times it: the six calls in order, 300 ms between bursts.
     const bursts = Math.max(10, Math.round(nCalls / 10));
-    const burst = POLL.map(() => targets.map(() => [] as number[]));
+    const burstTargets = [...targets, reader];
+    const burst = POLL.map(() => burstTargets.map(() => [] as number[]));
     for (let i = 0; i < bursts + 2; i++) {
-      for (const [j, s] of targets.entries()) {
+      for (const [j, s] of burstTargets.entries()) {
         await new Promise((r) => setTimeout(r, 300));
         for (const [k, c] of POLL.entries()) {
           const t0 = performance.now();
@@ -151,15 +189,16 @@ async function main(): Promise<void> {
         }
       }
     }
-    process.stdout.write(`\nThe poll's second-0 burst: median of ${bursts} bursts after 2, 300 ms apart, servers taking turns burst by burst\n\n`);
-    process.stdout.write(`| call | berth | containerd | bare server, berth's answers | berth - bare | bare / containerd | berth / containerd |\n|---|---|---|---|---|---|---|\n`);
+    process.stdout.write(`\nThe poll's second-0 burst: median of ${bursts} bursts after 2, 300 ms apart, servers taking turns burst by burst; "bare + reads" also reads the ${cgroups.length} containers' cgroup files before each stats list\n\n`);
+    process.stdout.write(`| call | berth | containerd | bare server, berth's answers | bare + reads | berth - bare | berth - (bare + reads) | bare / containerd | (bare + reads) / containerd | berth / containerd |\n|---|---|---|---|---|---|---|---|---|---|\n`);
     for (const [k, c] of POLL.entries()) {
-      const [berth, containerd, floor] = burst[k]!.map(median) as [number, number, number];
-      process.stdout.write(`| ${c.call} | ${berth.toFixed(3)} ms | ${containerd.toFixed(3)} ms | ${floor.toFixed(3)} ms | ${((berth - floor) * 1000).toFixed(0)} us | ${(floor / containerd).toFixed(2)} | ${(berth / containerd).toFixed(2)} |\n`);
+      const [berth, containerd, floor, readsFloor] = burst[k]!.map(median) as [number, number, number, number];
+      const us = (ms: number) => `${(ms * 1000).toFixed(0)} us`;
+      process.stdout.write(`| ${c.call} | ${berth.toFixed(3)} ms | ${containerd.toFixed(3)} ms | ${floor.toFixed(3)} ms | ${readsFloor.toFixed(3)} ms | ${us(berth - floor)} | ${us(berth - readsFloor)} | ${(floor / containerd).toFixed(2)} | ${(readsFloor / containerd).toFixed(2)} | ${(berth / containerd).toFixed(2)} |\n`);
     }
   } finally {
-    bareCri?.close();
-    bare?.kill("SIGKILL");
+    for (const c of bareClients) c.close();
+    for (const child of bares) child.kill("SIGKILL");
     for (const rt of rts) {
       await removeEverything(rt.cri, rt.name, log).catch((e) => log(`cleanup: ${String(e)}`));
       await rt.stop().catch((e) => log(`stop: ${String(e)}`));
@@ -171,7 +210,7 @@ async function main(): Promise<void> {
 
 // Output piped into a reader that goes away must not end the run before its cleanup.
 process.stdout.on("error", () => undefined);
-if (process.argv[2] === "--serve") void serve(process.argv[3]!, process.argv[4]!);
+if (process.argv[2] === "--serve") void serve(process.argv[3]!, process.argv[4]!, process.argv[5] === "--reads");
 else
   main().catch((err) => {
     process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);

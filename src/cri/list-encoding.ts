@@ -5,9 +5,9 @@
 // responses (list-stream.ts) are one field 1 too, and are framed the same way from the bytes
 // their batching measured.
 import {
-  Container, ContainerStats, ContainerStatus, ContainerStatusResponse, ImageStatusResponse, PodSandboxStatus, PodSandboxStatusResponse, Image, PodSandbox, PodSandboxMetrics, PodSandboxStats, type StreamPodSandboxMetricsResponse,
-  type ListContainersResponse, type ListPodSandboxResponse, type StreamContainerStatsResponse, type StreamContainersResponse,
-  type StreamImagesResponse, type StreamPodSandboxesResponse, type StreamPodSandboxStatsResponse,
+  Container, ContainerStatus, ContainerStatusResponse, ImageStatusResponse, PodSandboxStatus, PodSandboxStatusResponse, Image, PodSandbox, PodSandboxMetrics, type StreamPodSandboxMetricsResponse,
+  type ListContainersResponse, type ListPodSandboxResponse, type StreamContainersResponse,
+  type StreamImagesResponse, type StreamPodSandboxesResponse,
 } from "../gen/api.js";
 
 const encoded = new WeakMap<object, Uint8Array>();
@@ -131,14 +131,10 @@ export function serializeListPodSandbox(res: ListPodSandboxResponse): Buffer {
 }
 
 export const encodeImage = (i: Image) => Image.encode(i).finish();
-export const encodeContainerStats = (c: ContainerStats) => ContainerStats.encode(c).finish();
-export const encodePodStats = (p: PodSandboxStats) => PodSandboxStats.encode(p).finish();
 export { encodeContainer, encodePod };
 
 export const serializeStreamContainers = (res: StreamContainersResponse) => encodeRepeatedField1(res.containers, encodeContainer);
 export const serializeStreamPodSandboxes = (res: StreamPodSandboxesResponse) => encodeRepeatedField1(res.podSandboxes, encodePod);
 export const serializeStreamImages = (res: StreamImagesResponse) => encodeRepeatedField1(res.images, encodeImage);
-export const serializeStreamContainerStats = (res: StreamContainerStatsResponse) => encodeRepeatedField1(res.containerStats, encodeContainerStats);
 export const encodePodMetrics = (p: PodSandboxMetrics) => PodSandboxMetrics.encode(p).finish();
 export const serializeStreamPodSandboxMetrics = (res: StreamPodSandboxMetricsResponse) => encodeRepeatedField1(res.podSandboxMetrics, encodePodMetrics);
-export const serializeStreamPodSandboxStats = (res: StreamPodSandboxStatsResponse) => encodeRepeatedField1(res.podSandboxStats, encodePodStats);

@@ -7,18 +7,25 @@ import { status } from "../grpc/status.js";
 import type { Logger } from "../log.js";
 import { serializeContainerEvent } from "./events.js";
 import {
-  keptBytes, serializeContainerStatus, serializeImageStatus, serializeListContainers, serializePodSandboxStatus, serializeListPodSandbox, serializeStreamContainers, serializeStreamContainerStats, serializeStreamImages,
-  serializeStreamPodSandboxes, serializeStreamPodSandboxStats, serializeStreamPodSandboxMetrics,
+  keptBytes, serializeContainerStatus, serializeImageStatus, serializeListContainers, serializePodSandboxStatus, serializeListPodSandbox, serializeStreamContainers, serializeStreamImages,
+  serializeStreamPodSandboxes, serializeStreamPodSandboxMetrics,
 } from "./list-encoding.js";
+import {
+  serializeContainerStats, serializeListContainerStats, serializeListPodSandboxStats, serializePodSandboxStats, serializeStreamContainerStats, serializeStreamPodSandboxStats,
+} from "./stats-encoding.js";
 import { rejected, unimplemented, type ImageHandlers, type RuntimeHandlers } from "./rpc.js";
 
-/** Responses whose items or status objects (or, for Version and Status, the response itself) keep their encoded bytes between calls (list-encoding.ts), or are encoded already (events.ts). */
+/** Responses whose items or status objects (or, for Version and Status, the response itself) keep their encoded bytes between calls (list-encoding.ts), are encoded already (events.ts), or are written in place (the stats, stats-encoding.ts). */
 const CACHED_SERIALIZERS: Record<string, (v: never) => Buffer> = {
   listContainers: serializeListContainers,
   listPodSandbox: serializeListPodSandbox,
   streamContainers: serializeStreamContainers,
   streamPodSandboxes: serializeStreamPodSandboxes,
   streamImages: serializeStreamImages,
+  containerStats: serializeContainerStats,
+  listContainerStats: serializeListContainerStats,
+  podSandboxStats: serializePodSandboxStats,
+  listPodSandboxStats: serializeListPodSandboxStats,
   streamContainerStats: serializeStreamContainerStats,
   streamPodSandboxStats: serializeStreamPodSandboxStats,
   streamPodSandboxMetrics: serializeStreamPodSandboxMetrics,

@@ -154,4 +154,12 @@ test("StatsCollector: every container's counters, the pod's sum and network once
   const again = await s.listContainerStats({ id: "p1-c", podSandboxId: "", labelSelector: {} });
   assert.deepEqual(limitReads.slice(27), ["/test/p1-c1"]);
   assert.deepEqual(again.slice(0, 2).map((c) => c.memory!.availableBytes!.value), [800n, 1800n]);
+  // The attributes are one object per record from poll to poll (their encoded bytes are kept), and a new one once the annotations change.
+  assert.equal(again[0]!.attributes, list[0]!.attributes);
+  assert.equal((await s.listPodStats(undefined))[0]!.attributes, pstats[0]!.attributes);
+  const r0 = recs.get("p1-c0")!;
+  r0.annotations = { ...r0.annotations, changed: "yes" };
+  const after = (await s.listContainerStats({ id: "p1-c0", podSandboxId: "", labelSelector: {} }))[0]!.attributes!;
+  assert.notEqual(after, list[0]!.attributes);
+  assert.equal(after.annotations["changed"], "yes");
 });

@@ -5,12 +5,14 @@
 // pod's network namespace.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import type {
+  ContainerAttributes,
   ContainerStats,
   ContainerStatsFilter,
   CpuUsage,
   MemoryUsage,
   NetworkInterfaceUsage,
   NetworkUsage,
+  PodSandboxAttributes,
   PodSandboxStats,
   PodSandboxStatsFilter,
 } from "../gen/api.js";
@@ -195,6 +197,12 @@ export class StatsCollector {
   private readonly limits = new Map<string, { resources: unknown; at: number; limit: bigint | undefined }>();
   /** Writable-layer usage per container (see LayerUsageCache). */
   private readonly layers: LayerUsageCache;
+  /**
+   * Each container's and pod's attributes, one object while its record's id, metadata, labels and
+   * annotations are the same objects: the answer's encoder keeps their bytes per object
+   * (cri/stats-encoding.ts), and they are most of a stats item that does not change between polls.
+   */
+  private readonly attributes = new WeakMap<object, ContainerAttributes & PodSandboxAttributes>();
 
   constructor(
     private readonly containers: ContainerSource,
@@ -205,6 +213,16 @@ export class StatsCollector {
     options: StatsOptions = DEFAULT_STATS_OPTIONS,
   ) {
     this.layers = new LayerUsageCache(snapshots, options.layerUsageMaxAgeMs, options.parallel);
+  }
+
+  private attributesOf<A extends ContainerAttributes | PodSandboxAttributes>(
+    owner: { id: string; metadata: A["metadata"]; labels: Record<string, string>; annotations: Record<string, string> },
+  ): A {
+    const a = this.attributes.get(owner) as A | undefined;
+    if (a && a.id === owner.id && a.metadata === owner.metadata && a.labels === owner.labels && a.annotations === owner.annotations) return a;
+    const fresh = { id: owner.id, metadata: owner.metadata, labels: owner.labels, annotations: owner.annotations } as A;
+    this.attributes.set(owner, fresh as never);
+    return fresh;
   }
 
   private cpu(key: string, s: CgroupStats): CpuUsage {
@@ -269,7 +287,7 @@ export class StatsCollector {
     const s = this.readCgroup(r, forPod);
     const now = BigInt(Date.now()) * 1_000_000n;
     const stats: ContainerStats = {
-      attributes: { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations },
+      attributes: this.attributesOf<ContainerAttributes>(r),
       cpu: s ? this.cpu(r.cgroupsPath, s) : { timestamp: now, usageCoreNanoSeconds: u64(0), usageNanoCores: u64(0), psi: undefined },
       memory: s ? this.memory(s) : { timestamp: now, workingSetBytes: u64(0), availableBytes: undefined, usageBytes: u64(0), rssBytes: u64(0), pageFaults: u64(0), majorPageFaults: u64(0), psi: undefined },
       writableLayer: undefined,
@@ -385,7 +403,7 @@ export class StatsCollector {
       summed.pids += c.pids;
     }
     return {
-      attributes: { id: sandbox.id, metadata: sandbox.metadata, labels: sandbox.labels, annotations: sandbox.annotations },
+      attributes: this.attributesOf<PodSandboxAttributes>(sandbox),
       linux: {
         cpu: this.cpu(`pod:${sandbox.id}`, summed),
         memory: this.memory(summed),
