@@ -7,17 +7,16 @@
 // containerd is the lowest ratio any server sending berth's answers can reach. Then the same for
 // kubelet's second-0 poll burst (bench/workloads.ts POLL, in order, 300 ms between bursts), the
 // stats lists and ImageFsInfo answered from berthd's answers too, and a fourth server that
-// answers like the bare one but first reads the cgroup files berthd reads for the two stats lists
-// (its containers': cpuacct.usage, memory.usage_in_bytes, memory.stat, and cgroup.procs for the
-// pods' list): the floor of a runtime that reads the kernel's counters when asked, as all three do.
+// answers like the bare one but first reads berthd's containers' cgroups for the two stats lists,
+// through berthd's own reader and as berthd's stats lists ask it: the floor of a runtime that
+// reads the kernel's counters when asked, as all three do.
 //
 //   node dist/bench/floor.js [--pods 20] [--per-pod 5] [--calls 300] [--berthd PATH (default bin/berthd)]
 //
 // Needs root. The bare servers run as children of this script (--serve SOCKET ANSWERS_FILE [--reads]).
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, readFile, writeFile } from "node:fs/promises";
-import { readProcText } from "../src/proc.js";
-import { cgroupDir } from "../src/runtime/cgroups.js";
+import { openCgroups, type Cgroups } from "../src/runtime/cgroups.js";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -35,22 +34,18 @@ import { createStart, POLL, pullImage, runPod, type Pod } from "./workloads.js";
 const log = (m: string) => process.stderr.write(`[floor] ${m}\n`);
 const t = { timeoutMs: 30_000 };
 
-/** The cgroup files berthd reads for a container in ListContainerStats, and in ListPodSandboxStats (runtime/cgroups.ts, v1). */
-function readCgroupFiles(dirs: string[], pods: boolean): void {
-  for (const d of dirs) {
-    readProcText(`/sys/fs/cgroup/cpuacct${d}/cpuacct.usage`);
-    readProcText(`/sys/fs/cgroup/memory${d}/memory.usage_in_bytes`);
-    readProcText(`/sys/fs/cgroup/memory${d}/memory.stat`);
-    if (pods) readProcText(`/sys/fs/cgroup/pids${d}/cgroup.procs`);
-  }
+/** What berthd's stats lists read of each container's cgroup, through berthd's own reader (runtime/stats.ts: the memory limit is reused between polls, no OOM count; the process count for the pods' list). */
+function readCgroups(cgroups: Cgroups, paths: string[], pods: boolean): void {
+  for (const p of paths) cgroups.stats(p, { pids: pods, oomKills: false, memoryLimit: false });
 }
 
 /**
  * The bare server: each method answers its pre-encoded bytes (base64 in the answers file); with
- * `reads`, the two stats lists first read the containers' cgroup files (the answers file's `cgroups`).
+ * `reads`, the two stats lists first read the containers' cgroup files (the answers file's `cgroupsPaths`).
  */
 async function serve(socket: string, answersFile: string, reads: boolean): Promise<void> {
-  const { cgroups, ...answers } = JSON.parse(await readFile(answersFile, "utf8")) as Record<string, string> & { cgroups: string[] };
+  const { cgroupsPaths, ...answers } = JSON.parse(await readFile(answersFile, "utf8")) as Record<string, string> & { cgroupsPaths: string[] };
+  const cgroups = reads ? await openCgroups("cgroupfs") : undefined;
   const services = ([["RuntimeService", RuntimeServiceService], ["ImageService", ImageServiceService]] as const).map(([service, methods]) => {
     const definition: Record<string, unknown> = {};
     const handlers: Record<string, (call: Call) => void> = {};
@@ -59,9 +54,9 @@ async function serve(socket: string, answersFile: string, reads: boolean): Promi
       const bytes = Buffer.from(b64, "base64");
       definition[method] = { ...(methods as Record<string, object>)[method], responseSerialize: (b: Buffer) => b };
       const statsList = method === "listContainerStats" || method === "listPodSandboxStats";
-      handlers[method] = reads && statsList
+      handlers[method] = cgroups && statsList
         ? (call) => {
-          readCgroupFiles(cgroups, method === "listPodSandboxStats");
+          readCgroups(cgroups, cgroupsPaths, method === "listPodSandboxStats");
           call.reply(bytes);
         }
         : (call) => call.reply(bytes);
@@ -134,14 +129,14 @@ async function main(): Promise<void> {
       listPodSandboxStats: enc(ListPodSandboxStatsResponse.encode(await b.cri.runtime.listPodSandboxStats({ filter: {} }, t)).finish()),
       imageFsInfo: enc(ImageFsInfoResponse.encode(await b.cri.image.imageFsInfo({}, t)).finish()),
     };
-    // The containers' cgroup dirs, from berthd's verbose status, for the bare server that reads them.
-    const cgroups: string[] = [];
+    // The containers' cgroups, from berthd's verbose status, for the bare server that reads them.
+    const cgroupsPaths: string[] = [];
     for (const id of b.containers) {
       const { info } = await b.cri.runtime.containerStatus({ containerId: id, verbose: true }, t);
-      cgroups.push(cgroupDir("cgroupfs", (JSON.parse(info.info ?? "{}") as { cgroupsPath: string }).cgroupsPath));
+      cgroupsPaths.push((JSON.parse(info.info ?? "{}") as { cgroupsPath: string }).cgroupsPath);
     }
     const answersFile = path.join(dir, "answers.json");
-    await writeFile(answersFile, JSON.stringify({ ...answers, cgroups }));
+    await writeFile(answersFile, JSON.stringify({ ...answers, cgroupsPaths }));
     const bareTarget = async (name: string, reads: boolean): Promise<Target> => {
       const socket = path.join(dir, `${name}.sock`);
       const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--serve", socket, answersFile, ...(reads ? ["--reads"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
@@ -189,7 +184,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    process.stdout.write(`\nThe poll's second-0 burst: median of ${bursts} bursts after 2, 300 ms apart, servers taking turns burst by burst; "bare + reads" also reads the ${cgroups.length} containers' cgroup files before each stats list\n\n`);
+    process.stdout.write(`\nThe poll's second-0 burst: median of ${bursts} bursts after 2, 300 ms apart, servers taking turns burst by burst; "bare + reads" also reads the ${cgroupsPaths.length} containers' cgroup files before each stats list\n\n`);
     process.stdout.write(`| call | berth | containerd | bare server, berth's answers | bare + reads | berth - bare | berth - (bare + reads) | bare / containerd | (bare + reads) / containerd | berth / containerd |\n|---|---|---|---|---|---|---|---|---|---|\n`);
     for (const [k, c] of POLL.entries()) {
       const [berth, containerd, floor, readsFloor] = burst[k]!.map(median) as [number, number, number, number];

@@ -22,13 +22,28 @@ export function bytesOf<T extends object>(item: T, encode: (item: T) => Uint8Arr
   return b;
 }
 
-function varintLength(n: number): number {
+/** The bytes a non-negative safe integer takes as a varint. */
+export function varintLength(n: number): number {
   let len = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);
     len++;
   }
   return len;
+}
+
+/** Writes a non-negative safe integer as a varint at `pos` (room for 10 bytes is the caller's); returns the position after it. */
+export function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+  while (n > 0x7fffffff) {
+    buf[pos++] = (n % 128) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  while (n >= 0x80) {
+    buf[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  buf[pos++] = n;
+  return pos;
 }
 
 /**
@@ -60,12 +75,7 @@ function framed(groups: Array<{ tag: number; parts: Uint8Array[] }>, rest?: Uint
   for (const g of groups) {
     for (const p of g.parts) {
       out[off++] = g.tag;
-      let n = p.length;
-      while (n >= 0x80) {
-        out[off++] = (n & 0x7f) | 0x80;
-        n = Math.floor(n / 128);
-      }
-      out[off++] = n;
+      off = writeVarint(out, off, p.length);
       out.set(p, off);
       off += p.length;
     }

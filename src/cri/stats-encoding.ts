@@ -12,7 +12,7 @@ import {
   type ContainerStatsResponse, type ListContainerStatsResponse, type ListPodSandboxStatsResponse, type PodSandboxStatsResponse,
   type StreamContainerStatsResponse, type StreamPodSandboxStatsResponse,
 } from "../gen/api.js";
-import { bytesOf, encodeRepeatedField1 } from "./list-encoding.js";
+import { bytesOf, encodeRepeatedField1, varintLength, writeVarint } from "./list-encoding.js";
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -57,18 +57,7 @@ class Writer {
   /** A non-negative safe integer as a varint. */
   varint(n: number): void {
     this.room(10);
-    const buf = this.buf;
-    let pos = this.pos;
-    while (n > 0x7fffffff) {
-      buf[pos++] = (n % 128) | 0x80;
-      n = Math.floor(n / 128);
-    }
-    while (n >= 0x80) {
-      buf[pos++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    buf[pos++] = n;
-    this.pos = pos;
+    this.pos = writeVarint(this.buf, this.pos, n);
   }
 
   /** A uint64 (or an int64, two's complement) as a varint. */
@@ -116,18 +105,11 @@ class Writer {
       this.buf[at] = len;
       return;
     }
-    let extra = 0;
-    for (let n = len; n >= 0x80; n >>>= 7) extra++;
+    const extra = varintLength(len) - 1;
     this.room(extra);
     this.buf.copyWithin(at + 1 + extra, at + 1, this.pos);
     this.pos += extra;
-    let n = len;
-    let i = at;
-    while (n >= 0x80) {
-      this.buf[i++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    this.buf[i] = n;
+    writeVarint(this.buf, at, len);
   }
 
   bytes(tag: number, b: Uint8Array): void {
